@@ -1,0 +1,116 @@
+"""Run real tokn servers inside tests: a background thread with its own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import tomlkit
+
+from tokn import paths
+from tokn.config import load_config
+
+
+def write_config(data: dict[str, Any]) -> None:
+    """Write ``data`` as the config file of the current TOKN_HOME."""
+    paths.write_private(paths.config_file(), tomlkit.dumps(data))
+
+
+def account(account_id: str, provider: str, **fields: Any) -> dict[str, Any]:
+    return {"id": account_id, "provider": provider, **fields}
+
+
+@contextlib.contextmanager
+def running_tokn(*, with_proxy: bool = False, api_key: str | None = None,
+                 proxy_route_mode: str | None = None, listener_public: bool = True,
+                 host: str = "127.0.0.1", proxy_host: str = "127.0.0.1",
+                 proxy_port: int = 0) -> Iterator[Any]:
+    """Start listener (+ proxy) on free ports from the current config; yields a
+    namespace with ``api_url``, ``proxy_url`` and ``runtime``."""
+    from tokn.runtime import Bound, Runtime, serve
+
+    cfg = load_config()
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+    loop = asyncio.new_event_loop()
+
+    async def main() -> None:
+        runtime = Runtime(cfg, api_key=api_key)
+        box["runtime"] = runtime
+        box["stop"] = asyncio.Event()
+
+        def on_ready(bound: Bound) -> None:
+            box["bound"] = bound
+            ready.set()
+
+        await serve(runtime, host=host, port=0, with_proxy=with_proxy, proxy_host=proxy_host,
+                    proxy_port=proxy_port, proxy_route_mode=proxy_route_mode,
+                    listener_public=listener_public, on_ready=on_ready, stop=box["stop"])
+
+    def target() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test below
+            box["error"] = exc
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=target, daemon=True)
+    # signal handlers can only be installed from the main thread; serve() tolerates that
+    thread.start()
+    ready.wait(30)
+    if "error" in box:
+        raise box["error"]
+
+    class Handle:
+        api_url = box["bound"].api_url
+        proxy_url = box["bound"].proxy_url
+        runtime = box["runtime"]
+
+        @staticmethod
+        def call(coro: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result(30)
+
+    try:
+        yield Handle
+    finally:
+        loop.call_soon_threadsafe(box["stop"].set)
+        thread.join(15)
+        loop.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def proxy_env(shell: str = "bash") -> dict[str, str]:
+    """The environment a user's shell has after ``eval "$(tokn proxy env)"``:
+    runs the real CLI and evaluates its output in real bash."""
+    script = f'eval "$({sys.executable} -m tokn proxy env --shell {shell})" && env -0'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True,
+                         env=dict(os.environ), timeout=60).stdout
+    after = dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
+    return {k: v for k, v in after.items() if os.environ.get(k) != v}
+
+
+@contextlib.contextmanager
+def applied_env(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,45 @@
+"""Shared helpers for command modules: one error boundary, one console."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr and return an Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Turn tokn's domain errors into a one-line CLI message (no traceback)."""
+    from tokn.config import ConfigError
+    from tokn.errors import ToknError
+
+    try:
+        yield
+    except (ConfigError, ToknError) as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def load_config_or_exit():
+    """Load the config, print its warnings to stderr, exit with a message on error."""
+    from tokn.config import load_config
+
+    with cli_errors():
+        cfg = load_config()
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return cfg

@@ -1,0 +1,83 @@
+"""``tokn serve``: the OpenAI/Anthropic-compatible listener (and the proxy)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
+from tokn.config import ROUTE_MODES
+
+
+def _mode(value: str | None) -> str | None:
+    if value is not None and value not in ROUTE_MODES:
+        raise typer.BadParameter(f"{value!r}; use one of: {', '.join(ROUTE_MODES)}")
+    return value
+
+
+def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: bool,
+        proxy_host: str | None, proxy_port: int | None, proxy_route_mode: str | None,
+        allow_remote: bool, listener_public: bool = True) -> None:
+    """Shared by ``tokn serve`` and ``tokn proxy start``."""
+    from tokn.logs import setup_logging
+    from tokn.runtime import Bound, Runtime, serve
+    from tokn.server.guard import check_bind
+
+    cfg = load_config_or_exit()
+    host = host or cfg.server.host
+    port = cfg.server.port if port is None else port
+    key = cfg.server.api_key if api_key is None else api_key
+    p_host = proxy_host or cfg.proxy_mode.host
+    p_port = cfg.proxy_mode.port if proxy_port is None else proxy_port
+    try:
+        if listener_public:
+            check_bind(host, allow_remote=allow_remote, api_key=key, what="the listener")
+        if with_proxy:
+            check_bind(p_host, allow_remote=allow_remote, api_key=key, what="the proxy")
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    setup_logging(cfg)
+
+    def ready(bound: Bound) -> None:
+        if bound.api_url:
+            console.print(f"tokn listener on [bold]{bound.api_url}[/] "
+                          f"({len(runtime.pool.providers)} accounts)", highlight=False)
+        if bound.proxy_url:
+            console.print(f"tokn proxy on [bold]{bound.proxy_url}[/] — in a shell: "
+                          f'eval "$(tokn proxy env)"', highlight=False)
+        console.print("[dim]Ctrl-C to stop[/]")
+
+    async def main() -> None:
+        await serve(runtime, host=host, port=port, with_proxy=with_proxy,
+                    proxy_host=p_host, proxy_port=p_port, proxy_route_mode=proxy_route_mode,
+                    listener_public=listener_public, on_ready=ready)
+
+    with cli_errors():
+        runtime = Runtime(cfg, api_key=key)
+        asyncio.run(main())
+    err_console.print("tokn stopped")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_cmd(
+        host: str = typer.Option(None, help="Listener address [default: [server].host, "
+                                 "127.0.0.1]."),
+        port: int = typer.Option(None, help="Listener port [default: [server].port, 4141]."),
+        api_key: str = typer.Option(None, "--api-key", envvar="TOKN_API_KEY",
+                                    help="Require this key from clients (Bearer or x-api-key)."),
+        with_proxy: bool = typer.Option(False, "--with-proxy",
+                                        help="Also run the MITM proxy in the same process."),
+        proxy_host: str = typer.Option(None, help="Proxy address [default: 127.0.0.1]."),
+        proxy_port: int = typer.Option(None, help="Proxy port [default: 4142]."),
+        proxy_route_mode: str = typer.Option(None, callback=_mode,
+                                             help="Proxy default mode: route|switch|passthrough."),
+        insecure_allow_remote: bool = typer.Option(
+            False, "--insecure-allow-remote",
+            help="Allow binding beyond loopback (needs an API key)."),
+    ) -> None:
+        """Run the OpenAI/Anthropic-compatible API on 127.0.0.1:4141 (and the proxy)."""
+        run(host=host, port=port, api_key=api_key, with_proxy=with_proxy,
+            proxy_host=proxy_host, proxy_port=proxy_port, proxy_route_mode=proxy_route_mode,
+            allow_remote=insecure_allow_remote)

@@ -1,0 +1,467 @@
+"""tokn's TOML configuration: load, validate, edit, save.
+
+Two views of one file:
+
+* the *document* (``tomlkit``), which keeps comments and key order and is what
+  ``tokn config set`` edits and writes back;
+* the validated :class:`Config`, a plain dataclass tree the rest of tokn reads.
+
+Validation is pure (:func:`parse_config`); problems raise :class:`ConfigError`
+whose message names the file, the key and the fix.  Unknown keys only warn.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+
+from tokn import paths
+
+ROUTE_MODES = ("route", "switch", "passthrough")
+STRATEGIES = ("round_robin", "fill_first")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+SECRET_KEY_RE = re.compile(r"(token|api_key|apikey|secret|password|(^|_)key$)", re.I)
+
+
+class ConfigError(Exception):
+    """The config file cannot be used as it is; the message says how to fix it."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 4141
+    route_mode: str = "route"
+    api_key: str = ""
+
+
+@dataclass
+class ProxyModeConfig:
+    host: str = "127.0.0.1"
+    port: int = 4142
+    route_mode: str = "route"
+    intercept_hosts: list[str] = field(default_factory=list)
+    passthrough_hosts: list[str] = field(default_factory=list)
+    provider_modes: dict[str, str] = field(default_factory=dict)
+    upstream_ca_bundle: str = ""
+    # host -> "ip:port" to reach instead (tests, split-horizon networks); the
+    # TLS name checked stays the original host.
+    upstream_overrides: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PoolConfig:
+    strategy: str = "round_robin"
+    failure_cooldown_secs: float = 30.0
+    max_cooldown_secs: float = 900.0
+    sticky_sessions: bool = False
+    default_provider: str = ""
+
+
+@dataclass
+class UsageConfig:
+    enabled: bool = True
+    record_bodies: bool = False
+    body_cap_bytes: int = 65536
+
+
+@dataclass
+class OutboundProxyConfig:
+    url: str = ""
+    system: bool = True
+    no_proxy: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "info"
+    format: str = "text"
+    file: str = ""
+
+
+@dataclass
+class CAConfig:
+    name_constraints: bool = True
+
+
+@dataclass
+class ModelsConfig:
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AccountConfig:
+    """One ``[[accounts]]`` entry.  Provider-specific credential fields live in
+    ``fields`` (``github_token``, ``api_key``, ``refresh_token`` ...)."""
+
+    id: str
+    provider: str
+    base_url: str = ""
+    refresh_url: str = ""
+    enabled: bool = True
+    models: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    proxy_mode: ProxyModeConfig = field(default_factory=ProxyModeConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    usage: UsageConfig = field(default_factory=UsageConfig)
+    proxy: OutboundProxyConfig = field(default_factory=OutboundProxyConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ca: CAConfig = field(default_factory=CAConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    accounts: list[AccountConfig] = field(default_factory=list)
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerConfig,
+    "proxy_mode": ProxyModeConfig,
+    "pool": PoolConfig,
+    "usage": UsageConfig,
+    "proxy": OutboundProxyConfig,
+    "logging": LoggingConfig,
+    "ca": CAConfig,
+    "models": ModelsConfig,
+}
+_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings"}
+_CHOICES = {
+    ("server", "route_mode"): ROUTE_MODES,
+    ("proxy_mode", "route_mode"): ROUTE_MODES,
+    ("pool", "strategy"): STRATEGIES,
+    ("logging", "level"): LOG_LEVELS,
+    ("logging", "format"): LOG_FORMATS,
+}
+
+
+def _plain(value: Any) -> Any:
+    """tomlkit items -> plain Python values."""
+    return value.unwrap() if hasattr(value, "unwrap") else value
+
+
+def _type_name(tp: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "an array", dict: "a table"}.get(tp, tp.__name__)
+
+
+def _check_type(where: str, key: str, value: Any, default: Any, src: str) -> Any:
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        raise ConfigError(
+            f"{src}: {where}{key} must be {_type_name(expected)}, got {value!r}; "
+            f"fix it with `tokn config set {where}{key} VALUE` or edit the file."
+        )
+    if expected is list and not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{src}: {where}{key} must be an array of strings, got {value!r}.")
+    return value
+
+
+def _parse_section(name: str, raw: Any, src: str, warnings: list[str]) -> Any:
+    cls = SECTIONS[name]
+    obj = cls()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: [{name}] must be a table, got {raw!r}.")
+    for key, value in raw.items():
+        if not hasattr(obj, key):
+            warnings.append(f"{src}: unknown key {name}.{key} (ignored)")
+            continue
+        value = _check_type(f"{name}.", key, _plain(value), getattr(obj, key), src)
+        choices = _CHOICES.get((name, key))
+        if choices and value not in choices:
+            raise ConfigError(
+                f"{src}: {name}.{key} = {value!r} is not valid; use one of: {', '.join(choices)}."
+            )
+        setattr(obj, key, value)
+    return obj
+
+
+def _parse_account(i: int, raw: Any, src: str, seen: set[str]) -> AccountConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: accounts[{i}] must be a table.")
+    account_id = raw.get("id")
+    provider = raw.get("provider")
+    if not isinstance(account_id, str) or not account_id:
+        raise ConfigError(f"{src}: accounts[{i}] has no `id`; add `id = \"NAME\"` to it.")
+    if not isinstance(provider, str) or not provider:
+        raise ConfigError(
+            f"{src}: account {account_id!r} has no `provider`; add e.g. "
+            f"`provider = \"github-copilot\"`."
+        )
+    if account_id in seen:
+        raise ConfigError(f"{src}: two accounts are called {account_id!r}; ids must be unique.")
+    seen.add(account_id)
+    acc = AccountConfig(id=account_id, provider=provider)
+    for key in ("base_url", "refresh_url", "enabled", "models", "settings"):
+        if key in raw:
+            value = _check_type(f"accounts.{account_id}.", key, _plain(raw[key]),
+                                getattr(acc, key), src)
+            setattr(acc, key, value)
+    acc.fields = {k: _plain(v) for k, v in raw.items() if k not in _ACCOUNT_KNOWN}
+    return acc
+
+
+def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
+    """Validate a parsed TOML mapping into a :class:`Config` (pure)."""
+    cfg = Config()
+    for key, value in data.items():
+        if key in SECTIONS:
+            setattr(cfg, key, _parse_section(key, value, src, cfg.warnings))
+        elif key == "accounts":
+            value = _plain(value)
+            if not isinstance(value, list):
+                raise ConfigError(f"{src}: `accounts` must be an array of tables ([[accounts]]).")
+            seen: set[str] = set()
+            cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
+        else:
+            cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
+    for provider, mode in cfg.proxy_mode.provider_modes.items():
+        if mode not in ROUTE_MODES:
+            raise ConfigError(
+                f"{src}: proxy_mode.provider_modes.{provider} = {mode!r} is not valid; "
+                f"use one of: {', '.join(ROUTE_MODES)}."
+            )
+    return cfg
+
+
+def load_document(path: Path | None = None) -> tomlkit.TOMLDocument:
+    """The config file as an editable tomlkit document (empty when absent)."""
+    path = path or paths.config_file()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return tomlkit.document()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        return tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix it with `tokn config edit`.") from exc
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate the config file; defaults when it does not exist."""
+    path = path or paths.config_file()
+    cfg = parse_config(load_document(path).unwrap(), str(path))
+    cfg.path = path
+    return cfg
+
+
+def save_document(doc: tomlkit.TOMLDocument, path: Path | None = None) -> Path:
+    """Validate then write atomically with mode 0600 (directory 0700)."""
+    path = path or paths.config_file()
+    text = tomlkit.dumps(doc)
+    parse_config(tomlkit.parse(text).unwrap(), str(path))
+    paths.write_private(path, text)
+    return path
+
+
+# --- dotted-key editing -----------------------------------------------------------
+
+def _split(key: str) -> list[str]:
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"{key!r} is not a valid key; use dotted names like server.port.")
+    return parts
+
+
+def account_table(doc: tomlkit.TOMLDocument, account_id: str) -> Any:
+    for table in doc.get("accounts", []):
+        if table.get("id") == account_id:
+            return table
+    raise ConfigError(f"no account with id {account_id!r}; see `tokn account list`.")
+
+
+def _root(doc: tomlkit.TOMLDocument, account: str | None) -> Any:
+    return account_table(doc, account) if account else doc
+
+
+def get_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> Any:
+    node: Any = _root(doc, account)
+    for part in _split(key):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return _plain(node)
+
+
+def default_for(key: str) -> Any:
+    """The built-in default of a known ``section.key``, else ``None``."""
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in SECTIONS:
+        return getattr(SECTIONS[parts[0]](), parts[1], None)
+    return None
+
+
+def coerce(raw: str, like: Any) -> Any:
+    """Parse the command-line string ``raw`` as the type of ``like``.
+
+    ``like`` is None for a new key: then a TOML literal (``42``, ``true``,
+    ``["a"]``) is honoured and anything else stays a string.
+    """
+    if isinstance(like, bool):
+        low = raw.strip().lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if isinstance(like, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {raw!r}") from None
+    if isinstance(like, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number, got {raw!r}") from None
+    if isinstance(like, str):
+        return raw
+    if isinstance(like, list):
+        try:
+            value = tomlkit.parse(f"v = {raw}")["v"].unwrap()
+        except TOMLKitError:
+            return [p.strip() for p in raw.split(",") if p.strip()]
+        return value if isinstance(value, list) else [value]
+    if isinstance(like, dict):
+        try:
+            value = tomlkit.parse(f"v = {raw}")["v"].unwrap()
+        except TOMLKitError:
+            raise ValueError(f"expected an inline table like {{a = 1}}, got {raw!r}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"expected an inline table like {{a = 1}}, got {raw!r}")
+        return value
+    try:
+        return tomlkit.parse(f"v = {raw}")["v"].unwrap()
+    except TOMLKitError:
+        return raw
+
+
+def set_key(doc: tomlkit.TOMLDocument, key: str, raw: str, *, account: str | None = None,
+            add: bool = False) -> Any:
+    """Set ``key`` to ``raw`` (keeping the existing value's type); ``add`` appends
+    to an array.  Returns the stored value."""
+    parts = _split(key)
+    node: Any = _root(doc, account)
+    for part in parts[:-1]:
+        if part not in node:
+            node[part] = tomlkit.table()
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is not a table.")
+    last = parts[-1]
+    existing = _plain(node[last]) if last in node else (None if account else default_for(key))
+    if add:
+        if existing is None:
+            existing = []
+        if not isinstance(existing, list):
+            raise ConfigError(f"{key} is not an array; --add only appends to arrays.")
+        try:
+            items = coerce(raw, [])
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from exc
+        value = list(existing) + [i for i in items if i not in existing]
+    else:
+        try:
+            value = coerce(raw, existing)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from exc
+    node[last] = value
+    return value
+
+
+def unset_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> None:
+    parts = _split(key)
+    node: Any = _root(doc, account)
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    if parts[-1] not in node:
+        raise KeyError(key)
+    del node[parts[-1]]
+
+
+def mask(value: str) -> str:
+    """``ghu_abcdef123456`` -> ``ghu_…3456``; short secrets become ``****``."""
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "****"
+    return f"{value[:4]}…{value[-4:]}"
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(SECRET_KEY_RE.search(key.split(".")[-1]))
+
+
+def masked(data: Any, key: str = "") -> Any:
+    """A copy of ``data`` with every secret-looking string value masked."""
+    if isinstance(data, dict):
+        return {k: masked(v, k) for k, v in data.items()}
+    if isinstance(data, list):
+        return [masked(v, key) for v in data]
+    if isinstance(data, str) and key and is_secret_key(key):
+        return mask(data)
+    return data
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]``; arrays of tables keep their index."""
+    out: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.extend(flatten(value, name + "."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                label = item.get("id", i)
+                out.extend(flatten(item, f"{name}[{label}]."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def add_account(doc: tomlkit.TOMLDocument, values: dict[str, Any]) -> None:
+    """Append an ``[[accounts]]`` table, or update the one with the same id."""
+    if "accounts" not in doc:
+        doc["accounts"] = tomlkit.aot()
+    for table in doc["accounts"]:
+        if table.get("id") == values["id"]:
+            for k, v in values.items():
+                table[k] = v
+            return
+    table = tomlkit.table()
+    for k, v in values.items():
+        table[k] = v
+    doc["accounts"].append(table)
+
+
+def remove_account(doc: tomlkit.TOMLDocument, account_id: str) -> bool:
+    accounts = doc.get("accounts")
+    if accounts is None:
+        return False
+    for i, table in enumerate(accounts):
+        if table.get("id") == account_id:
+            del accounts[i]
+            return True
+    return False

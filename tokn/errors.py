@@ -1,0 +1,67 @@
+"""Error bodies in each caller's own API format, and tokn's one domain error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ToknError(Exception):
+    """A failure with a message fit for a user (what happened, what to do).
+
+    ``status`` is the HTTP status the listener answers with; ``code`` a short
+    machine-readable reason.
+    """
+
+    def __init__(self, message: str, *, status: int = 500, code: str = "tokn_error",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    501: "not_implemented_error",
+}
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def openai_error(status: int, message: str, code: str | None = None,
+                 param: str | None = None) -> dict[str, Any]:
+    """``{"error": {...}}`` as the OpenAI API returns it."""
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def anthropic_error(status: int, message: str) -> dict[str, Any]:
+    """``{"type": "error", "error": {...}}`` as the Anthropic API returns it."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_body(fmt: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    """The error body for inbound format ``fmt`` ("messages" is Anthropic's)."""
+    if fmt == "messages":
+        return anthropic_error(status, message)
+    return openai_error(status, message, code)

@@ -1,0 +1,305 @@
+"""tokn's mitmproxy addon: allowlist interception and the three route modes.
+
+Only allowlisted hosts reach these hooks decrypted (``allow_hosts``); every
+other CONNECT is tunnelled by mitmproxy untouched.  For an intercepted flow:
+
+* ``passthrough``: forwarded as is, only observed (usage recorded);
+* ``switch``: the client's credentials are replaced by a pooled account's;
+* ``route``: rewritten to the in-process listener, whose pipeline picks the
+  account and converts formats, so both front doors share one pool.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import ctx, http
+
+from tokn import hosts
+from tokn.convert import extract_usage, stream_converter
+from tokn.errors import ToknError, error_body
+from tokn.mitm import modes
+from tokn.server.auth import key_matches
+
+HELP_TEXT = """tokn proxy
+
+This is tokn's local HTTP(S) forward proxy. Point clients at it with
+    eval "$(tokn proxy env)"
+LLM API hosts on the allowlist are intercepted (route / switch / passthrough);
+every other host is tunnelled untouched.  See `tokn proxy --help`.
+"""
+
+STRIP_ALWAYS = ("proxy-authorization", "proxy-connection")
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+OBSERVED = ("chat", "messages", "responses")
+
+
+@dataclass
+class FlowInfo:
+    mode: str
+    provider: str | None
+    fmt: str | None
+    account: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    ttfb: float | None = None
+    converter: Any = None
+    model: str | None = None
+    stream: bool = False
+    bytes_out: int = 0
+
+
+def _caller_format(host: str, path: str) -> str:
+    return "messages" if "anthropic" in host or path.rstrip("/").endswith("/messages") else "chat"
+
+
+def _error(flow: http.HTTPFlow, status: int, message: str, extra: dict | None = None) -> None:
+    fmt = _caller_format(flow.request.pretty_host, flow.request.path)
+    flow.response = http.Response.make(
+        status, json.dumps(error_body(fmt, status, message)).encode(),
+        {"content-type": "application/json", **(extra or {})})
+
+
+class ToknAddon:
+    """Routing for intercepted flows.  Give it a running :class:`~tokn.runtime.Runtime`
+    and the listener's URL; ``tokn_standalone`` (below) builds both for stock
+    ``mitmdump -s``."""
+
+    def __init__(self, runtime: Any, listener_url: str, *, route_mode: str | None = None,
+                 proxy_key: str = "", self_addrs: tuple[tuple[str, int], ...] = ()) -> None:
+        self.runtime = runtime
+        self.cfg = runtime.cfg
+        self.listener_url = listener_url
+        host_port = listener_url.split("://", 1)[1]
+        self.listener_host, _, port = host_port.rpartition(":")
+        self.listener_port = int(port)
+        self.default_mode = route_mode or self.cfg.proxy_mode.route_mode
+        self.proxy_key = proxy_key
+        self.self_addrs = set(self_addrs)
+        self.connect_user: dict[str, str] = {}
+        self.authed: set[str] = set()
+        self.patterns = hosts.intercept_patterns(self.cfg.proxy_mode.intercept_hosts,
+                                                 self.cfg.proxy_mode.passthrough_hosts)
+
+    # --- proxy authentication ---------------------------------------------------------
+    def _check_auth(self, flow: http.HTTPFlow) -> bool:
+        header = flow.request.headers.get("proxy-authorization")
+        creds = modes.parse_basic(header)
+        if creds is not None:
+            user = creds[0]
+            if user and user != "tokn":
+                self.connect_user[flow.client_conn.id] = user
+        if not self.proxy_key or flow.client_conn.id in self.authed:
+            return True
+        if creds is not None and key_matches(self.proxy_key, creds[1]):
+            self.authed.add(flow.client_conn.id)
+            return True
+        flow.response = http.Response.make(
+            407, b"tokn proxy: authentication required (Proxy-Authorization: Basic, password = "
+                 b"the API key; `tokn lan url` prints a ready environment)\n",
+            {"proxy-authenticate": 'Basic realm="tokn"', "content-type": "text/plain"})
+        return False
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        self._check_auth(flow)
+
+    def client_disconnected(self, client: Any) -> None:
+        self.connect_user.pop(client.id, None)
+        self.authed.discard(client.id)
+
+    def server_connect(self, data: Any) -> None:
+        address = data.server.address
+        if not address:
+            return
+        override = self.cfg.proxy_mode.upstream_overrides.get(address[0])
+        if override:
+            host, _, port = override.rpartition(":")
+            data.server.address = (host or override, int(port) if port else address[1])
+
+    # --- requests ------------------------------------------------------------------
+    def _is_for_proxy_itself(self, flow: http.HTTPFlow) -> bool:
+        req = flow.request
+        if flow.client_conn.tls_established or req.method == "CONNECT":
+            return False
+        port = req.port
+        return (req.host, port) in self.self_addrs or (
+            req.host in ("127.0.0.1", "localhost", "::1") and port in {p for _, p in
+                                                                    self.self_addrs})
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            return
+        req = flow.request
+        if self._is_for_proxy_itself(flow):
+            self._serve_local(flow)
+            return
+        if not flow.client_conn.tls_established and not self._check_auth(flow):
+            return
+        for name in STRIP_ALWAYS:
+            req.headers.pop(name, None)
+        host = req.pretty_host
+        if not hosts.should_intercept(host, self.patterns):
+            return  # plain-HTTP request to another host: forwarded untouched
+        header_mode = req.headers.get(modes.MODE_HEADER)
+        for name in list(req.headers):
+            if name.lower().startswith("x-tokn-"):
+                req.headers.pop(name)
+        provider = hosts.provider_for(host, req.path)
+        try:
+            mode = modes.resolve_mode(
+                header=header_mode, connect_user=self.connect_user.get(flow.client_conn.id),
+                provider=provider, provider_modes=self.cfg.proxy_mode.provider_modes,
+                default=self.default_mode)
+        except ValueError as exc:
+            _error(flow, 400, str(exc))
+            return
+        fmt = modes.map_endpoint(req.method, req.path)
+        info = FlowInfo(mode=mode, provider=provider, fmt=fmt)
+        flow.metadata["tokn"] = info
+        if mode == "route":
+            self._route(flow, info)
+        elif mode == "switch":
+            await self._switch(flow, info)
+        self._note_request(flow, info)
+
+    def _serve_local(self, flow: http.HTTPFlow) -> None:
+        path = flow.request.path.split("?", 1)[0]
+        if path in ("/", "/help") and flow.request.method == "GET":
+            flow.response = http.Response.make(200, HELP_TEXT.encode(),
+                                               {"content-type": "text/plain; charset=utf-8"})
+            return
+        if path.startswith("/-/lan/") and flow.request.method == "GET":
+            # LAN bootstrap lives on the listener: proxy the plain GET to it.
+            flow.request.scheme, flow.request.host = "http", self.listener_host
+            flow.request.port = self.listener_port
+            flow.request.headers["x-forwarded-port"] = str(flow.request.port)
+            return
+        flow.response = http.Response.make(
+            404, b"tokn proxy: not found. Use this port as an HTTP(S) proxy.\n",
+            {"content-type": "text/plain"})
+
+    def _route(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
+        req = flow.request
+        if info.fmt is None:
+            _error(flow, 501, f"tokn route mode has no endpoint for {req.method} "
+                   f"{req.path.split('?', 1)[0]} on {req.pretty_host}; use "
+                   f"x-tokn-route-mode: passthrough to reach the host directly.")
+            return
+        client = flow.client_conn.peername
+        req.headers["x-tokn-internal"] = self.runtime.state.internal_secret
+        req.headers["x-tokn-front-door"] = "proxy"
+        req.headers["x-tokn-route-mode"] = "route"
+        if client:
+            req.headers["x-tokn-client"] = f"{client[0]}:{client[1]}"
+        req.scheme, req.host, req.port = "http", self.listener_host, self.listener_port
+        req.path = modes.LISTENER_PATHS[info.fmt]
+
+    async def _switch(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
+        pool = self.runtime.pool
+        if info.provider is None:
+            _error(flow, 400, f"switch mode has no provider for {flow.request.pretty_host}.")
+            return
+        try:
+            chosen = pool.switch_account(info.provider)
+            headers = await chosen.switch_headers()
+        except ToknError as exc:
+            _error(flow, exc.status, exc.message)
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the client in its format
+            pool.mark_failure(chosen.account_id, str(exc))
+            _error(flow, 502, f"account {chosen.account_id} could not supply credentials: {exc}")
+            return
+        for name in CREDENTIAL_HEADERS:
+            flow.request.headers.pop(name, None)
+        for name, value in headers.items():
+            flow.request.headers[name] = value
+        info.account = chosen.account_id
+
+    def _note_request(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
+        if info.mode == "route" or info.fmt not in OBSERVED or flow.response is not None:
+            return
+        try:
+            body = json.loads(flow.request.content or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return
+        if isinstance(body, dict):
+            info.model = body.get("model")
+            info.stream = bool(body.get("stream"))
+
+    # --- responses -----------------------------------------------------------------
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.get("tokn")
+        if info is None:
+            return
+        info.ttfb = time.perf_counter() - info.started
+        content_type = flow.response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type and info.mode == "route":
+            return  # small JSON from the listener: no need to stream
+        if info.mode != "route" and info.fmt in OBSERVED and "text/event-stream" in content_type:
+            info.converter = stream_converter(info.fmt, info.fmt)
+
+            def observe(chunk: bytes) -> bytes:
+                info.bytes_out += len(chunk)
+                if chunk:
+                    info.converter.feed(chunk)
+                else:
+                    info.converter.close()
+                return chunk
+
+            flow.response.stream = observe
+        else:
+            flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._record(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._record(flow)
+
+    def _record(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.pop("tokn", None)
+        store = self.runtime.usage
+        if info is None or info.mode == "route" or store is None:
+            return  # route flows are recorded by the pipeline
+        usage = info.converter.usage if info.converter is not None else None
+        served = info.converter.model if info.converter is not None else None
+        response = flow.response
+        if usage is None and response is not None and response.content \
+                and info.fmt in OBSERVED:
+            try:
+                data = json.loads(response.content)
+                usage = extract_usage(info.fmt, data)
+                served = data.get("model")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                usage = None
+        if info.account and response is not None:
+            pool = self.runtime.pool
+            if response.status_code < 400:
+                pool.mark_success(info.account)
+            elif response.status_code in (401, 403, 429) or response.status_code >= 500:
+                pool.mark_failure(info.account, f"HTTP {response.status_code} (switch)")
+        client = flow.client_conn.peername
+        row = {
+            "request_id": uuid.uuid4().hex[:16], "front_door": "proxy", "route_mode": info.mode,
+            "client": f"{client[0]}:{client[1]}" if client else "",
+            "inbound_format": info.fmt, "upstream_format": info.fmt,
+            "provider": info.provider, "account": info.account,
+            "model_requested": info.model, "model_served": served,
+            "stream": int(info.stream),
+            "status": response.status_code if response is not None else 502,
+            "error": str(flow.error) if flow.error else None,
+            "ttfb_ms": info.ttfb * 1000 if info.ttfb is not None else None,
+            "latency_ms": (time.perf_counter() - info.started) * 1000,
+            "bytes_out": info.bytes_out or (len(response.raw_content or b"")
+                                            if response is not None else 0),
+        }
+        if usage is not None:
+            row.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cache_read_tokens=usage.cache_read_tokens,
+                       cache_write_tokens=usage.cache_write_tokens,
+                       reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
+        store.record(row)
+        ctx.log.debug(f"tokn {info.mode} {flow.request.pretty_host} {row['status']}")

@@ -1,0 +1,128 @@
+"""Run mitmproxy in-process with tokn's addon (see shared notes on embedding).
+
+``Master`` + ``default_addons()`` (not ``DumpMaster``, whose error check exits
+the process), lazy upstream connections, leaves naming only the requested
+host, tokn's own CA, and a shutdown that really closes the listening socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tokn import hosts, paths
+from tokn.errors import ToknError
+from tokn.mitm import modes
+
+
+def upstream_bundle(cfg: Any) -> Path:
+    """certifi + system roots + ``[proxy_mode].upstream_ca_bundle`` in one file,
+    for mitmproxy's upstream verification (which *replaces* default roots)."""
+    import ssl
+
+    import certifi
+
+    parts = [Path(certifi.where()).read_text()]
+    system = ssl.get_default_verify_paths().cafile
+    for extra in (system, cfg.proxy_mode.upstream_ca_bundle):
+        if extra and Path(extra).expanduser().is_file():
+            parts.append(Path(extra).expanduser().read_text())
+    out = paths.state_dir() / "mitmproxy" / "upstream-ca.pem"
+    paths.write_private(out, "\n".join(parts), mode=0o644)
+    return out
+
+
+def mitm_options(cfg: Any, *, host: str, port: int) -> dict[str, Any]:
+    """Options tokn needs, set with ``opts.update`` after the addons are added."""
+    from tokn.ca import ensure_ca, write_mitm_confdir
+
+    confdir = paths.state_dir() / "mitmproxy"
+    ensure_ca(cfg)
+    write_mitm_confdir(confdir)
+    patterns = hosts.intercept_patterns(cfg.proxy_mode.intercept_hosts,
+                                        cfg.proxy_mode.passthrough_hosts)
+    return {
+        "listen_host": host,
+        "listen_port": port,
+        "confdir": str(confdir),
+        "connection_strategy": "lazy",
+        "upstream_cert": False,
+        "onboarding": False,
+        "allow_hosts": [modes.allow_hosts_regex(patterns, cfg.proxy_mode.passthrough_hosts)],
+        "ssl_verify_upstream_trusted_ca": str(upstream_bundle(cfg)),
+        "stream_large_bodies": "1m",
+        "http3": False,
+    }
+
+
+class ProxyRunner:
+    """Start/stop one mitmproxy ``Master`` inside the running event loop."""
+
+    def __init__(self, runtime: Any, *, host: str, port: int, route_mode: str | None,
+                 listener_url: str, proxy_key: str = "") -> None:
+        self.runtime = runtime
+        self.host, self.port = host, port
+        self.route_mode = route_mode
+        self.listener_url = listener_url
+        self.proxy_key = proxy_key
+        self.master: Any = None
+        self.addon: Any = None
+        self._task: asyncio.Task | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        from mitmproxy import addons, options
+        from mitmproxy.master import Master
+
+        from tokn.mitm.addon import ToknAddon
+
+        import logging
+
+        if self.runtime.cfg.logging.level != "debug":
+            logging.getLogger("mitmproxy").setLevel(logging.ERROR)
+        opts = options.Options()
+        self.master = Master(opts)
+        self.master.addons.add(*addons.default_addons())
+        self.addon = ToknAddon(self.runtime, self.listener_url, route_mode=self.route_mode,
+                               proxy_key=self.proxy_key)
+        self.master.addons.add(self.addon)
+        opts.update(**mitm_options(self.runtime.cfg, host=self.host, port=self.port))
+        self._task = asyncio.create_task(self.master.run())
+        proxyserver = self.master.addons.get("proxyserver")
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            addrs = proxyserver.listen_addrs()
+            if addrs:
+                break
+            if self._task.done():
+                break
+        else:
+            addrs = []
+        if not addrs:
+            errors = [getattr(s, "last_exception", None) for s in proxyserver.servers]
+            detail = next((str(e) for e in errors if e), "is the port in use?")
+            await self.stop()
+            raise ToknError(f"the proxy could not listen on {self.host}:{self.port}: {detail}",
+                            status=500)
+        host, port = addrs[0][0], addrs[0][1]
+        self.port = port
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.addon.self_addrs = {(a[0], a[1]) for a in addrs} | {(shown, port)}
+        self.url = f"http://{shown}:{port}"
+
+    async def stop(self) -> None:
+        if self.master is None:
+            return
+        proxyserver = self.master.addons.get("proxyserver")
+        try:
+            await proxyserver.servers.update([])
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        self.master.shutdown()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        self.master = None

@@ -1,0 +1,320 @@
+"""One request's way through tokn: inbound format -> account pick -> convert ->
+send -> convert back -> record.
+
+The listener calls :meth:`Pipeline.handle` for every API request, and the
+proxy's route mode reaches it through the listener, so both front doors share
+one pool, one converter and one usage log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tokn.config import Config
+from tokn.convert import convert_request, convert_response, extract_usage, stream_converter
+from tokn.convert.tokens import count_tokens
+from tokn.errors import ToknError, error_body
+from tokn.initiator import initiator_for
+from tokn.pool import Candidate, Pool, parse_retry_after
+from tokn.usage import UsageStore
+
+log = logging.getLogger("tokn.request")
+
+CONVERTIBLE = ("chat", "messages", "responses")
+
+
+@dataclass
+class Inbound:
+    """A parsed API request as it reached a front door."""
+
+    fmt: str
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    front_door: str = "listener"
+    route_mode: str = "route"
+    client: str = ""
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def session_key(self) -> str | None:
+        for name in ("x-session-id", "x-tokn-session", "session_id"):
+            if self.headers.get(name):
+                return self.headers[name]
+        user = (self.body.get("metadata") or {}).get("user_id") if isinstance(
+            self.body.get("metadata"), dict) else None
+        return user or self.body.get("prompt_cache_key") or self.body.get("user")
+
+
+@dataclass
+class Reply:
+    """What a front door sends back: a whole body or a byte stream."""
+
+    status: int
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+    failover: bool = False  # an account failure: the next account may try
+
+
+def json_reply(status: int, data: Any, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(status, json.dumps(data).encode(), headers=headers or {})
+
+
+def error_reply(fmt: str, status: int, message: str, code: str | None = None,
+                retry_after: float | None = None) -> Reply:
+    headers = {"retry-after": str(max(int(retry_after + 0.999), 1))} if retry_after else {}
+    return json_reply(status, error_body(fmt, status, message, code), headers)
+
+
+def choose_format(fmt: str, served: frozenset[str]) -> str | None:
+    """The upstream format for a caller speaking ``fmt``: native first, else
+    the first convertible one the account serves."""
+    if fmt in served:
+        return fmt
+    if fmt not in CONVERTIBLE:
+        return None
+    return next((f for f in CONVERTIBLE if f in served), None)
+
+
+def _upstream_message(raw: bytes, status: int) -> tuple[str, str | None]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        text = raw.decode("utf-8", "replace").strip()
+        return (text[:500] or f"upstream answered HTTP {status}"), None
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("msg") or err)[:1000], err.get("code")
+    return str(err)[:1000], None
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, pool: Pool, usage: UsageStore | None = None) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.usage = usage
+
+    # --- entry ---------------------------------------------------------------------
+    async def handle(self, inbound: Inbound) -> Reply:
+        try:
+            if inbound.fmt == "count_tokens":
+                return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
+            model = inbound.body.get("model")
+            if not isinstance(model, str) or not model:
+                return error_reply(self._err_fmt(inbound), 400,
+                                   "`model` is required and must be a string.")
+            candidates = await self.pool.candidates(model, inbound.headers, inbound.session_key)
+            return await self._attempt(inbound, candidates)
+        except ToknError as exc:
+            return error_reply(self._err_fmt(inbound), exc.status, exc.message, exc.code,
+                               exc.retry_after)
+
+    @staticmethod
+    def _err_fmt(inbound: Inbound) -> str:
+        return "messages" if inbound.fmt in ("messages", "count_tokens") else "chat"
+
+    # --- attempts ------------------------------------------------------------------
+    async def _attempt(self, inbound: Inbound, candidates: list[Candidate]) -> Reply:
+        last: Reply | None = None
+        for cand in candidates:
+            target = choose_format(inbound.fmt, cand.provider.model_formats(cand.model))
+            if target is None:
+                last = error_reply(self._err_fmt(inbound), 400,
+                                   f"account {cand.account_id} cannot serve {inbound.fmt} "
+                                   f"requests for {cand.upstream_model}.")
+                continue
+            reply = await self._try(inbound, cand, target)
+            if reply is _RETRY_RESPONSES:  # a responses-only model: convert instead
+                reply = await self._try(inbound, cand, "responses")
+            if not reply.failover:
+                return reply
+            last = reply
+        return last or error_reply(self._err_fmt(inbound), 503, "no account could serve this.")
+
+    async def _try(self, inbound: Inbound, cand: Candidate, target: str) -> Any:
+        provider = cand.provider
+        started = time.perf_counter()
+        row = self._row(inbound, cand, target)
+        try:
+            body = (convert_request(inbound.fmt, target, inbound.body)
+                    if inbound.fmt in CONVERTIBLE else dict(inbound.body))
+            body["model"] = cand.upstream_model
+            if target == "chat" and inbound.stream:
+                body.setdefault("stream_options", {})["include_usage"] = True
+            up = await provider.send(target, body, inbound.headers, stream=inbound.stream)
+        except ValueError as exc:  # a converter rejected the request
+            return error_reply(self._err_fmt(inbound), 400, str(exc))
+        except (httpx.HTTPError, ToknError) as exc:
+            message = str(exc) or type(exc).__name__
+            self.pool.mark_failure(provider.account_id, message)
+            self._record(row, started, status=502, error=message)
+            reply = error_reply(self._err_fmt(inbound), 502,
+                                f"account {provider.account_id} failed: {message}")
+            reply.failover = True
+            return reply
+        row["ttfb_ms"] = (time.perf_counter() - started) * 1000
+        if up.status >= 400:
+            return await self._upstream_error(inbound, cand, target, up, row, started)
+        self.pool.mark_success(provider.account_id, inbound.session_key)
+        if inbound.stream and up.is_sse:
+            return self._stream_reply(inbound, cand, up, row, started)
+        raw = await up.read()
+        await up.aclose()
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            self._record(row, started, status=502, error="upstream sent invalid JSON")
+            return error_reply(self._err_fmt(inbound), 502,
+                               "the upstream answered with invalid JSON.")
+        usage = extract_usage(up.fmt, data) if up.fmt in CONVERTIBLE else None
+        if inbound.fmt in CONVERTIBLE and up.fmt != inbound.fmt:
+            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"))
+            out = json.dumps(data).encode()
+        else:
+            out = raw
+        self._record(row, started, status=up.status, usage=usage,
+                     served=data.get("model") if isinstance(data, dict) else None,
+                     bytes_out=len(out), extra=up.extra_usage)
+        return Reply(up.status, out, headers=self._headers(cand))
+
+    async def _upstream_error(self, inbound: Inbound, cand: Candidate, target: str,
+                              up: Any, row: dict[str, Any], started: float) -> Any:
+        provider = cand.provider
+        raw = await up.read()
+        await up.aclose()
+        message, code = _upstream_message(raw, up.status)
+        self._record(row, started, status=up.status, error=message)
+        if code == "unsupported_api_for_model" and target != "responses" \
+                and "responses" in provider.formats and inbound.fmt in CONVERTIBLE:
+            if cand.model is not None:
+                cand.model.formats = frozenset({"responses"})
+            return _RETRY_RESPONSES
+        kind = provider.failure_kind(up.status, raw)
+        fmt = self._err_fmt(inbound)
+        if kind == "client":
+            if up.fmt == inbound.fmt or (fmt == "chat" and up.fmt != "messages"):
+                headers = {"content-type": up.headers.get("content-type", "application/json")}
+                return Reply(up.status, raw, headers=headers)
+            return error_reply(fmt, up.status, message, code)
+        retry_after = parse_retry_after(up.headers.get("retry-after"))
+        exhausted = provider.quota_reset(up.status, raw) if kind == "quota" else None
+        self.pool.mark_failure(provider.account_id, f"HTTP {up.status}: {message}",
+                               retry_after=retry_after, exhausted_until=exhausted)
+        reply = error_reply(fmt, up.status, f"{provider.account_id}: {message}", code,
+                            retry_after)
+        reply.failover = True
+        return reply
+
+    def _stream_reply(self, inbound: Inbound, cand: Candidate, up: Any,
+                      row: dict[str, Any], started: float) -> Reply:
+        conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"))
+
+        async def body() -> AsyncIterator[bytes]:
+            sent = 0
+            error = None
+            try:
+                async for chunk in up.chunks():
+                    out = conv.feed(chunk)
+                    if out:
+                        sent += len(out)
+                        yield out
+                tail = conv.close()
+                if tail:
+                    sent += len(tail)
+                    yield tail
+            except (httpx.HTTPError, ValueError) as exc:
+                error = f"upstream stream broke: {exc or type(exc).__name__}"
+                tail = conv.error(error)
+                sent += len(tail)
+                yield tail
+            finally:
+                await up.aclose()
+                self._record(row, started, status=up.status if error is None else 502,
+                             error=error, usage=conv.usage, served=conv.model,
+                             bytes_out=sent, extra=up.extra_usage)
+
+        headers = {**self._headers(cand), "cache-control": "no-cache"}
+        return Reply(up.status, stream=body(), headers=headers, media_type="text/event-stream")
+
+    # --- bookkeeping ---------------------------------------------------------------
+    @staticmethod
+    def _headers(cand: Candidate) -> dict[str, str]:
+        return {"x-tokn-account": cand.account_id, "x-tokn-provider": cand.provider.account.provider}
+
+    def _row(self, inbound: Inbound, cand: Candidate, target: str) -> dict[str, Any]:
+        provider = cand.provider
+        initiator = None
+        if inbound.fmt in CONVERTIBLE:
+            initiator = initiator_for(inbound.fmt, inbound.body, inbound.headers.get("x-initiator"),
+                                      provider.setting("initiator_mode", "auto"))
+        return {
+            "request_id": inbound.request_id, "session_key": inbound.session_key,
+            "front_door": inbound.front_door, "route_mode": inbound.route_mode,
+            "client": inbound.client, "inbound_format": inbound.fmt, "upstream_format": target,
+            "provider": provider.account.provider, "account": provider.account_id,
+            "model_requested": inbound.body.get("model"), "initiator": initiator,
+            "stream": int(inbound.stream),
+        }
+
+    def _record(self, row: dict[str, Any], started: float, *, status: int,
+                error: str | None = None, usage: Any = None, served: str | None = None,
+                bytes_out: int | None = None, extra: dict[str, Any] | None = None) -> None:
+        row = dict(row, status=status, error=error, model_served=served, bytes_out=bytes_out,
+                   latency_ms=(time.perf_counter() - started) * 1000)
+        if usage is not None:
+            row.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cache_read_tokens=usage.cache_read_tokens,
+                       cache_write_tokens=usage.cache_write_tokens,
+                       reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
+        if extra:
+            row.update(extra)
+        log.info("%s %s %s %s/%s %s %d %.0fms", row["request_id"], row["route_mode"],
+                 row["front_door"], row["provider"], row["account"], row["model_requested"],
+                 status, row["latency_ms"])
+        if self.usage is not None:
+            self.usage.record(row)
+
+    # --- models --------------------------------------------------------------------
+    async def models(self, anthropic_shape: bool = False) -> dict[str, Any]:
+        seen: dict[str, dict[str, Any]] = {}
+        for provider, model in await self.pool.all_models():
+            if model.id in seen:
+                seen[model.id]["x_tokn"]["accounts"].append(provider.account_id)
+                continue
+            seen[model.id] = {
+                "id": model.id, "object": "model", "created": 0,
+                "owned_by": model.raw.get("vendor") or provider.account.provider,
+                "x_tokn": {
+                    "provider": provider.account.provider, "account": provider.account_id,
+                    "accounts": [provider.account_id], "upstream_id": model.upstream_id,
+                    "formats": sorted(provider.model_formats(model)),
+                    "capabilities": model.capabilities,
+                    "context_window": model.context_window,
+                    "display_name": model.raw.get("name") or model.raw.get("display_name"),
+                },
+            }
+        data = list(seen.values())
+        if anthropic_shape:
+            items = [{"type": "model", "id": m["id"],
+                      "display_name": m["x_tokn"]["display_name"] or m["id"],
+                      "created_at": "1970-01-01T00:00:00Z"} for m in data]
+            return {"data": items, "has_more": False,
+                    "first_id": items[0]["id"] if items else None,
+                    "last_id": items[-1]["id"] if items else None}
+        return {"object": "list", "data": data}
+
+
+_RETRY_RESPONSES = object()

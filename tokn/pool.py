@@ -1,0 +1,273 @@
+"""The account pool: which accounts may serve a model, in which order, and
+which are resting after failures.
+
+Health is kept in memory and mirrored to the ``health`` state file so that
+``tokn account list`` (another process) can show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+
+import httpx
+
+from tokn import state
+from tokn.config import Config
+from tokn.convert.models import close_matches, normalize_model
+from tokn.errors import ToknError
+from tokn.providers import ModelInfo, Provider, provider_class
+
+MODELS_TTL = 600.0
+
+
+@dataclass
+class Health:
+    cooldown_until: float = 0.0
+    failures: int = 0
+    last_error: str = ""
+    last_ok: float = 0.0
+    exhausted_until: float | None = None
+
+    def available(self, now: float) -> bool:
+        if self.exhausted_until and now < self.exhausted_until:
+            return False
+        return now >= self.cooldown_until
+
+    def resume_at(self) -> float:
+        return max(self.cooldown_until, self.exhausted_until or 0.0)
+
+
+def cooldown_secs(failures: int, base: float, cap: float,
+                  retry_after: float | None = None) -> float:
+    """``base x 2^(failures-1)`` capped at ``cap``; ``Retry-After`` wins when given."""
+    if retry_after is not None and retry_after > 0:
+        return retry_after
+    return min(base * (2 ** max(failures - 1, 0)), cap)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(when - (now or time.time()), 0.0)
+
+
+@dataclass
+class Candidate:
+    provider: Provider
+    model: ModelInfo | None
+    upstream_model: str
+
+    @property
+    def account_id(self) -> str:
+        return self.provider.account_id
+
+
+class Pool:
+    """All configured accounts, their providers, models and health."""
+
+    def __init__(self, cfg: Config, client: httpx.AsyncClient,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.clock = clock
+        self.providers: dict[str, Provider] = {}
+        for account in cfg.accounts:
+            if not account.enabled:
+                continue
+            try:
+                cls = provider_class(account.provider)
+            except KeyError as exc:
+                raise ToknError(f"account {account.id!r}: {exc.args[0]}", status=500) from None
+            self.providers[account.id] = cls(account, client)
+        saved = state.read("health")
+        self.health: dict[str, Health] = {}
+        for account_id in self.providers:
+            raw = saved.get(account_id, {})
+            known = {k: v for k, v in raw.items() if k in Health.__dataclass_fields__}
+            self.health[account_id] = Health(**known)
+        self._rr = itertools.count()
+        self._sticky: dict[str, str] = {}
+        self._models_at: dict[str, float] = {}
+        self._refresh_task: asyncio.Task | None = None
+
+    # --- models --------------------------------------------------------------------
+    async def models_of(self, provider: Provider) -> list[ModelInfo]:
+        now = self.clock()
+        stale = now - self._models_at.get(provider.account_id, 0.0) > MODELS_TTL
+        models = await provider.models(refresh=stale and provider.account_id in self._models_at)
+        if stale:
+            self._models_at[provider.account_id] = now
+        return models
+
+    async def all_models(self) -> list[tuple[Provider, ModelInfo]]:
+        lists = await asyncio.gather(*(self.models_of(p) for p in self.providers.values()),
+                                     return_exceptions=True)
+        out: list[tuple[Provider, ModelInfo]] = []
+        for provider, models in zip(self.providers.values(), lists):
+            if isinstance(models, BaseException):
+                continue
+            out.extend((provider, m) for m in models)
+        return out
+
+    def start_background_refresh(self, every: float = MODELS_TTL) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await asyncio.sleep(every)
+                    self._models_at.clear()
+                    await self.all_models()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - a failed refresh keeps the old list
+                    continue
+
+        if self._refresh_task is None:
+            self._refresh_task = asyncio.get_running_loop().create_task(loop())
+
+    async def aclose(self) -> None:
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            self._refresh_task = None
+
+    # --- routing -------------------------------------------------------------------
+    def _split_prefix(self, model: str) -> tuple[list[Provider] | None, str]:
+        if "/" not in model:
+            return None, model
+        prefix, rest = model.split("/", 1)
+        if prefix in self.providers:
+            return [self.providers[prefix]], rest
+        by_provider = [p for p in self.providers.values()
+                       if p.account.provider == prefix or prefix in (type(p).id, *type(p).ids)]
+        if by_provider:
+            return by_provider, rest
+        return None, model
+
+    async def candidates(self, model: str, headers: Mapping[str, str] | None = None,
+                         session_key: str | None = None,
+                         provider_ids: tuple[str, ...] | None = None) -> list[Candidate]:
+        """Accounts that can serve ``model``, healthy ones first in strategy order.
+
+        Raises a 404 :class:`ToknError` listing close matches when nobody serves
+        it, and a 503 with the earliest retry time when all are resting.
+        """
+        headers = headers or {}
+        if not self.providers:
+            raise ToknError("no accounts are configured; add one with `tokn login`.",
+                            status=503, code="no_accounts")
+        scoped, name = self._split_prefix(model)
+        pool = scoped or list(self.providers.values())
+        wanted = provider_ids or ((headers.get("x-provider"),) if headers.get("x-provider")
+                                  else None)
+        if wanted:
+            pool = [p for p in pool if p.account.provider in wanted
+                    or p.account_id in wanted or type(p).id in wanted]
+        found: list[Candidate] = []
+        everything: list[str] = []
+        for provider in pool:
+            try:
+                models = await self.models_of(provider)
+            except Exception:  # noqa: BLE001 - an unreachable account serves nothing
+                models = []
+            ids = [m.id for m in models]
+            everything.extend(ids)
+            match = normalize_model(name, ids, self.cfg.models.aliases) if ids else None
+            if match is not None:
+                info = next(m for m in models if m.id == match)
+                found.append(Candidate(provider, info, info.upstream_id))
+            elif scoped and not ids:
+                found.append(Candidate(provider, None, name))
+        if not found and self.cfg.pool.default_provider and not scoped:
+            found = [Candidate(p, None, name) for p in pool
+                     if p.account.provider == self.cfg.pool.default_provider]
+        if not found:
+            hints = close_matches(name, sorted(set(everything)))
+            hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
+            raise ToknError(f"The model `{model}` does not exist or no account serves it.{hint}",
+                            status=404, code="model_not_found")
+        return self._order(found, session_key)
+
+    def _order(self, found: list[Candidate], session_key: str | None) -> list[Candidate]:
+        now = self.clock()
+        healthy = [c for c in found if self.health[c.account_id].available(now)]
+        if not healthy:
+            soonest = min(self.health[c.account_id].resume_at() for c in found)
+            wait = max(soonest - now, 0.0)
+            when = time.strftime("%H:%M:%S", time.localtime(soonest))
+            raise ToknError(
+                f"every account that serves this model is cooling down; retry after "
+                f"{when} (in {wait:.0f} s). See `tokn account list`.",
+                status=503, code="all_accounts_cooling", retry_after=wait)
+        if self.cfg.pool.strategy == "round_robin" and len(healthy) > 1:
+            start = next(self._rr) % len(healthy)
+            healthy = healthy[start:] + healthy[:start]
+        if session_key and self.cfg.pool.sticky_sessions:
+            pinned = self._sticky.get(session_key)
+            healthy.sort(key=lambda c: c.account_id != pinned)
+        return healthy
+
+    def switch_account(self, provider_id: str) -> Provider:
+        """A healthy account of ``provider_id`` for a switched proxy flow.
+
+        Accounts of the same provider id come first; failing those, any account
+        whose provider class serves that id (the four Z.ai / Zhipu ids share one).
+        """
+        same = [p for p in self.providers.values() if p.account.provider == provider_id]
+        if not same:
+            try:
+                cls = provider_class(provider_id)
+            except KeyError:
+                cls = None
+            same = [p for p in self.providers.values() if cls is not None and type(p) is cls]
+        if not same:
+            raise ToknError(
+                f"switch mode needs a {provider_id} account, and none is configured: run "
+                f"`tokn login --provider {provider_id}` (or send x-tokn-route-mode: "
+                f"passthrough to use your own key).", status=400, code="no_account_for_provider")
+        ordered = self._order([Candidate(p, None, "") for p in same], None)
+        return ordered[0].provider
+
+    # --- health --------------------------------------------------------------------
+    def mark_success(self, account_id: str, session_key: str | None = None) -> None:
+        health = self.health[account_id]
+        changed = health.failures or health.cooldown_until or health.last_error
+        health.failures, health.cooldown_until, health.last_error = 0, 0.0, ""
+        health.last_ok = self.clock()
+        if session_key and self.cfg.pool.sticky_sessions:
+            self._sticky[session_key] = account_id
+        if changed:
+            self._save(account_id)
+
+    def mark_failure(self, account_id: str, error: str, *, retry_after: float | None = None,
+                     exhausted_until: float | None = None) -> float:
+        """Put the account to rest; returns the cooldown in seconds."""
+        health = self.health[account_id]
+        health.failures += 1
+        wait = cooldown_secs(health.failures, self.cfg.pool.failure_cooldown_secs,
+                             self.cfg.pool.max_cooldown_secs, retry_after)
+        health.cooldown_until = self.clock() + wait
+        health.last_error = error[:300]
+        if exhausted_until:
+            health.exhausted_until = exhausted_until
+        self._save(account_id)
+        return wait
+
+    def _save(self, account_id: str) -> None:
+        try:
+            state.update("health", account_id, asdict(self.health[account_id]))
+        except OSError:
+            pass  # health display is best effort; routing keeps the in-memory truth

@@ -1,0 +1,251 @@
+"""What every provider module implements, and the shared HTTP plumbing.
+
+A provider turns "send this body in format F for model M" into an upstream
+call with the account's credentials.  Formats are tokn's names for the three
+wire APIs: ``chat`` (OpenAI chat completions), ``responses`` (OpenAI
+Responses) and ``messages`` (Anthropic Messages); plus ``embeddings``.
+The pipeline converts only into a format the provider (or the model) serves
+natively, so adding a provider never touches the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from tokn.config import AccountConfig
+from tokn.errors import ToknError
+
+# Inbound headers never forwarded upstream (hop-by-hop, credentials, tokn's own).
+DROP_HEADERS = frozenset({
+    "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
+    "upgrade", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
+    "accept-encoding", "cookie",
+})
+
+
+@dataclass
+class ModelInfo:
+    """A model one account serves."""
+
+    id: str
+    upstream_id: str = ""
+    formats: frozenset[str] = frozenset()
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    context_window: int | None = None
+    reasoning: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.upstream_id = self.upstream_id or self.id
+
+
+@dataclass
+class UpstreamResponse:
+    """An upstream answer whose body may still be streaming."""
+
+    status: int
+    headers: httpx.Headers
+    fmt: str
+    stream: bool
+    _response: httpx.Response | None = None
+    _chunks: AsyncIterator[bytes] | None = None
+    _body: bytes | None = None
+    extra_usage: dict[str, Any] = field(default_factory=dict)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._body is not None:
+            yield self._body
+            return
+        source = self._chunks if self._chunks is not None else self._response.aiter_raw()
+        async for chunk in source:
+            yield chunk
+
+    async def read(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join([c async for c in self.chunks()])
+        return self._body
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+    @property
+    def is_sse(self) -> bool:
+        return "text/event-stream" in self.headers.get("content-type", "")
+
+
+class Provider:
+    """Base class: an OpenAI-style HTTP API with a bearer key.
+
+    Subclasses override class attributes and, where the upstream differs,
+    :meth:`credentials`, :meth:`prepare`, :meth:`list_models` or :meth:`send`.
+    """
+
+    id: ClassVar[str] = ""
+    ids: ClassVar[tuple[str, ...]] = ()          # extra ids served by the same class
+    display_name: ClassVar[str] = ""
+    formats: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
+    default_base_url: ClassVar[str] = ""
+    paths: ClassVar[dict[str, str]] = {
+        "chat": "/chat/completions",
+        "responses": "/responses",
+        "messages": "/messages",
+        "embeddings": "/embeddings",
+        "models": "/models",
+        "count_tokens": "/messages/count_tokens",
+    }
+    key_field: ClassVar[str] = "api_key"
+    env_vars: ClassVar[tuple[str, ...]] = ()     # default env vars for `tokn import --from env`
+    hosts: ClassVar[tuple[str, ...]] = ()        # hosts whose traffic this provider owns (switch)
+
+    def __init__(self, account: AccountConfig, client: httpx.AsyncClient) -> None:
+        self.account = account
+        self.client = client
+        self._models: list[ModelInfo] | None = None
+        self._models_lock = asyncio.Lock()
+
+    # --- identity ----------------------------------------------------------------
+    @property
+    def account_id(self) -> str:
+        return self.account.id
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        return self.account.settings.get(key, default)
+
+    async def base_url(self) -> str:
+        return (self.account.base_url or self.default_base_url).rstrip("/")
+
+    async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
+        """Headers that authenticate this account (``refresh`` forces a new token)."""
+        key = self.account.get(self.key_field)
+        if not key:
+            raise ToknError(
+                f"account {self.account_id!r} has no {self.key_field}; "
+                f"run `tokn login --provider {self.account.provider} --id {self.account_id}`.",
+                status=401, code="missing_credentials",
+            )
+        return {"authorization": f"Bearer {key}"}
+
+    @property
+    def can_refresh(self) -> bool:
+        return False
+
+    def prepare(self, fmt: str, body: dict[str, Any],
+                inbound: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Provider tweaks to an outgoing body, and extra headers for it."""
+        return body, {}
+
+    # --- models ------------------------------------------------------------------
+    async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
+        """The account's models, listed once and cached (``refresh`` re-lists)."""
+        async with self._models_lock:
+            if self._models is None or refresh:
+                configured = [ModelInfo(m, formats=self.formats) for m in self.account.models]
+                try:
+                    listed = await self.list_models()
+                except (httpx.HTTPError, ToknError, ValueError):
+                    if self._models is not None and not configured:
+                        return self._models
+                    listed = []
+                seen = {m.id for m in configured}
+                self._models = configured + [m for m in listed if m.id not in seen]
+            return self._models
+
+    async def list_models(self) -> list[ModelInfo]:
+        data = await self.get_json("models")
+        items = data.get("data", data.get("models", [])) if isinstance(data, dict) else data
+        return [self.model_from_listing(item) for item in items if isinstance(item, dict)]
+
+    def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
+        return ModelInfo(str(item.get("id")), formats=self.formats, raw=item)
+
+    def model_formats(self, model: ModelInfo | None) -> frozenset[str]:
+        """Formats this account can serve ``model`` in natively."""
+        if model is not None and model.formats:
+            return model.formats
+        return self.formats
+
+    # --- HTTP --------------------------------------------------------------------
+    async def url_for(self, fmt: str) -> str:
+        return f"{await self.base_url()}{self.paths[fmt]}"
+
+    def forwarded_headers(self, inbound: Mapping[str, str]) -> dict[str, str]:
+        """Client headers worth passing on (``anthropic-*``, ``openai-*`` betas...)."""
+        keep = ("anthropic-version", "anthropic-beta", "openai-beta")
+        return {k: v for k, v in inbound.items() if k.lower() in keep}
+
+    async def get_json(self, fmt: str) -> Any:
+        headers = {**await self.credentials(), "accept": "application/json"}
+        headers.update(self.static_headers())
+        resp = await self.client.get(await self.url_for(fmt), headers=headers)
+        if resp.status_code == 401 and self.can_refresh:
+            headers.update(await self.credentials(refresh=True))
+            resp = await self.client.get(await self.url_for(fmt), headers=headers)
+        if resp.status_code >= 400:
+            raise ToknError(
+                f"{self.account_id}: GET {self.paths[fmt]} answered {resp.status_code}: "
+                f"{resp.text[:200]}", status=502, code="upstream_error")
+        return resp.json()
+
+    def static_headers(self) -> dict[str, str]:
+        """Headers sent on every call (identity headers for Copilot, versions...)."""
+        return {}
+
+    async def send(self, fmt: str, body: dict[str, Any], inbound: Mapping[str, str],
+                   *, stream: bool) -> UpstreamResponse:
+        """POST ``body`` to the endpoint for ``fmt``; refresh once on a 401."""
+        body, extra = self.prepare(fmt, body, inbound)
+        url = await self.url_for(fmt)
+        base_headers = {
+            **self.forwarded_headers(inbound),
+            **self.static_headers(),
+            **extra,
+            "content-type": "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
+        }
+        refresh = False
+        while True:
+            headers = {**base_headers, **await self.credentials(refresh=refresh)}
+            request = self.client.build_request("POST", url, json=body, headers=headers)
+            response = await self.client.send(request, stream=True)
+            if response.status_code in (401, 403) and self.can_refresh and not refresh \
+                    and await self.should_refresh(response):
+                await response.aclose()
+                refresh = True
+                continue
+            return UpstreamResponse(response.status_code, response.headers, fmt,
+                                    stream, _response=response)
+
+    async def should_refresh(self, response: httpx.Response) -> bool:
+        """Whether an auth failure means "token stale": a 401 by default."""
+        return response.status_code == 401
+
+    def failure_kind(self, status: int, body: bytes) -> str:
+        """How the pool treats an upstream error status.
+
+        ``account``: this account cannot serve now (cool down, try the next);
+        ``quota``: the account's quota is spent (leave rotation until reset);
+        ``client``: the request itself is wrong (answer the client, no cooldown).
+        """
+        if status in (401, 403, 408, 429) or status >= 500:
+            return "account"
+        if status == 402:
+            return "quota"
+        return "client"
+
+    def quota_reset(self, status: int, body: bytes) -> float | None:
+        """Epoch seconds when a spent quota comes back, when the upstream says."""
+        return None
+
+    async def switch_headers(self) -> dict[str, str]:
+        """Credentials (and identity) injected into a switched proxy flow."""
+        return {**self.static_headers(), **await self.credentials()}
+
+    async def describe(self) -> dict[str, Any]:
+        """Extra facts for ``tokn account show`` (plan, quota...)."""
+        return {}

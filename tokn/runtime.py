@@ -1,0 +1,191 @@
+"""Assemble and run tokn's long-lived parts in one event loop.
+
+:class:`Runtime` owns the outbound HTTP client, the pool, the usage store and
+the pipeline; :func:`serve` runs the listener (uvicorn) and, when asked, the
+MITM proxy beside it, owns SIGINT/SIGTERM and stops both cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import certifi
+import httpx
+
+from tokn.config import Config
+from tokn.errors import ToknError
+from tokn.pipeline import Pipeline
+from tokn.pool import Pool
+from tokn.server.app import AppState, create_app
+from tokn.usage import UsageStore
+
+log = logging.getLogger("tokn")
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def upstream_ssl_context(cfg: Config) -> ssl.SSLContext:
+    """System roots + certifi (+ ``[proxy_mode].upstream_ca_bundle``); never unverified."""
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cafile=certifi.where())
+    extra = cfg.proxy_mode.upstream_ca_bundle
+    if extra:
+        try:
+            ctx.load_verify_locations(cafile=os.path.expanduser(extra))
+        except (OSError, ssl.SSLError) as exc:
+            raise ToknError(f"[proxy_mode].upstream_ca_bundle {extra!r} cannot be loaded: "
+                            f"{exc}; fix the path or unset it.") from exc
+    return ctx
+
+
+def outbound_proxy(cfg: Config, env: dict[str, str] | None = None) -> str | None:
+    """The proxy tokn's own upstream calls go through.
+
+    ``[proxy].url`` wins; with ``[proxy].system`` the environment's
+    ``HTTPS_PROXY`` is used, unless it points at tokn's own proxy (a shell that
+    ran ``tokn proxy env`` must not make tokn loop through itself).
+    """
+    if cfg.proxy.url:
+        return cfg.proxy.url
+    if not cfg.proxy.system:
+        return None
+    env = os.environ if env is None else env
+    value = env.get("HTTPS_PROXY") or env.get("https_proxy") or env.get("ALL_PROXY")
+    if not value:
+        return None
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    if parts.hostname in LOOPBACK and parts.port == cfg.proxy_mode.port:
+        return None
+    return value
+
+
+def make_client(cfg: Config, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    proxy = None if transport else outbound_proxy(cfg)
+    mounts = None
+    if proxy and cfg.proxy.no_proxy:
+        mounts = {f"all://{host}": None for host in cfg.proxy.no_proxy}
+    return httpx.AsyncClient(
+        transport=transport, proxy=proxy, mounts=mounts, trust_env=False,
+        verify=upstream_ssl_context(cfg),
+        timeout=httpx.Timeout(connect=15.0, read=600.0, write=60.0, pool=60.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+class Runtime:
+    """The shared pool, pipeline and usage store of one tokn process."""
+
+    def __init__(self, cfg: Config, *, api_key: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 usage: bool | None = None) -> None:
+        self.cfg = cfg
+        self.client = make_client(cfg, transport)
+        self.pool = Pool(cfg, self.client)
+        enabled = cfg.usage.enabled if usage is None else usage
+        self.usage = UsageStore() if enabled else None
+        self.pipeline = Pipeline(cfg, self.pool, self.usage)
+        self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key)
+        self.app = create_app(self.state)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+        await self.client.aclose()
+        if self.usage is not None:
+            await asyncio.to_thread(self.usage.close)
+
+
+@dataclass
+class Bound:
+    """Where the running servers listen (ports resolved when 0 was asked)."""
+
+    api_url: str = ""
+    proxy_url: str = ""
+
+
+def _make_uvicorn(app: Any, host: str, port: int, log_level: str):
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        # uvicorn re-raises captured signals after its own shutdown, which
+        # would kill the process before the proxy stops: tokn owns signals.
+        def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+            pass
+
+        def capture_signals(self):  # uvicorn >= 0.29
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+    return _Server(config)
+
+
+def _bound_port(server: Any) -> int:
+    for srv in server.servers:
+        for sock in srv.sockets:
+            return sock.getsockname()[1]
+    raise ToknError("the listener did not bind", status=500)
+
+
+async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = False,
+                proxy_host: str = "127.0.0.1", proxy_port: int = 4142,
+                proxy_route_mode: str | None = None, listener_public: bool = True,
+                on_ready: Callable[[Bound], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set."""
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    level = runtime.cfg.logging.level if runtime.cfg.logging.level != "info" else "warning"
+    server = _make_uvicorn(runtime.app, host, port, level)
+    server_task = asyncio.create_task(server.serve())
+    proxy = None
+    try:
+        while not server.started:
+            if server_task.done():
+                exc = server_task.exception()
+                raise ToknError(f"the listener could not start on {host}:{port}"
+                                + (f": {exc}" if exc else " (is the port in use?)"), status=500)
+            await asyncio.sleep(0.01)
+        api_port = _bound_port(server)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        bound = Bound(api_url=f"http://{shown}:{api_port}" if listener_public else "")
+        if with_proxy:
+            from tokn.mitm.runner import ProxyRunner
+
+            proxy = ProxyRunner(runtime, host=proxy_host, port=proxy_port,
+                                route_mode=proxy_route_mode,
+                                listener_url=f"http://127.0.0.1:{api_port}",
+                                proxy_key=runtime.state.api_key)
+            await proxy.start()
+            bound.proxy_url = proxy.url
+        if on_ready:
+            on_ready(bound)
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+        if proxy is not None:
+            await proxy.stop()
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(server_task, 5)
+        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
+            server_task.cancel()
+        await runtime.aclose()

@@ -1,0 +1,117 @@
+"""The OpenAI- and Anthropic-compatible listener (Starlette ASGI app)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tokn.errors import error_body
+from tokn.pipeline import Inbound, Pipeline, Reply
+from tokn.server.auth import key_matches, presented_key
+
+# POST paths -> inbound format.  Un-prefixed forms are what Copilot-style
+# clients (and the proxy's route mode for api.githubcopilot.com) send.
+POST_ROUTES: dict[str, str] = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
+    "/v1/responses": "responses",
+    "/responses": "responses",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+}
+INTERNAL_HEADER = "x-tokn-internal"
+TOKN_HEADERS = ("x-tokn-internal", "x-tokn-front-door", "x-tokn-route-mode", "x-tokn-client")
+
+
+@dataclass
+class AppState:
+    pipeline: Pipeline
+    api_key: str = ""
+    internal_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    extra_routes: list[Route] = field(default_factory=list)
+
+
+def _err_fmt(path: str) -> str:
+    return "messages" if path.startswith("/v1/messages") else "chat"
+
+
+def to_response(reply: Reply) -> Response:
+    if reply.stream is not None:
+        return StreamingResponse(reply.stream, status_code=reply.status, headers=reply.headers,
+                                 media_type=reply.media_type)
+    headers = dict(reply.headers)
+    media = headers.pop("content-type", reply.media_type)
+    return Response(reply.body, status_code=reply.status, headers=headers, media_type=media)
+
+
+def _error(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(error_body(_err_fmt(path), status, message), status, headers=headers)
+
+
+def create_app(state: AppState) -> Starlette:
+    def authorized(request: Request) -> bool:
+        internal = request.headers.get(INTERNAL_HEADER)
+        if internal and key_matches(state.internal_secret, internal):
+            return True
+        return key_matches(state.api_key, presented_key(request.headers))
+
+    def denied(request: Request) -> Response:
+        return _error(request.url.path, 401,
+                      "Invalid or missing API key: send it as `Authorization: Bearer KEY` or "
+                      "`x-api-key: KEY` (the key is [server].api_key / --api-key).")
+
+    async def api(request: Request) -> Response:
+        path = request.url.path
+        if not authorized(request):
+            return denied(request)
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError as exc:
+            return _error(path, 400, f"The request body is not valid JSON: {exc}.")
+        if not isinstance(body, dict):
+            return _error(path, 400, "The request body must be a JSON object.")
+        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in TOKN_HEADERS}
+        internal = request.headers.get(INTERNAL_HEADER) is not None and authorized(request)
+        inbound = Inbound(
+            fmt=POST_ROUTES[path], body=body, headers=headers,
+            front_door=request.headers.get("x-tokn-front-door", "listener") if internal
+            else "listener",
+            route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",
+            client=(request.headers.get("x-tokn-client") if internal else None)
+            or (f"{request.client.host}:{request.client.port}" if request.client else ""),
+        )
+        return to_response(await state.pipeline.handle(inbound))
+
+    async def models(request: Request) -> Response:
+        if not authorized(request):
+            return denied(request)
+        anthropic = "anthropic-version" in request.headers
+        return JSONResponse(await state.pipeline.models(anthropic_shape=anthropic))
+
+    async def healthz(request: Request) -> Response:
+        pool = state.pipeline.pool
+        return JSONResponse({"status": "ok", "accounts": len(pool.providers)})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(request.url.path, 404, f"Unknown endpoint {request.method} "
+                      f"{request.url.path}. See GET /v1/models and the README for what tokn serves.")
+
+    async def bad_method(request: Request, exc: Exception) -> Response:
+        return _error(request.url.path, 405, f"{request.method} is not allowed on "
+                      f"{request.url.path}.")
+
+    routes = [Route(p, api, methods=["POST"]) for p in POST_ROUTES]
+    routes += [Route("/v1/models", models), Route("/models", models),
+               Route("/healthz", healthz), *state.extra_routes]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method})
+    app.state.tokn = state
+    return app
