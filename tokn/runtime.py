@@ -80,6 +80,25 @@ def make_client(cfg: Config, transport: httpx.AsyncBaseTransport | None = None) 
     )
 
 
+ROUTE_MODULES = ("tokn.server.usage_routes", "tokn.server.lan")
+
+
+def extra_routes(runtime: Runtime) -> list[Any]:
+    """Routes contributed by optional listener modules (each has ``routes(runtime)``)."""
+    import importlib
+
+    out: list[Any] = []
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        out.extend(module.routes(runtime))
+    return out
+
+
 class Runtime:
     """The shared pool, pipeline and usage store of one tokn process."""
 
@@ -93,6 +112,7 @@ class Runtime:
         self.usage = UsageStore() if enabled else None
         self.pipeline = Pipeline(cfg, self.pool, self.usage)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key)
+        self.state.extra_routes = extra_routes(self)
         self.app = create_app(self.state)
 
     async def aclose(self) -> None:

@@ -35,19 +35,45 @@ def _root(
     """tokn: one local gateway for all your AI subscriptions."""
 
 
-def _build() -> None:
-    from tokn.cli import config_cmd, proxy_cmd
+# top-level command -> module providing it.  Only the module a command line
+# needs is imported (``tokn proxy env`` runs at every shell start).
+COMMANDS: dict[str, str] = {
+    "config": "config_cmd",
+    "proxy": "proxy_cmd",
+    "serve": "serve_cmd",
+    "login": "account_cmd",
+    "import": "account_cmd",
+    "account": "account_cmd",
+    "headers": "account_cmd",
+    "usage": "usage_cmd",
+    "logs": "usage_cmd",
+    "lan": "lan_cmd",
+}
+GROUPS = {"config_cmd": "config", "proxy_cmd": "proxy"}
 
-    app.add_typer(config_cmd.app, name="config")
-    app.add_typer(proxy_cmd.app, name="proxy")
-    for name in ("serve_cmd", "account_cmd", "usage_cmd", "lan_cmd"):
+
+def _wanted(argv: list[str]) -> list[str]:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in COMMANDS:
+        return [COMMANDS[first]]
+    return list(dict.fromkeys(COMMANDS.values()))
+
+
+def _build(argv: list[str] | None = None) -> None:
+    import importlib
+    import sys
+
+    for name in _wanted(sys.argv[1:] if argv is None else argv):
         try:
-            module = __import__(f"tokn.cli.{name}", fromlist=["register"])
+            module = importlib.import_module(f"tokn.cli.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"tokn.cli.{name}":
                 raise
             continue
-        module.register(app)
+        if name in GROUPS:
+            app.add_typer(module.app, name=GROUPS[name])
+        else:
+            module.register(app)
 
 
 _build()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
-from tokn.config import ROUTE_MODES
 
 
 def _mode(value: str | None) -> str | None:
+    from tokn.config import ROUTE_MODES
+
     if value is not None and value not in ROUTE_MODES:
         raise typer.BadParameter(f"{value!r}; use one of: {', '.join(ROUTE_MODES)}")
     return value
@@ -20,6 +19,8 @@ def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: 
         proxy_host: str | None, proxy_port: int | None, proxy_route_mode: str | None,
         allow_remote: bool, listener_public: bool = True) -> None:
     """Shared by ``tokn serve`` and ``tokn proxy start``."""
+    import asyncio
+
     from tokn.logs import setup_logging
     from tokn.runtime import Bound, Runtime, serve
     from tokn.server.guard import check_bind

@@ -61,8 +61,14 @@ class UpstreamResponse:
         if self._body is not None:
             yield self._body
             return
-        source = self._chunks if self._chunks is not None else self._response.aiter_raw()
-        async for chunk in source:
+        if self._chunks is not None:
+            async for chunk in self._chunks:
+                yield chunk
+            return
+        if self._response.is_stream_consumed:  # already read (e.g. a MockTransport answer)
+            yield self._response.content
+            return
+        async for chunk in self._response.aiter_bytes():  # decoded (gzip etc.)
             yield chunk
 
     async def read(self) -> bytes:
@@ -177,7 +183,7 @@ class Provider:
     def forwarded_headers(self, inbound: Mapping[str, str]) -> dict[str, str]:
         """Client headers worth passing on (``anthropic-*``, ``openai-*`` betas...)."""
         keep = ("anthropic-version", "anthropic-beta", "openai-beta")
-        return {k: v for k, v in inbound.items() if k.lower() in keep}
+        return {k.lower(): v for k, v in inbound.items() if k.lower() in keep}
 
     async def get_json(self, fmt: str) -> Any:
         headers = {**await self.credentials(), "accept": "application/json"}

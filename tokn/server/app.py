@@ -56,17 +56,24 @@ def _error(path: str, status: int, message: str, headers: dict[str, str] | None 
     return JSONResponse(error_body(_err_fmt(path), status, message), status, headers=headers)
 
 
+def is_authorized(state: AppState, request: Request) -> bool:
+    """The proxy's internal secret, or the API key when one is set (constant time)."""
+    internal = request.headers.get(INTERNAL_HEADER)
+    if internal and key_matches(state.internal_secret, internal):
+        return True
+    return key_matches(state.api_key, presented_key(request.headers))
+
+
+def denied(request: Request) -> Response:
+    """401 in the caller's format, saying how to authenticate."""
+    return _error(request.url.path, 401,
+                  "Invalid or missing API key: send it as `Authorization: Bearer KEY` or "
+                  "`x-api-key: KEY` (the key is [server].api_key / --api-key).")
+
+
 def create_app(state: AppState) -> Starlette:
     def authorized(request: Request) -> bool:
-        internal = request.headers.get(INTERNAL_HEADER)
-        if internal and key_matches(state.internal_secret, internal):
-            return True
-        return key_matches(state.api_key, presented_key(request.headers))
-
-    def denied(request: Request) -> Response:
-        return _error(request.url.path, 401,
-                      "Invalid or missing API key: send it as `Authorization: Bearer KEY` or "
-                      "`x-api-key: KEY` (the key is [server].api_key / --api-key).")
+        return is_authorized(state, request)
 
     async def api(request: Request) -> Response:
         path = request.url.path
