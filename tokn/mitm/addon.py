@@ -12,18 +12,21 @@ other CONNECT is tunnelled by mitmproxy untouched.  For an intercepted flow:
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitmproxy import ctx, http
+from mitmproxy import http
 
 from tokn import hosts
 from tokn.convert import extract_usage, stream_converter
 from tokn.errors import ToknError, error_body
 from tokn.mitm import modes
 from tokn.server.auth import key_matches
+
+log = logging.getLogger("tokn.proxy")
 
 HELP_TEXT = """tokn proxy
 
@@ -235,10 +238,9 @@ class ToknAddon:
         if info is None:
             return
         info.ttfb = time.perf_counter() - info.started
-        content_type = flow.response.headers.get("content-type", "")
-        if "text/event-stream" not in content_type and info.mode == "route":
-            return  # small JSON from the listener: no need to stream
-        if info.mode != "route" and info.fmt in OBSERVED and "text/event-stream" in content_type:
+        if "text/event-stream" not in flow.response.headers.get("content-type", ""):
+            return  # JSON bodies are small; mitmproxy streams any over stream_large_bodies
+        if info.mode != "route" and info.fmt in OBSERVED:
             info.converter = stream_converter(info.fmt, info.fmt)
 
             def observe(chunk: bytes) -> bytes:
@@ -302,4 +304,4 @@ class ToknAddon:
                        cache_write_tokens=usage.cache_write_tokens,
                        reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
         store.record(row)
-        ctx.log.debug(f"tokn {info.mode} {flow.request.pretty_host} {row['status']}")
+        log.debug("%s %s %s", info.mode, flow.request.pretty_host, row["status"])

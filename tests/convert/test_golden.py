@@ -1,0 +1,48 @@
+"""Golden streams: ``golden/<src>_to_<dst>__<case>.in.sse`` converted must equal ``.out.sse``
+byte for byte, however the input is split. Ids and clock are deterministic.
+
+Regenerate after an intended change with ``TOKN_REGEN_GOLDEN=1`` and review the diff.
+"""
+
+import itertools
+import os
+from pathlib import Path
+
+import pytest
+
+from tokn.convert import stream_converter
+
+GOLDEN = Path(__file__).parent / "golden"
+CASES = sorted(GOLDEN.glob("*.in.sse"))
+
+
+def _convert(path: Path, step: int) -> bytes:
+    src, dst = path.name.split("__")[0].split("_to_")
+    n = itertools.count()
+    conv = stream_converter(src, dst, ids=lambda p: f"{p}{next(n):04d}", clock=lambda: 1700000000)
+    raw = path.read_bytes()
+    return b"".join(conv.feed(raw[i : i + step]) for i in range(0, len(raw), step)) + conv.close()
+
+
+def test_there_are_golden_cases_for_every_direction():
+    directions = {p.name.split("__")[0] for p in CASES}
+    assert {
+        "chat_to_messages",
+        "chat_to_responses",
+        "messages_to_chat",
+        "responses_to_chat",
+        "messages_to_responses",
+        "responses_to_messages",
+    } <= directions
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.name.removesuffix(".in.sse"))
+def test_golden(path):
+    expected_path = path.with_name(path.name.replace(".in.sse", ".out.sse"))
+    whole = _convert(path, 1 << 30)
+    if os.environ.get("TOKN_REGEN_GOLDEN"):
+        expected_path.write_bytes(whole)
+    expected = expected_path.read_bytes()
+    assert whole == expected
+    for step in (1, 17, 256):
+        assert _convert(path, step) == expected

@@ -1,0 +1,338 @@
+"""Format converters between OpenAI Chat Completions ("chat"), Anthropic Messages
+("messages") and OpenAI Responses ("responses"). Pure: no I/O.
+
+Chat is the hub: every other format converts to and from chat, and any
+``src -> dst`` is composed through it (``src == dst`` is the identity).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..sse import SSEEvent, SSEParser, encode_event
+from . import anthropic, responses
+from .common import (
+    Clock,
+    Frame,
+    IdFactory,
+    Stage,
+    Usage,
+    default_clock,
+    default_ids,
+    usage_from_anthropic,
+    usage_from_chat,
+    usage_from_responses,
+)
+
+__all__ = [
+    "FORMATS",
+    "StreamConverter",
+    "Usage",
+    "convert_request",
+    "convert_response",
+    "extract_usage",
+    "stream_converter",
+]
+
+FORMATS = ("chat", "messages", "responses")
+
+Body = dict[str, Any]
+
+_REQ_TO_CHAT: dict[str, Callable[[Body], Body]] = {
+    "messages": anthropic.messages_request_to_chat,
+    "responses": responses.responses_request_to_chat,
+}
+_REQ_FROM_CHAT: dict[str, Callable[[Body], Body]] = {
+    "messages": anthropic.chat_request_to_messages,
+    "responses": responses.chat_request_to_responses,
+}
+_RESP_TO_CHAT = {
+    "messages": anthropic.messages_response_to_chat,
+    "responses": responses.responses_response_to_chat,
+}
+_RESP_FROM_CHAT = {
+    "messages": anthropic.chat_response_to_messages,
+    "responses": responses.chat_response_to_responses,
+}
+_STREAM_TO_CHAT: dict[str, type[Stage]] = {
+    "messages": anthropic.MessagesToChatStream,
+    "responses": responses.ResponsesToChatStream,
+}
+_STREAM_FROM_CHAT: dict[str, type[Stage]] = {
+    "messages": anthropic.ChatToMessagesStream,
+    "responses": responses.ChatToResponsesStream,
+}
+
+
+def _check(*fmts: str) -> None:
+    for f in fmts:
+        if f not in FORMATS:
+            raise ValueError(f"unknown API format {f!r}; expected one of {', '.join(FORMATS)}")
+
+
+def convert_request(src: str, dst: str, body: Body) -> Body:
+    """A request body in client format ``src`` as upstream format ``dst``."""
+    _check(src, dst)
+    if src == dst:
+        return body
+    chat = body if src == "chat" else _REQ_TO_CHAT[src](body)
+    return chat if dst == "chat" else _REQ_FROM_CHAT[dst](chat)
+
+
+def convert_response(src: str, dst: str, body: Body, *, model: str | None = None) -> Body:
+    """A non-stream response body from upstream format ``src`` as client format ``dst``.
+
+    ``model`` (the name the client asked for) replaces the upstream's model name.
+    """
+    _check(src, dst)
+    if src == dst:
+        return body if model is None else {**body, "model": model}
+    chat = body if src == "chat" else _RESP_TO_CHAT[src](body, model=model)
+    return chat if dst == "chat" else _RESP_FROM_CHAT[dst](chat, model=model)
+
+
+def extract_usage(fmt: str, body: Body) -> Usage:
+    """Usage of a non-stream response body in format ``fmt``."""
+    _check(fmt)
+    if fmt == "messages":
+        return usage_from_anthropic(body.get("usage"))
+    if fmt == "responses":
+        return usage_from_responses(body.get("usage"))
+    return usage_from_chat(body.get("usage"))
+
+
+def _encode(fmt: str, frames: list[Frame]) -> bytes:
+    if fmt == "chat":
+        return b"".join(encode_event(data) for _, data in frames)
+    return b"".join(encode_event(data, event) for event, data in frames)
+
+
+def _parse(ev: SSEEvent) -> Any:
+    if ev.data.strip() == "[DONE]":
+        return "[DONE]"
+    try:
+        return json.loads(ev.data)
+    except ValueError:
+        return None
+
+
+class StreamConverter:
+    """Upstream SSE bytes in format ``src`` in, client SSE bytes in format ``dst`` out.
+
+    ``usage`` and ``model`` are filled from the upstream's events as they pass;
+    ``first_output`` turns True once any client-visible bytes were produced.
+    For ``src == dst`` bytes pass through unchanged.
+    """
+
+    def __init__(
+        self,
+        src: str,
+        dst: str,
+        *,
+        model: str | None = None,
+        ids: IdFactory | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        _check(src, dst)
+        self.src, self.dst = src, dst
+        self.usage = Usage()
+        self.model: str | None = None
+        self.first_output = False
+        self._parser = SSEParser()
+        kw = {"model": model, "ids": ids or default_ids, "clock": clock or default_clock}
+        self._stages: list[Stage] = []
+        if src != dst:
+            if src != "chat":
+                self._stages.append(_STREAM_TO_CHAT[src](**kw))
+            if dst != "chat":
+                self._stages.append(_STREAM_FROM_CHAT[dst](**kw))
+        self._tail = _Tail(dst) if src == dst else None
+
+    def feed(self, data: bytes) -> bytes:
+        frames = self._frames(self._parser.feed(data))
+        if self._tail is not None:
+            self._tail.see(frames)
+            return self._out(data)
+        return self._out(self._run(frames, closing=False))
+
+    def close(self) -> bytes:
+        frames = self._frames(self._parser.close())
+        if self._tail is not None:
+            self._tail.see(frames)
+            return self._out(self._tail.close())
+        return self._out(self._run(frames, closing=True))
+
+    def error(self, message: str) -> bytes:
+        if self._tail is not None:
+            return self._out(self._tail.error(message))
+        return self._out(_encode(self.dst, self._stages[-1].error(message)))
+
+    # -- internals --
+    def _out(self, data: bytes) -> bytes:
+        if data:
+            self.first_output = True
+        return data
+
+    def _frames(self, events: list[SSEEvent]) -> list[Frame]:
+        frames = []
+        for ev in events:
+            data = _parse(ev)
+            if data is None:
+                continue
+            self._observe(data)
+            frames.append((ev.event, data))
+        return frames
+
+    def _run(self, frames: list[Frame], *, closing: bool) -> bytes:
+        for stage in self._stages:
+            nxt: list[Frame] = []
+            for event, data in frames:
+                nxt += stage.feed(event, data)
+            if closing:
+                nxt += stage.close()
+            frames = nxt
+        return _encode(self.dst, frames)
+
+    def _observe(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        if self.src == "chat":
+            self.model = self.model or data.get("model")
+            if data.get("usage"):
+                self.usage = usage_from_chat(data["usage"])
+        elif self.src == "messages":
+            if data.get("type") == "message_start":
+                msg = data.get("message") or {}
+                self.model = msg.get("model") or self.model
+                usage_from_anthropic(msg.get("usage"), self.usage)
+            elif data.get("type") == "message_delta":
+                usage_from_anthropic(data.get("usage"), self.usage)
+        else:
+            resp = data.get("response")
+            if isinstance(resp, dict):
+                self.model = resp.get("model") or self.model
+                if resp.get("usage"):
+                    self.usage = usage_from_responses(resp["usage"])
+
+
+class _Tail:
+    """For pass-through streams: remembers enough to end the stream properly
+    (closing events when the upstream stopped early, errors in the format)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.ended = False
+        self.started = False
+        self.open_block: int | None = None
+        self.any_tool = False
+        self.delta_sent = False
+        self.seq = -1
+        self.response: dict[str, Any] | None = None
+        self.items: list[Any] = []
+
+    def see(self, frames: list[Frame]) -> None:
+        for _, data in frames:
+            if data == "[DONE]":
+                self.ended = True
+            if not isinstance(data, dict):
+                continue
+            kind = data.get("type")
+            self.started = True
+            if isinstance(data.get("sequence_number"), int):
+                self.seq = max(self.seq, data["sequence_number"])
+            if kind in (
+                "message_stop",
+                "error",
+                "response.completed",
+                "response.incomplete",
+                "response.failed",
+            ) or (self.fmt == "chat" and "error" in data):
+                self.ended = True
+            elif kind == "content_block_start":
+                self.open_block = data.get("index")
+                self.any_tool |= (data.get("content_block") or {}).get("type") == "tool_use"
+            elif kind == "content_block_stop":
+                self.open_block = None
+            elif kind == "message_delta":
+                self.delta_sent = True
+            elif kind == "response.created":
+                self.response = dict(data.get("response") or {})
+            elif kind == "response.output_item.done":
+                self.items.append(data.get("item"))
+
+    def close(self) -> bytes:
+        if self.ended or not self.started:
+            return b""
+        self.ended = True
+        if self.fmt == "chat":
+            return b"\n\ndata: [DONE]\n\n"
+        if self.fmt == "messages":
+            out = b"\n\n"
+            if self.open_block is not None:
+                out += encode_event(
+                    {"type": "content_block_stop", "index": self.open_block}, "content_block_stop"
+                )
+            if not self.delta_sent:
+                stop = "tool_use" if self.any_tool else "end_turn"
+                out += encode_event(
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": stop, "stop_sequence": None},
+                        "usage": {"output_tokens": 0},
+                    },
+                    "message_delta",
+                )
+            return out + encode_event({"type": "message_stop"}, "message_stop")
+        resp = {**(self.response or {}), "status": "completed", "output": self.items}
+        self.seq += 1
+        return b"\n\n" + encode_event(
+            {"type": "response.completed", "sequence_number": self.seq, "response": resp},
+            "response.completed",
+        )
+
+    def error(self, message: str) -> bytes:
+        self.ended = True
+        if self.fmt == "messages":
+            return encode_event(
+                {"type": "error", "error": {"type": "api_error", "message": message}}, "error"
+            )
+        if self.fmt == "chat":
+            return encode_event(
+                {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+            )
+        self.seq += 1
+        out = encode_event(
+            {
+                "type": "error",
+                "sequence_number": self.seq,
+                "code": "server_error",
+                "message": message,
+                "param": None,
+            },
+            "error",
+        )
+        resp = {
+            **(self.response or {}),
+            "status": "failed",
+            "output": self.items,
+            "error": {"code": "server_error", "message": message},
+        }
+        self.seq += 1
+        return out + encode_event(
+            {"type": "response.failed", "sequence_number": self.seq, "response": resp},
+            "response.failed",
+        )
+
+
+def stream_converter(
+    src: str,
+    dst: str,
+    *,
+    model: str | None = None,
+    ids: IdFactory | None = None,
+    clock: Clock | None = None,
+) -> StreamConverter:
+    """A converter for one stream; ``ids(prefix)`` / ``clock()`` make output deterministic."""
+    return StreamConverter(src, dst, model=model, ids=ids, clock=clock)

@@ -1,0 +1,838 @@
+"""Anthropic Messages <-> OpenAI Chat Completions: requests, responses, streams.
+
+Non-standard chat fields used to carry what chat cannot say:
+``reasoning_content`` on assistant messages / deltas (thinking text, as
+DeepSeek, Z.ai and Copilot-style upstreams use; ``reasoning`` and
+``reasoning_text`` are read too) and ``reasoning_signature`` (the thinking
+block's signature, so it survives messages -> chat -> messages).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import common
+from .common import (
+    ANTHROPIC_TO_CHAT_STOP,
+    CHAT_TO_ANTHROPIC_STOP,
+    EFFORT_BUDGETS,
+    ChatReader,
+    Frame,
+    Stage,
+    Usage,
+    chat_error,
+    drop_none,
+    dumps,
+    effort_for_budget,
+    error_message,
+    parse_args,
+    parse_data_url,
+    stronger_finish,
+    text_of,
+    usage_from_anthropic,
+    usage_from_chat,
+    usage_to_anthropic,
+    usage_to_chat,
+)
+
+DEFAULT_MAX_TOKENS = 8192
+# Output caps of Claude models, by id prefix (first match wins), for requests without max_tokens.
+_MAX_TOKENS_BY_PREFIX = (
+    ("claude-3-5", 8192),
+    ("claude-3.5", 8192),
+    ("claude-3-7", 64000),
+    ("claude-3.7", 64000),
+    ("claude-3", 4096),
+    ("claude-opus-4-1", 32000),
+    ("claude-opus-4.1", 32000),
+    ("claude-opus-4-0", 32000),
+    ("claude-opus-4-2", 32000),
+    ("claude-opus-4.0", 32000),
+    ("claude-opus-4", 32000),
+    ("claude-sonnet-4", 64000),
+    ("claude-haiku-4", 64000),
+)
+
+
+def default_max_tokens(model: str | None) -> int:
+    m = (model or "").lower()
+    for prefix, n in _MAX_TOKENS_BY_PREFIX:
+        if m.startswith(prefix):
+            return n
+    return DEFAULT_MAX_TOKENS
+
+
+def reasoning_of(obj: dict[str, Any]) -> str | None:
+    """Reasoning text of a chat message or delta, whichever field the upstream uses."""
+    for key in ("reasoning_content", "reasoning", "reasoning_text"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+# ---------------------------------------------------------------------------
+# requests: messages -> chat
+
+
+def _image_to_chat(block: dict[str, Any]) -> dict[str, Any] | None:
+    src = block.get("source") or {}
+    if src.get("type") == "base64":
+        url = f"data:{src.get('media_type', 'image/png')};base64,{src.get('data', '')}"
+    elif src.get("type") == "url":
+        url = src.get("url", "")
+    else:
+        return None
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _document_to_chat(block: dict[str, Any]) -> dict[str, Any] | None:
+    src = block.get("source") or {}
+    if src.get("type") == "text":
+        return {"type": "text", "text": src.get("data", "")}
+    if src.get("type") == "base64":
+        name = block.get("title") or "document.pdf"
+        url = f"data:{src.get('media_type', 'application/pdf')};base64,{src.get('data', '')}"
+        return {"type": "file", "file": {"filename": name, "file_data": url}}
+    if src.get("type") == "url":
+        return {"type": "text", "text": src.get("url", "")}
+    return None
+
+
+def _user_parts_to_chat(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for b in blocks:
+        kind = b.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": b.get("text", "")})
+        elif kind == "image":
+            part = _image_to_chat(b)
+            if part:
+                parts.append(part)
+        elif kind == "document":
+            part = _document_to_chat(b)
+            if part:
+                parts.append(part)
+    return parts
+
+
+def _simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Text-only content as one string (what every chat upstream accepts)."""
+    if all(p.get("type") == "text" for p in parts):
+        return (
+            "".join(p["text"] for p in parts)
+            if len(parts) <= 1
+            else "\n\n".join(p["text"] for p in parts)
+        )
+    return parts
+
+
+def _tool_result_to_chat(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A tool_result as a chat ``tool`` message plus its images (chat tool messages are text)."""
+    content = block.get("content")
+    images: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if part.get("type") == "text":
+                texts.append(part.get("text", ""))
+            elif part.get("type") == "image":
+                img = _image_to_chat(part)
+                if img:
+                    images.append(img)
+        text = "\n".join(texts)
+    else:
+        text = content if isinstance(content, str) else ""
+    if block.get("is_error"):
+        text = "Error: " + text  # chat has no error flag: say it in the text
+    return {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}, images
+
+
+def _assistant_to_chat(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    texts, thinking, signature, calls = [], [], None, []
+    for b in blocks:
+        kind = b.get("type")
+        if kind == "text":
+            texts.append(b.get("text", ""))
+        elif kind == "thinking":
+            thinking.append(b.get("thinking", ""))
+            signature = b.get("signature") or signature
+        elif kind in ("tool_use", "server_tool_use"):
+            calls.append(
+                {
+                    "id": b.get("id", ""),
+                    "type": "function",
+                    "function": {
+                        "name": b.get("name", ""),
+                        "arguments": dumps(b.get("input") or {}),
+                    },
+                }
+            )
+    msg: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if thinking:
+        msg["reasoning_content"] = "".join(thinking)
+        if signature:
+            msg["reasoning_signature"] = signature
+    if calls:
+        msg["tool_calls"] = calls
+    return msg
+
+
+def _messages_to_chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+            continue
+        blocks = [b for b in content or [] if isinstance(b, dict)]
+        if role == "assistant":
+            out.append(_assistant_to_chat(blocks))
+            continue
+        extra_images: list[dict[str, Any]] = []
+        for b in blocks:
+            if b.get("type") == "tool_result":
+                tool_msg, images = _tool_result_to_chat(b)
+                out.append(tool_msg)
+                extra_images += images
+        parts = _user_parts_to_chat(blocks) + extra_images
+        if parts:
+            out.append({"role": "user", "content": _simplify(parts)})
+    return out
+
+
+def _tools_to_chat(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for t in tools:
+        if t.get("type") not in (None, "custom") and "input_schema" not in t:
+            continue  # server tools (web_search, bash, ...) have no chat equivalent
+        fn = drop_none(
+            {
+                "name": t.get("name"),
+                "description": t.get("description"),
+                "parameters": t.get("input_schema") or {"type": "object", "properties": {}},
+            }
+        )
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def _tool_choice_to_chat(tc: dict[str, Any] | None) -> Any:
+    kind = (tc or {}).get("type")
+    if kind == "auto":
+        return "auto"
+    if kind == "any":
+        return "required"
+    if kind == "none":
+        return "none"
+    if kind == "tool":
+        return {"type": "function", "function": {"name": tc["name"]}}  # type: ignore[index]
+    return None
+
+
+def messages_request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": body.get("model")}
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        text = system if isinstance(system, str) else text_of(system, "\n\n")
+        messages.append({"role": "system", "content": text})
+    messages += _messages_to_chat_messages(body.get("messages") or [])
+    out["messages"] = messages
+    if body.get("max_tokens") is not None:
+        out["max_tokens"] = body["max_tokens"]
+    for key in ("temperature", "top_p"):
+        if body.get(key) is not None:
+            out[key] = body[key]
+    if body.get("stop_sequences"):
+        out["stop"] = list(body["stop_sequences"])
+    tools = _tools_to_chat(body.get("tools") or [])
+    if tools:
+        out["tools"] = tools
+        choice = _tool_choice_to_chat(body.get("tool_choice"))
+        if choice is not None:
+            out["tool_choice"] = choice
+        if (body.get("tool_choice") or {}).get("disable_parallel_tool_use"):
+            out["parallel_tool_calls"] = False
+    elif (body.get("tool_choice") or {}).get("type") == "none":
+        pass
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") == "enabled":
+        out["reasoning_effort"] = effort_for_budget(int(thinking.get("budget_tokens") or 0))
+    elif thinking.get("type") == "adaptive":
+        out["reasoning_effort"] = "medium"
+    user = (body.get("metadata") or {}).get("user_id")
+    if user:
+        out["user"] = user
+    if body.get("stream"):
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# requests: chat -> messages
+
+_TOOL_ID_OK = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def _tool_id(value: str | None) -> str:
+    """Anthropic requires tool ids matching ``^[a-zA-Z0-9_-]+$``; map others stably."""
+    return _TOOL_ID_OK.sub("_", value or "") or "toolu_missing"
+
+
+def _chat_part_to_block(part: Any) -> dict[str, Any] | None:
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    kind = part.get("type")
+    if kind in ("text", "input_text", "output_text"):
+        return {"type": "text", "text": part.get("text", "")}
+    if kind == "image_url":
+        url = part.get("image_url")
+        url = url.get("url", "") if isinstance(url, dict) else (url or "")
+        data = parse_data_url(url)
+        if data:
+            return {
+                "type": "image",
+                "source": {"type": "base64", "media_type": data[0], "data": data[1]},
+            }
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if kind == "file":
+        data = parse_data_url((part.get("file") or {}).get("file_data", ""))
+        if data:
+            return {
+                "type": "document",
+                "source": {"type": "base64", "media_type": data[0], "data": data[1]},
+            }
+    if kind == "refusal":
+        return {"type": "text", "text": part.get("refusal", "")}
+    return None
+
+
+def _chat_content_to_blocks(content: Any) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = [_chat_part_to_block(p) for p in content]
+    return [b for b in blocks if b is not None and not (b["type"] == "text" and not b["text"])]
+
+
+def _chat_assistant_to_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    reasoning, signature = reasoning_of(m), m.get("reasoning_signature")
+    if reasoning and signature:  # Anthropic rejects thinking blocks without their signature
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": signature})
+    blocks += _chat_content_to_blocks(m.get("content"))
+    if m.get("refusal"):
+        blocks.append({"type": "text", "text": m["refusal"]})
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": _tool_id(call.get("id")),
+                "name": fn.get("name", ""),
+                "input": parse_args(fn.get("arguments")),
+            }
+        )
+    return blocks
+
+
+def _append(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Append a turn, merging with the previous turn of the same role."""
+    if not blocks:
+        return
+    if out and out[-1]["role"] == role:
+        out[-1]["content"] += blocks
+    else:
+        out.append({"role": role, "content": blocks})
+
+
+def _chat_messages_to_anthropic(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    out: list[dict[str, Any]] = []
+    system: list[str] = []
+    for m in messages:
+        role = m.get("role")
+        if role in ("system", "developer"):
+            system.append(text_of(m.get("content"), "\n"))
+        elif role == "assistant":
+            _append(out, "assistant", _chat_assistant_to_blocks(m))
+        elif role in ("tool", "function"):
+            content = m.get("content")
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": _tool_id(m.get("tool_call_id")),
+            }
+            if isinstance(content, list):
+                result["content"] = _chat_content_to_blocks(content)
+            else:
+                result["content"] = content or ""
+            _append(out, "user", [result])
+        else:
+            _append(out, "user", _chat_content_to_blocks(m.get("content")))
+    return out, system
+
+
+def _tools_to_anthropic(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for t in tools:
+        fn = t.get("function") if t.get("type") == "function" else None
+        if not fn:
+            continue
+        out.append(
+            drop_none(
+                {
+                    "name": fn.get("name"),
+                    "description": fn.get("description"),
+                    "input_schema": fn.get("parameters") or {"type": "object", "properties": {}},
+                }
+            )
+        )
+    return out
+
+
+def _tool_choice_to_anthropic(tc: Any) -> dict[str, Any] | None:
+    if tc == "auto":
+        return {"type": "auto"}
+    if tc == "required":
+        return {"type": "any"}
+    if tc == "none":
+        return {"type": "none"}
+    if isinstance(tc, dict):
+        name = (tc.get("function") or {}).get("name") or tc.get("name")
+        if name:
+            return {"type": "tool", "name": name}
+    return None
+
+
+def chat_request_to_messages(body: dict[str, Any]) -> dict[str, Any]:
+    messages, system = _chat_messages_to_anthropic(body.get("messages") or [])
+    out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    if system:
+        out["system"] = "\n\n".join(system)
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    out["max_tokens"] = int(max_tokens) if max_tokens else default_max_tokens(body.get("model"))
+    effort = body.get("reasoning_effort") or (body.get("reasoning") or {}).get("effort")
+    thinking = effort in EFFORT_BUDGETS and out["max_tokens"] > 1024
+    if thinking:
+        budget = min(EFFORT_BUDGETS[effort], out["max_tokens"] - 1)
+        out["thinking"] = {"type": "enabled", "budget_tokens": max(budget, 1024)}
+    if (
+        body.get("temperature") is not None and not thinking
+    ):  # thinking requires the default temperature
+        out["temperature"] = min(float(body["temperature"]), 1.0)  # Anthropic's range is 0..1
+    if body.get("top_p") is not None and not thinking:
+        out["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    tools = _tools_to_anthropic(body.get("tools") or [])
+    if tools:
+        out["tools"] = tools
+        choice = _tool_choice_to_anthropic(body.get("tool_choice"))
+        if body.get("parallel_tool_calls") is False:
+            choice = choice or {"type": "auto"}
+            if choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True
+        if choice:
+            out["tool_choice"] = choice
+    if body.get("user"):
+        out["metadata"] = {"user_id": str(body["user"])}
+    if body.get("stream"):
+        out["stream"] = True
+    return out
+
+
+# ---------------------------------------------------------------------------
+# whole responses
+
+
+def chat_response_to_messages(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+    """A chat.completion as an Anthropic message; all choices are merged (split choices)."""
+    thinking, signature, texts, calls, finish = [], None, [], [], None
+    for choice in body.get("choices") or []:
+        msg = choice.get("message") or {}
+        r = reasoning_of(msg)
+        if r:
+            thinking.append(r)
+        signature = msg.get("reasoning_signature") or signature
+        text = text_of(msg.get("content")) or msg.get("refusal") or ""
+        if text:
+            texts.append(text)
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            calls.append(
+                {
+                    "type": "tool_use",
+                    "id": _tool_id(call.get("id") or common.make_id("toolu_")),
+                    "name": fn.get("name", ""),
+                    "input": parse_args(fn.get("arguments")),
+                }
+            )
+        finish = stronger_finish(finish, choice.get("finish_reason"))
+    content: list[dict[str, Any]] = []
+    if thinking:
+        content.append(
+            {"type": "thinking", "thinking": "".join(thinking), "signature": signature or ""}
+        )
+    if texts:
+        content.append({"type": "text", "text": "".join(texts)})
+    content += calls
+    stop = CHAT_TO_ANTHROPIC_STOP.get(finish or "", "tool_use" if calls else "end_turn")
+    return {
+        "id": _message_id(body.get("id")),
+        "type": "message",
+        "role": "assistant",
+        "model": model or body.get("model") or "",
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage_to_anthropic(usage_from_chat(body.get("usage"))),
+    }
+
+
+def _message_id(upstream_id: str | None) -> str:
+    if upstream_id and upstream_id.startswith("msg_"):
+        return upstream_id
+    return common.make_id("msg_")
+
+
+def messages_response_to_chat(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+    texts, thinking, signature, calls = [], [], None, []
+    for b in body.get("content") or []:
+        kind = b.get("type")
+        if kind == "text":
+            texts.append(b.get("text", ""))
+        elif kind == "thinking":
+            thinking.append(b.get("thinking", ""))
+            signature = b.get("signature") or signature
+        elif kind == "tool_use":
+            calls.append(
+                {
+                    "id": b.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": b.get("name", ""),
+                        "arguments": dumps(b.get("input") or {}),
+                    },
+                }
+            )
+    msg: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts or not calls else None,
+    }
+    if thinking:
+        msg["reasoning_content"] = "".join(thinking)
+        if signature:
+            msg["reasoning_signature"] = signature
+    if calls:
+        msg["tool_calls"] = calls
+    finish = ANTHROPIC_TO_CHAT_STOP.get(
+        body.get("stop_reason") or "", "tool_calls" if calls else "stop"
+    )
+    return {
+        "id": "chatcmpl-" + str(body.get("id") or common.make_id("")),
+        "object": "chat.completion",
+        "created": common.now(),
+        "model": model or body.get("model") or "",
+        "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_to_chat(usage_from_anthropic(body.get("usage"))),
+    }
+
+
+# ---------------------------------------------------------------------------
+# streams: chat chunks -> Anthropic events
+
+
+class ChatToMessagesStream(Stage):
+    """``chat.completion.chunk`` frames in, Anthropic Messages events out.
+
+    Upstream quirks are absorbed by :class:`ChatReader`. A new block starts
+    whenever the kind changes (thinking -> text -> tool_use) and for each tool
+    call. The message is finished at ``[DONE]``/``close()`` so that usage sent in
+    a trailing chunk is counted. Thinking signatures are never invented.
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.reader = ChatReader()
+        self.started = False
+        self.open_kind: str | None = None  # thinking / text / tool_use
+        self.open_index = -1
+        self.next_index = 0
+
+    def feed(self, event: str | None, data: Any) -> list[Frame]:
+        if self.done:
+            return []
+        if data == "[DONE]":
+            return self._finish()
+        if not isinstance(data, dict):
+            return []
+        if data.get("error"):
+            return self.error(error_message(data))
+        ops = self.reader.read(data)
+        out = self._start(data)
+        for op in ops:
+            out += self._op(op)
+        return out
+
+    def close(self) -> list[Frame]:
+        return [] if self.done else self._finish()
+
+    def error(self, message: str) -> list[Frame]:
+        if self.done:
+            return []
+        self.done = True
+        return [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
+
+    # -- internals --
+    def _start(self, chunk: dict[str, Any]) -> list[Frame]:
+        if self.started:
+            return []
+        self.started = True
+        model = self.model_override or chunk.get("model") or ""
+        message = {
+            "id": self.ids("msg_"),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": self.reader.usage.input_tokens, "output_tokens": 0},
+        }
+        return [
+            ("message_start", {"type": "message_start", "message": message}),
+            ("ping", {"type": "ping"}),
+        ]
+
+    def _op(self, op: tuple[Any, ...]) -> list[Frame]:
+        kind = op[0]
+        if kind == "reasoning":
+            return self._block("thinking") + [
+                self._delta(self.open_index, {"type": "thinking_delta", "thinking": op[1]})
+            ]
+        if kind == "text":
+            return self._block("text") + [
+                self._delta(self.open_index, {"type": "text_delta", "text": op[1]})
+            ]
+        tool = op[1]
+        if kind == "tool":
+            block = {
+                "type": "tool_use",
+                "id": _tool_id(tool.id or self.ids("toolu_")),
+                "name": tool.name or "",
+                "input": {},
+            }
+            out = self._block("tool_use", block)
+            tool.slot = self.open_index
+            return out
+        # args; after a tool block was closed (interleaved upstream) its index is still used
+        return [self._delta(tool.slot, {"type": "input_json_delta", "partial_json": op[2]})]
+
+    def _block(self, kind: str, block: dict[str, Any] | None = None) -> list[Frame]:
+        if self.open_kind == kind and kind != "tool_use":
+            return []
+        out = self._close_block()
+        if block is None:
+            block = (
+                {"type": "thinking", "thinking": "", "signature": ""}
+                if kind == "thinking"
+                else {"type": "text", "text": ""}
+            )
+        self.open_kind, self.open_index = kind, self.next_index
+        self.next_index += 1
+        out.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": self.open_index, "content_block": block},
+            )
+        )
+        return out
+
+    @staticmethod
+    def _delta(index: int, delta: dict[str, Any]) -> Frame:
+        return (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": index, "delta": delta},
+        )
+
+    def _close_block(self) -> list[Frame]:
+        if self.open_kind is None:
+            return []
+        self.open_kind = None
+        return [("content_block_stop", {"type": "content_block_stop", "index": self.open_index})]
+
+    def _finish(self) -> list[Frame]:
+        out = self._start({})
+        for op in self.reader.flush():
+            out += self._op(op)
+        out += self._close_block()
+        stop = CHAT_TO_ANTHROPIC_STOP.get(self.reader.final_finish(), "end_turn")
+        out.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
+                    "usage": usage_to_anthropic(self.reader.usage),
+                },
+            )
+        )
+        out.append(("message_stop", {"type": "message_stop"}))
+        self.done = True
+        return out
+
+
+# ---------------------------------------------------------------------------
+# streams: Anthropic events -> chat chunks
+
+
+class MessagesToChatStream(Stage):
+    """Anthropic Messages events in, ``chat.completion.chunk`` frames out
+    (role first, tool calls by index, finish_reason, a usage chunk, ``[DONE]``)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.id = ""
+        self.created = 0
+        self.model = self.model_override or ""
+        self.usage = Usage()
+        self.started = False
+        self.finished = False
+        self.tool_of_block: dict[int, int] = {}
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Frame:
+        return (
+            None,
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            },
+        )
+
+    def _begin(self) -> list[Frame]:
+        if self.started:
+            return []
+        self.started = True
+        self.id = self.id or self.ids("chatcmpl-")
+        self.created = self.clock()
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def feed(self, event: str | None, data: Any) -> list[Frame]:
+        if self.done or not isinstance(data, dict):
+            return []
+        kind = data.get("type") or event
+        if kind == "error":
+            return self.error(error_message(data))
+        if kind == "message_start":
+            msg = data.get("message") or {}
+            self.model = self.model_override or msg.get("model") or self.model
+            usage_from_anthropic(msg.get("usage"), self.usage)
+            return self._begin()
+        out = self._begin()
+        if kind == "content_block_start":
+            out += self._block_start(int(data.get("index") or 0), data.get("content_block") or {})
+        elif kind == "content_block_delta":
+            out += self._block_delta(int(data.get("index") or 0), data.get("delta") or {})
+        elif kind == "message_delta":
+            usage_from_anthropic(data.get("usage"), self.usage)
+            stop = (data.get("delta") or {}).get("stop_reason")
+            if stop and not self.finished:
+                self.finished = True
+                out.append(self._chunk({}, ANTHROPIC_TO_CHAT_STOP.get(stop, "stop")))
+        elif kind == "message_stop":
+            out += self._end()
+        return out
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> list[Frame]:
+        kind = block.get("type")
+        if kind in ("tool_use", "server_tool_use"):
+            n = self.tool_of_block[index] = len(self.tool_of_block)
+            args = dumps(block["input"]) if block.get("input") else ""
+            return [
+                self._chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": n,
+                                "id": block.get("id"),
+                                "type": "function",
+                                "function": {"name": block.get("name", ""), "arguments": args},
+                            }
+                        ]
+                    }
+                )
+            ]
+        if kind == "text" and block.get("text"):
+            return [self._chunk({"content": block["text"]})]
+        if kind == "thinking" and block.get("thinking"):
+            return [self._chunk({"reasoning_content": block["thinking"]})]
+        return []
+
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[Frame]:
+        kind = delta.get("type")
+        if not any(delta.get(k) for k in ("text", "thinking", "partial_json")):
+            return []  # empty fragments (e.g. Anthropic's first "" partial_json) say nothing
+        if kind == "text_delta":
+            return [self._chunk({"content": delta.get("text", "")})]
+        if kind == "thinking_delta":
+            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+        if kind == "input_json_delta" and index in self.tool_of_block:
+            return [
+                self._chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": self.tool_of_block[index],
+                                "function": {"arguments": delta.get("partial_json", "")},
+                            }
+                        ]
+                    }
+                )
+            ]
+        return []
+
+    def _end(self) -> list[Frame]:
+        out = self._begin()
+        if not self.finished:
+            self.finished = True
+            out.append(self._chunk({}, "tool_calls" if self.tool_of_block else "stop"))
+        out.append(
+            (
+                None,
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": usage_to_chat(self.usage),
+                },
+            )
+        )
+        out.append((None, "[DONE]"))
+        self.done = True
+        return out
+
+    def close(self) -> list[Frame]:
+        return [] if self.done else self._end()
+
+    def error(self, message: str) -> list[Frame]:
+        if self.done:
+            return []
+        self.done = True
+        return [(None, chat_error(message))]
+
+
+def usage_of_messages(body: dict[str, Any]) -> Usage:
+    return usage_from_anthropic(body.get("usage"))
