@@ -28,16 +28,16 @@ def upstream_bundle(cfg: Any) -> Path:
     for extra in (system, cfg.proxy_mode.upstream_ca_bundle):
         if extra and Path(extra).expanduser().is_file():
             parts.append(Path(extra).expanduser().read_text())
-    out = paths.state_dir() / "mitmproxy" / "upstream-ca.pem"
+    out = paths.state_dir() / "upstream-ca.pem"
     paths.write_private(out, "\n".join(parts), mode=0o644)
     return out
 
 
 def mitm_options(cfg: Any, *, host: str, port: int) -> dict[str, Any]:
     """Options tokn needs, set with ``opts.update`` after the addons are added."""
-    from tokn.ca import ensure_ca, write_mitm_confdir
+    from tokn.ca import ensure_ca, mitm_confdir, write_mitm_confdir
 
-    confdir = paths.state_dir() / "mitmproxy"
+    confdir = mitm_confdir()
     ensure_ca(cfg)
     write_mitm_confdir(confdir)
     patterns = hosts.intercept_patterns(cfg.proxy_mode.intercept_hosts,
