@@ -220,7 +220,8 @@ class Pipeline:
 
     def _stream_reply(self, inbound: Inbound, cand: Candidate, up: Any,
                       row: dict[str, Any], started: float) -> Reply:
-        conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"))
+        conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"),
+                                normalize=cand.provider.chat_stream_quirks)
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0

@@ -181,6 +181,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                                 + (f": {exc}" if exc else " (is the port in use?)"), status=500)
             await asyncio.sleep(0.01)
         api_port = _bound_port(server)
+        runtime.pool.start_background_refresh()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         bound = Bound(api_url=f"http://{shown}:{api_port}" if listener_public else "")
         if with_proxy:

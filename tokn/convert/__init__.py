@@ -13,6 +13,7 @@ from typing import Any
 
 from ..sse import SSEEvent, SSEParser, encode_event
 from . import anthropic, responses
+from .chat import ChatNormalizeStream
 from .common import (
     Clock,
     Frame,
@@ -134,6 +135,7 @@ class StreamConverter:
         model: str | None = None,
         ids: IdFactory | None = None,
         clock: Clock | None = None,
+        normalize: bool = False,
     ) -> None:
         _check(src, dst)
         self.src, self.dst = src, dst
@@ -148,7 +150,9 @@ class StreamConverter:
                 self._stages.append(_STREAM_TO_CHAT[src](**kw))
             if dst != "chat":
                 self._stages.append(_STREAM_FROM_CHAT[dst](**kw))
-        self._tail = _Tail(dst) if src == dst else None
+        if src == dst == "chat" and normalize:
+            self._stages.append(ChatNormalizeStream(**kw))
+        self._tail = _Tail(dst) if src == dst and not self._stages else None
 
     def feed(self, data: bytes) -> bytes:
         frames = self._frames(self._parser.feed(data))
@@ -333,6 +337,11 @@ def stream_converter(
     model: str | None = None,
     ids: IdFactory | None = None,
     clock: Clock | None = None,
+    normalize: bool = False,
 ) -> StreamConverter:
-    """A converter for one stream; ``ids(prefix)`` / ``clock()`` make output deterministic."""
-    return StreamConverter(src, dst, model=model, ids=ids, clock=clock)
+    """A converter for one stream; ``ids(prefix)`` / ``clock()`` make output deterministic.
+
+    ``normalize`` repairs a chat stream for chat clients (Copilot's split
+    choices and tool-call indexes); otherwise ``src == dst`` passes bytes through.
+    """
+    return StreamConverter(src, dst, model=model, ids=ids, clock=clock, normalize=normalize)

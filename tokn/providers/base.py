@@ -108,6 +108,7 @@ class Provider:
     key_field: ClassVar[str] = "api_key"
     env_vars: ClassVar[tuple[str, ...]] = ()     # default env vars for `tokn import --from env`
     hosts: ClassVar[tuple[str, ...]] = ()        # hosts whose traffic this provider owns (switch)
+    chat_stream_quirks: ClassVar[bool] = False   # repair split choices / tool indexes for chat
 
     def __init__(self, account: AccountConfig, client: httpx.AsyncClient) -> None:
         self.account = account

@@ -1,0 +1,72 @@
+"""Chat -> chat stream repair for upstreams with Copilot's quirks (pure).
+
+Copilot (Claude models especially) may put the text in choice 0 and the tool
+call in choice 1, number tool calls from 1, and report different
+finish_reasons per choice.  OpenAI clients index ``choices[0]`` and tool calls
+by position, so this stage folds every choice into choice 0, renumbers tool
+calls from 0 in order of appearance, and sends one finish_reason (the
+strongest) once, before the usage chunk or ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import Frame, Stage, chat_error, stronger_finish
+
+
+class ChatNormalizeStream(Stage):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._index: dict[tuple[int, int], int] = {}
+        self._ids: dict[tuple[int, int], str] = {}
+        self._finish: str | None = None
+        self._template: dict[str, Any] | None = None
+
+    def feed(self, event: str | None, data: Any) -> list[Frame]:
+        if data == "[DONE]":
+            return [*self._flush(), (event, data)]
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            return [(event, data)]
+        if not data["choices"]:  # usage-only trailing chunk
+            return [*self._flush(), (event, data)]
+        self._template = data
+        out: list[Frame] = []
+        for choice in data["choices"]:
+            delta = dict(choice.get("delta") or {})
+            if delta.get("tool_calls"):
+                delta["tool_calls"] = [self._renumber(choice.get("index", 0), tc)
+                                       for tc in delta["tool_calls"]]
+            finish = choice.get("finish_reason")
+            if finish:
+                self._finish = stronger_finish(self._finish, finish)
+            if delta or data.get("usage"):
+                fixed = {**choice, "index": 0, "delta": delta, "finish_reason": None}
+                out.append((event, {**data, "choices": [fixed]}))
+        return out
+
+    def close(self) -> list[Frame]:
+        return self._flush()
+
+    def error(self, message: str) -> list[Frame]:
+        if self.done:
+            return []
+        self.done = True
+        return [(None, chat_error(message))]
+
+    def _renumber(self, choice: int, call: dict[str, Any]) -> dict[str, Any]:
+        key = (choice, call.get("index", 0))
+        new_id = call.get("id")
+        if key not in self._index or (new_id and self._ids.get(key) not in (None, new_id)):
+            self._index[key] = len(self._index)
+        if new_id:
+            self._ids[key] = new_id
+        return {**call, "index": self._index[key]}
+
+    def _flush(self) -> list[Frame]:
+        if self._finish is None or self._template is None:
+            return []
+        chunk = {k: v for k, v in self._template.items() if k != "usage"}
+        chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": self._finish}]
+        self._finish = None
+        return [(None, chunk)]
