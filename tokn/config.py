@@ -254,7 +254,8 @@ def load_document(path: Path | None = None) -> tomlkit.TOMLDocument:
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc}); fix it with `tokn config edit`.") from exc
+        raise ConfigError(
+            f"{path}: not valid TOML ({exc}); fix it with `tokn config edit`.") from exc
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -1,13 +1,38 @@
-"""Logging set-up from ``[logging]``: level, text or JSON lines, optional file."""
+"""Logging from ``[logging]`` (level, text or JSON lines, optional file) and the
+reader behind ``tokn logs`` (tail, level filter, follow).
+
+Without ``[logging].file`` everything goes to stderr.  With it, records at the
+configured level go to that file (rotated at 10 MB, 3 old files kept) and only
+warnings and errors also go to stderr.
+
+Line shapes (one record per line; a traceback's extra lines follow it):
+
+* text: ``2026-11-01 10:00:00,123 INFO tokn.request <message>``
+* json: ``{"ts": "2026-11-01T09:00:00.123Z", "level": "info", "logger": ...,
+  "message": ..., <fields>}`` where ``<fields>`` are whatever the caller passed
+  as ``extra={"fields": {...}}``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import logging.handlers
+import os
+import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 from tokn.config import Config
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
+MAX_BYTES = 10 * 1024 * 1024
+BACKUPS = 3
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
@@ -15,25 +40,167 @@ class JsonFormatter(logging.Formatter):
         data = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                 + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
                 "logger": record.name, "message": record.getMessage()}
-        data.update(getattr(record, "fields", {}) or {})
-        return json.dumps(data)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            data.update({k: v for k, v in fields.items() if k not in ("ts", "level")})
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def log_file(cfg: Config) -> Path | None:
+    """The configured log file (``~`` expanded), or None when logging to stderr."""
+    return Path(cfg.logging.file).expanduser() if cfg.logging.file else None
+
+
+def suggested_log_file() -> Path:
+    from tokn import paths
+
+    return paths.state_dir() / "tokn.log"
 
 
 def setup_logging(cfg: Config) -> None:
     root = logging.getLogger("tokn")
     root.setLevel(cfg.logging.level.upper())
-    root.handlers.clear()
-    if cfg.logging.file:
-        from pathlib import Path
-
-        path = Path(cfg.logging.file).expanduser()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    formatter: logging.Formatter = (JsonFormatter() if cfg.logging.format == "json"
+                                    else logging.Formatter(TEXT_FORMAT))
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter)
+    path = log_file(cfg)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    if cfg.logging.format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root.addHandler(handler)
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)  # request lines name accounts and clients
+        stderr.setLevel(logging.WARNING)
+    root.addHandler(stderr)
     root.propagate = False
+
+
+# --- reading ---------------------------------------------------------------------------
+_TEXT_LEVEL = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}\S* (DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL) ")
+
+
+def line_level(line: str) -> int | None:
+    """The level number of a record's first line (text or JSON); None for a
+    continuation line (e.g. a traceback)."""
+    stripped = line.lstrip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            return None
+        if isinstance(data, dict) and isinstance(data.get("level"), str):
+            return LEVELS.get(data["level"].lower(), 0)
+        return None
+    match = _TEXT_LEVEL.match(line)
+    return LEVELS[match.group(1).lower()] if match else None
+
+
+def level_number(name: str) -> int:
+    try:
+        return LEVELS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown level {name!r}; use one of: debug, info, warning, "
+                         "error, critical") from None
+
+
+def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """Group lines into records: ``(level, [first line, continuation lines...])``.
+    Lines before any record start are reported at level 0."""
+    current: list[str] = []
+    level = 0
+    for line in lines:
+        found = line_level(line)
+        if found is None and current:
+            current.append(line)
+            continue
+        if current:
+            yield level, current
+        current, level = [line], (found or 0)
+    if current:
+        yield level, current
+
+
+def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
+    """The last ``n`` records at ``min_level`` or above, as lines."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines()
+    kept = [rec for level, rec in records(lines) if level >= min_level]
+    if n >= 0:
+        kept = kept[-n:] if n else []
+    return [line for rec in kept for line in rec]
+
+
+def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = None,
+           stop: Callable[[], bool] = lambda: False, poll: float = 0.2,
+           from_end: bool = True) -> None:
+    """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C).
+
+    Survives rotation and truncation: when the file is replaced or shrinks it
+    is reopened from its start.
+    """
+    out: Callable[[str], Any] = write or _stdout_writer(sys.stdout)
+    fh: TextIO | None = None
+    ino = None
+    pending = ""
+    keep = False  # whether the current record passes the level filter
+
+    def emit(line: str) -> None:
+        nonlocal keep
+        level = line_level(line)
+        if level is not None:
+            keep = level >= min_level
+        elif min_level == 0:
+            keep = True
+        if keep:
+            out(line)
+
+    try:
+        while not stop():
+            if fh is None:
+                try:
+                    fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                except FileNotFoundError:
+                    from_end = False  # it appears later: read it whole
+                    time.sleep(poll)
+                    continue
+                ino = os.fstat(fh.fileno()).st_ino
+                if from_end:
+                    fh.seek(0, os.SEEK_END)
+                from_end = False  # files appearing later are read from the start
+            chunk = fh.read()
+            if chunk:
+                pending += chunk
+                *complete, pending = pending.split("\n")
+                for line in complete:
+                    emit(line)
+                continue
+            try:
+                st = os.stat(path)
+                rotated = st.st_ino != ino or st.st_size < fh.tell()
+            except FileNotFoundError:
+                rotated = True
+            if rotated:
+                fh.close()
+                fh = None
+                continue
+            time.sleep(poll)
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def _stdout_writer(stream: TextIO) -> Callable[[str], Any]:
+    def write(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    return write

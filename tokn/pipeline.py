@@ -253,7 +253,8 @@ class Pipeline:
     # --- bookkeeping ---------------------------------------------------------------
     @staticmethod
     def _headers(cand: Candidate) -> dict[str, str]:
-        return {"x-tokn-account": cand.account_id, "x-tokn-provider": cand.provider.account.provider}
+        return {"x-tokn-account": cand.account_id,
+                "x-tokn-provider": cand.provider.account.provider}
 
     def _row(self, inbound: Inbound, cand: Candidate, target: str) -> dict[str, Any]:
         provider = cand.provider

@@ -67,7 +67,8 @@ def outbound_proxy(cfg: Config, env: dict[str, str] | None = None) -> str | None
     return value
 
 
-def make_client(cfg: Config, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def make_client(cfg: Config,
+                transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     proxy = None if transport else outbound_proxy(cfg)
     mounts = None
     if proxy and cfg.proxy.no_proxy:
@@ -207,6 +208,6 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         server.should_exit = True
         try:
             await asyncio.wait_for(server_task, 5)
-        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
+        except (TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
             server_task.cancel()
         await runtime.aclose()

@@ -3,12 +3,28 @@ request path by a single writer thread.
 
 Requests call :meth:`UsageStore.record`, which only puts a dict on a queue.
 The writer batches rows into transactions; :meth:`UsageStore.close` drains the
-queue, so a clean shutdown loses nothing.  The schema is versioned through
-``PRAGMA user_version`` with forward-only migrations.
+queue, so a clean shutdown loses nothing.  A row the database refuses is
+logged and dropped; the writer never dies of it.
+
+Units: ``ts`` is the time the attempt finished, in epoch **seconds** (REAL);
+``ttfb_ms`` / ``latency_ms`` are milliseconds; ``bytes_*`` are bytes.
+
+The schema is versioned through ``PRAGMA user_version`` with forward-only
+migrations (``MIGRATIONS[i]`` takes a database from version ``i`` to
+``i + 1``).  Columns added to :data:`COLUMNS` later are also added to older
+databases on open (``ALTER TABLE ... ADD COLUMN``), so a new field never needs
+a hand-written migration.
+
+Request and response bodies are stored only when ``[usage] record_bodies =
+true``, cut at ``[usage] body_cap_bytes`` (see :func:`capture_body`).  Headers
+are never stored, so credentials sent in headers never reach the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -17,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from tokn import paths
+
+log = logging.getLogger("tokn.usage")
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("ts", "REAL NOT NULL"),
@@ -50,18 +68,43 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("response_body", "TEXT"),
 )
 NAMES = tuple(name for name, _ in COLUMNS)
+# Columns whose missing value is stored as 0 (token counts), not NULL.
+_ZERO = frozenset(name for name, decl in COLUMNS if decl.endswith("DEFAULT 0"))
 
+# Frozen: version 1's table exactly as first released.  Never edit a released
+# migration; append a new one (or just add to COLUMNS, see _add_missing_columns).
+_V1_COLUMNS = (
+    "ts REAL NOT NULL, request_id TEXT, session_key TEXT, front_door TEXT, route_mode TEXT, "
+    "client TEXT, inbound_format TEXT, upstream_format TEXT, provider TEXT, account TEXT, "
+    "model_requested TEXT, model_served TEXT, initiator TEXT, stream INTEGER, status INTEGER, "
+    "error TEXT, input_tokens INTEGER DEFAULT 0, output_tokens INTEGER DEFAULT 0, "
+    "cache_read_tokens INTEGER DEFAULT 0, cache_write_tokens INTEGER DEFAULT 0, "
+    "reasoning_tokens INTEGER DEFAULT 0, estimated INTEGER DEFAULT 0, credits REAL, "
+    "ttfb_ms REAL, latency_ms REAL, bytes_in INTEGER, bytes_out INTEGER, request_body TEXT, "
+    "response_body TEXT"
+)
 MIGRATIONS: tuple[str, ...] = (
-    "CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")",
+    f"CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, {_V1_COLUMNS})",
     "CREATE INDEX requests_ts ON requests (ts)",
 )
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _STOP = object()
+_BATCH = 500
 
 
 def default_path() -> Path:
     return paths.data_dir() / "usage.sqlite3"
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    for name, decl in COLUMNS:
+        if name not in have:
+            # ADD COLUMN cannot add NOT NULL without a default; old rows get NULL.
+            decl = decl.replace("NOT NULL", "").strip()
+            with conn:
+                conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {decl}")
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -72,15 +115,101 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        log.warning("usage store %s has schema version %d, newer than this tokn (%d); "
+                    "using it as is", path, version, SCHEMA_VERSION)
     for number, statement in enumerate(MIGRATIONS[version:], start=version + 1):
         with conn:
             conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
-    try:
-        path.chmod(0o600)
-    except OSError:
-        pass
+    _add_missing_columns(conn)
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            path.with_name(path.name + suffix).chmod(0o600)
     return conn
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open an existing store for reading only (safe while a server writes: WAL)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no usage store at {path} (nothing recorded yet)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+# --- bodies -----------------------------------------------------------------------
+def _as_bytes(data: Any) -> bytes:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode("utf-8", "replace")
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _cut(raw: bytes, cap: int, total: int) -> str:
+    text = raw[:cap].decode("utf-8", "ignore") if cap > 0 else ""
+    if total > cap:
+        text += f"\n[tokn: truncated, {total - cap} more bytes of {total}]"
+    return text
+
+
+def capture_body(cfg: Any, data: Any) -> str | None:
+    """The text to store for a request/response body, or ``None`` when bodies
+    are not recorded (``[usage] record_bodies = false``, the default).
+
+    ``data`` may be bytes, str or a JSON-able object (e.g. the parsed request
+    body).  The result holds at most ``[usage] body_cap_bytes`` bytes of it,
+    plus a note saying how much was cut.
+    """
+    if cfg is None or not cfg.usage.record_bodies or data is None:
+        return None
+    raw = _as_bytes(data)
+    return _cut(raw, max(int(cfg.usage.body_cap_bytes), 0), len(raw))
+
+
+class BodyCapture:
+    """Collects a streamed body chunk by chunk, keeping at most the cap.
+
+    ``BodyCapture(cfg)`` is inert (``feed`` is a no-op, ``text()`` is ``None``)
+    unless ``[usage] record_bodies`` is true.
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        self.enabled = bool(cfg is not None and cfg.usage.record_bodies)
+        self.cap = max(int(cfg.usage.body_cap_bytes), 0) if self.enabled else 0
+        self.total = 0
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.enabled or not chunk:
+            return
+        self.total += len(chunk)
+        room = self.cap - len(self._buf)
+        if room > 0:
+            self._buf += chunk[:room]
+
+    def text(self) -> str | None:
+        return _cut(bytes(self._buf), self.cap, self.total) if self.enabled else None
+
+
+# --- the store ----------------------------------------------------------------------
+def _value(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    if v is None or isinstance(v, int | float | str | bytes):
+        return v
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+class _Reset:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.deleted = 0
+        self.error: BaseException | None = None
 
 
 class UsageStore:
@@ -89,46 +218,139 @@ class UsageStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
         connect(self.path).close()
+        self.dropped = 0  # rows the database refused (logged)
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tokn-usage", daemon=True)
         self._thread.start()
 
     def record(self, row: dict[str, Any]) -> None:
-        """Queue one row (unknown keys ignored; ``ts`` defaults to now)."""
-        row.setdefault("ts", time.time())
+        """Queue one row (unknown keys ignored; ``ts`` defaults to now, epoch seconds)."""
+        if isinstance(row, dict):
+            row.setdefault("ts", time.time())
         self._queue.put(row)
 
-    def _run(self) -> None:
-        conn = connect(self.path)
-        sql = (f"INSERT INTO requests ({', '.join(NAMES)}) "
-               f"VALUES ({', '.join('?' for _ in NAMES)})")
+    # --- writer thread ------------------------------------------------------------
+    _SQL = (f"INSERT INTO requests ({', '.join(NAMES)}) "
+            f"VALUES ({', '.join('?' for _ in NAMES)})")
+
+    @staticmethod
+    def _tuple(row: Any) -> tuple[Any, ...]:
+        if not isinstance(row, dict):
+            raise TypeError(f"a usage row must be a dict, not {type(row).__name__}")
+        values = [_value(row.get(n)) for n in NAMES]
+        for i, name in enumerate(NAMES):
+            if values[i] is None and name in _ZERO:
+                values[i] = 0
+        if values[0] is None:
+            values[0] = time.time()
+        return tuple(values)
+
+    def _write(self, conn: sqlite3.Connection, rows: list[Any]) -> None:
         try:
-            while True:
-                item = self._queue.get()
-                batch = [item]
-                while item is not _STOP and len(batch) < 500:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    batch.append(item)
-                rows = [b for b in batch if b is not _STOP and not isinstance(b, threading.Event)]
+            with conn:
+                conn.executemany(self._SQL, [self._tuple(r) for r in rows])
+            return
+        except Exception:  # noqa: BLE001 - find the bad row(s) one by one below
+            pass
+        for r in rows:
+            try:
+                with conn:
+                    conn.execute(self._SQL, self._tuple(r))
+            except Exception as exc:  # noqa: BLE001 - a bad row must not stop the writer
+                self.dropped += 1
+                log.error("usage: dropped a row the store refused (%s: %s): %.300r",
+                          type(exc).__name__, exc, r)
+
+    def _reset(self, conn: sqlite3.Connection, cmd: _Reset) -> None:
+        try:
+            with conn:
+                cmd.deleted = conn.execute("DELETE FROM requests").rowcount
+        except Exception as exc:  # noqa: BLE001 - reported to the caller
+            cmd.error = exc
+        finally:
+            cmd.done.set()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while item is not _STOP and len(batch) < _BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+            try:
+                if conn is None:
+                    conn = connect(self.path)
+                rows: list[Any] = []
+                for b in batch:
+                    if b is _STOP or isinstance(b, threading.Event | _Reset):
+                        if rows:
+                            self._write(conn, rows)
+                            rows = []
+                        if isinstance(b, _Reset):
+                            self._reset(conn, b)
+                        elif isinstance(b, threading.Event):
+                            b.set()
+                    else:
+                        rows.append(b)
                 if rows:
-                    with conn:
-                        conn.executemany(sql, [tuple(r.get(n) for n in NAMES) for r in rows])
+                    self._write(conn, rows)
+            except Exception:  # noqa: BLE001 - e.g. the file vanished: keep serving
+                log.exception("usage: the writer hit an error; %d queued item(s) lost",
+                              len(batch))
                 for b in batch:
                     if isinstance(b, threading.Event):
                         b.set()
-                if any(b is _STOP for b in batch):
-                    return
-        finally:
-            conn.close()
+                    elif isinstance(b, _Reset):
+                        b.done.set()
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+                time.sleep(0.1)
+            if any(b is _STOP for b in batch):
+                if conn is not None:
+                    conn.close()
+                return
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Block until every row queued so far is committed."""
+    # --- control ------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until every row queued so far is committed (True if it was)."""
+        if not self._thread.is_alive():
+            return True
         done = threading.Event()
         self._queue.put(done)
-        done.wait(timeout)
+        return done.wait(timeout)
+
+    def reset(self, timeout: float = 30.0) -> int:
+        """Delete every stored row, after the rows queued so far are written.
+
+        Runs on the writer thread, so it is ordered with respect to
+        :meth:`record`; recording keeps working afterwards.  Returns how many
+        rows were deleted.
+        """
+        if not self._thread.is_alive():
+            conn = connect(self.path)
+            try:
+                with conn:
+                    return conn.execute("DELETE FROM requests").rowcount
+            finally:
+                conn.close()
+        cmd = _Reset()
+        self._queue.put(cmd)
+        if not cmd.done.wait(timeout):
+            raise TimeoutError("the usage store did not finish resetting in time")
+        if cmd.error is not None:
+            raise cmd.error
+        return cmd.deleted
+
+    @property
+    def pending(self) -> int:
+        """Items still on the queue (approximate)."""
+        return self._queue.qsize()
 
     def close(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():

@@ -75,7 +75,7 @@ def test_anthropic_sdk_via_proxy_passthrough_reaches_https_upstream(public_ca, t
         seen = fake.requests[-1]
         assert seen.headers["x-api-key"] == "sk-ant-client"
         assert seen.headers["host"] == "api.anthropic.com"
-        assert not any(k.lower().startswith("x-tokn") for k in seen.headers.keys())
+        assert not any(k.lower().startswith("x-tokn") for k in seen.headers)
         modes = {(r["route_mode"], r["stream"]) for r in rows}
         assert modes == {("passthrough", 0), ("passthrough", 1)}
         assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows)
@@ -133,11 +133,10 @@ def test_header_mode_invalid_and_unmapped_path():
     _config(port, [])
     env = proxy_env()
     with running_tokn(with_proxy=True, proxy_port=port, listener_public=False), \
-            applied_env(env):
-        with httpx.Client() as client:  # trust_env: proxy + CA from the env block
-            bad = client.post("https://api.openai.com/v1/chat/completions",
-                              headers={"x-tokn-route-mode": "teleport"}, json={"model": "x"})
-            unmapped = client.get("https://api.openai.com/v1/files")
+            applied_env(env), httpx.Client() as client:  # trust_env: proxy + CA from the env block
+        bad = client.post("https://api.openai.com/v1/chat/completions",
+                          headers={"x-tokn-route-mode": "teleport"}, json={"model": "x"})
+        unmapped = client.get("https://api.openai.com/v1/files")
     assert bad.status_code == 400
     assert "route, switch, passthrough" in bad.json()["error"]["message"]
     assert unmapped.status_code == 501

@@ -112,11 +112,11 @@ def test_mid_stream_drop_ends_with_error_event_and_no_retry():
             FakeLLM(formats={"chat"}, path_prefix="/v1", models=["m1"]) as fb:
         _two(fa, fb)
         fa.mode = "drop_mid_stream"
-        with running_tokn() as tokn:
-            with httpx.stream("POST", tokn.api_url + "/v1/chat/completions", json={
-                    "model": "m1", "stream": True,
-                    "messages": [{"role": "user", "content": "a b c d e f g h"}]}) as resp:
-                lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+        body = {"model": "m1", "stream": True,
+                "messages": [{"role": "user", "content": "a b c d e f g h"}]}
+        with running_tokn() as tokn, \
+                httpx.stream("POST", tokn.api_url + "/v1/chat/completions", json=body) as resp:
+            lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
         events = [json.loads(line[6:]) for line in lines if line != "data: [DONE]"]
         assert any(e.get("choices") for e in events)  # content arrived before the drop
         assert "error" in events[-1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import inspect
 import json
 import os
@@ -18,9 +19,10 @@ import time
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from tokn import config, state
+from tokn import config, paths, state
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
 from tokn.errors import ToknError
 
@@ -131,7 +133,7 @@ def _call_flexible(fn: Any, **kwargs: Any) -> Any:
 
 def _kiro(func_name: str, **kwargs: Any) -> None:
     try:
-        from tokn.auth import kiro as kiro_auth  # type: ignore[attr-defined]
+        kiro_auth = importlib.import_module("tokn.auth.kiro")
     except ModuleNotFoundError as exc:
         if exc.name != "tokn.auth.kiro":
             raise
@@ -140,16 +142,23 @@ def _kiro(func_name: str, **kwargs: Any) -> None:
     if fn is None:
         raise ToknError("Kiro sign-in is not available in this build of tokn "
                         "(tokn.auth.kiro is missing).", status=501, code="unsupported")
-    result = _call_flexible(fn, console=console, **kwargs)
+    try:
+        saves_itself = "save" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        saves_itself = False
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    result = _call_flexible(fn, console=console, **({"save": True} if saves_itself else {}),
+                            **kwargs)
     if isinstance(result, config.AccountConfig):
         result = {"id": result.id, "provider": result.provider, "base_url": result.base_url,
                   "refresh_url": result.refresh_url, **result.fields}
     if isinstance(result, dict) and result.get("id"):
-        where = _save_account(result)
-        console.print(f"saved account [bold]{result['id']}[/] (kiro) to {where}",
+        where = str(paths.config_file()) if saves_itself else _save_account(result)
+        console.print(f"saved account [bold]{escape(str(result['id']))}[/] (kiro) to "
+                      f"{escape(where)}",
                       highlight=False)
     elif isinstance(result, str):
-        console.print(f"saved account [bold]{result}[/] (kiro)", highlight=False)
+        console.print(f"saved account [bold]{escape(result)}[/] (kiro)", highlight=False)
 
 
 # --- verification --------------------------------------------------------------------
@@ -242,8 +251,9 @@ def _save_copilot(token: str, *, account_id: str | None, login: str | None, base
     where = _save_account(values)
     plan = info.get("plan") or info.get("sku")
     who = f" as {values['github_login']}" if values.get("github_login") else ""
-    console.print(f"saved account [bold]{account_id}[/] (github-copilot{who}"
-                  f"{', plan ' + str(plan) if plan else ''}) to {where}", highlight=False)
+    console.print(escape(f"saved account {account_id} (github-copilot{who}"
+                         f"{', plan ' + str(plan) if plan else ''}) to {where}"),
+                  highlight=False)
 
 
 # --- login ----------------------------------------------------------------------------
@@ -266,14 +276,19 @@ def login_cmd(
                                    help="Read the API key from stdin (for scripts)."),
     no_verify: bool = typer.Option(False, "--no-verify",
                                    help="Save without checking the credential upstream."),
+    method: str | None = typer.Option(None, "--method",
+                                      help="Kiro: builder-id (default), idc, google, github."),
+    start_url: str | None = typer.Option(None, "--start-url",
+                                         help="Kiro idc: your https://….awsapps.com/start."),
+    region: str | None = typer.Option(None, "--region", help="Kiro: AWS region."),
 ) -> None:
     """Sign in and save an account: GitHub device flow for Copilot, an API key otherwise."""
     with cli_errors():
-        cls = _provider_class(provider)
-        if cls.id == "kiro":
+        if provider == "kiro":
             _kiro("login", account_id=account_id, base_url=base_url, no_browser=no_browser,
-                  refresh_url=refresh_url)
+                  refresh_url=refresh_url, method=method, start_url=start_url, region=region)
             return
+        cls = _provider_class(provider)
         if _is_copilot(cls):
             token = asyncio.run(_device_login(github_url, no_browser))
             _save_copilot(token, account_id=account_id, login=None, base_url=base_url,
@@ -287,8 +302,8 @@ async def _device_login(github_url: str | None, no_browser: bool) -> str:
     from tokn.auth import github
 
     device = await github.start_device_flow(github_url=github_url or github.DEFAULT_GITHUB_URL)
-    console.print(f"Open [bold]{device.verification_uri}[/] and enter the code "
-                  f"[bold cyan]{device.user_code}[/]", highlight=False)
+    console.print(f"Open [bold]{escape(device.verification_uri)}[/] and enter the code "
+                  f"[bold cyan]{escape(device.user_code)}[/]", highlight=False)
     if not no_browser and _has_display():
         import webbrowser
 
@@ -324,7 +339,7 @@ def _key_login(cls: Any, provider: str, account_id: str | None, base_url: str | 
         count = asyncio.run(_verify_key(cls, _account_from_values(values)))
     where = _save_account(values)
     checked = f"key works, {count} models" if count is not None else "not verified"
-    console.print(f"saved account [bold]{account_id}[/] ({provider}, {checked}) to {where}",
+    console.print(escape(f"saved account {account_id} ({provider}, {checked}) to {where}"),
                   highlight=False)
 
 
@@ -347,6 +362,8 @@ def import_cmd(
                                            help="Token exchange / refresh URL override."),
     no_verify: bool = typer.Option(False, "--no-verify",
                                    help="Save without checking the credential upstream."),
+    path: str | None = typer.Option(None, "--path",
+                                    help="Kiro: the token file / kiro-cli database to read."),
 ) -> None:
     """Import a token another tool already has (gh CLI, Copilot plugin, env var, Kiro)."""
     from tokn.auth import importers
@@ -356,8 +373,10 @@ def import_cmd(
             raise ToknError(f"unknown source {source!r}; use one of: {', '.join(IMPORT_SOURCES)}.",
                             status=400)
         if source == "kiro":
+            from pathlib import Path
+
             _kiro("import_account", account_id=account_id, base_url=base_url,
-                  refresh_url=refresh_url)
+                  refresh_url=refresh_url, path=Path(path).expanduser() if path else None)
             return
         if source == "gh":
             found, cls = importers.from_gh(host=host), _provider_class(COPILOT)
@@ -367,7 +386,7 @@ def import_cmd(
             cls = _provider_class(provider)
             names = [env_var] if env_var else list(cls.env_vars or importers.DEFAULT_ENV_VARS)
             found = importers.from_env(names)
-        console.print(f"found a token in {found.source}: {config.mask(found.token)}",
+        console.print(escape(f"found a token in {found.source}: {config.mask(found.token)}"),
                       highlight=False)
         if _is_copilot(cls):
             _save_copilot(found.token, account_id=account_id, login=found.user,
@@ -384,7 +403,7 @@ def import_cmd(
         if not no_verify:
             asyncio.run(_verify_key(cls, _account_from_values(values)))
         where = _save_account(values)
-        console.print(f"saved account [bold]{account_id}[/] ({pid}) to {where}",
+        console.print(escape(f"saved account {account_id} ({pid}) to {where}"),
                       highlight=False)
 
 
@@ -474,8 +493,8 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) 
     for row in rows:
         status = row["health"]["status"]
         color = {"ok": "green", "disabled": "dim", "failing": "red"}.get(status, "yellow")
-        table.add_row(row["id"], row["provider"], row["plan"] or "-", row["credential"],
-                      f"[{color}]{row['health']['text']}[/]")
+        table.add_row(escape(row["id"]), escape(row["provider"]), escape(row["plan"] or "-"),
+                      escape(row["credential"]), f"[{color}]{escape(row['health']['text'])}[/]")
     console.print(table)
 
 
@@ -487,7 +506,8 @@ async def _describe(acc: config.AccountConfig, timeout: float) -> dict[str, Any]
 
 
 def _fmt(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    """A cell value: strings as they are, the rest as JSON; rich markup escaped."""
+    return escape(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
 @account_app.command("show")
@@ -536,33 +556,40 @@ def show_cmd(
         if data.get(key) not in (None, ""):
             table.add_row(key, _fmt(data[key]))
     if acc.models:
-        table.add_row("models", ", ".join(acc.models))
+        table.add_row("models", escape(", ".join(acc.models)))
     for key, value in config.flatten(data["fields"]):
-        table.add_row(key, _fmt(value))
+        table.add_row(escape(key), _fmt(value))
     for key, value in config.flatten(data["settings"]):
-        table.add_row(f"settings.{key}", _fmt(value))
-    table.add_row("health", data["health"]["text"])
+        table.add_row(escape(f"settings.{key}"), _fmt(value))
+    table.add_row("health", escape(data["health"]["text"]))
     if data["health"].get("last_ok"):
         table.add_row("last ok", _when(float(data["health"]["last_ok"])))
-    for key, value in _live_rows(data["live"]):
+    for key, value in _live_rows(data["live"], {"plan": data.get("plan")}):
         table.add_row(key, value)
     if describe_error:
-        table.add_row("live", f"[yellow]unavailable: {describe_error}[/]")
+        table.add_row("live", f"[yellow]unavailable: {escape(describe_error)}[/]")
     console.print(table)
 
 
-def _live_rows(live: dict[str, Any]) -> list[tuple[str, str]]:
+def _live_rows(live: dict[str, Any], shown: dict[str, Any] | None = None
+               ) -> list[tuple[str, str]]:
+    """Rows for the live facts of ``describe()`` (minus what ``shown`` already
+    says), quotas spelled out."""
     rows: list[tuple[str, str]] = []
+    shown = dict(shown or {})
+    if "access_type_sku" in live:
+        shown["sku"] = live["access_type_sku"]
     quotas = live.get("quotas") if isinstance(live.get("quotas"), dict) else {}
     for key, value in live.items():
-        if key == "quotas":
+        if key == "quotas" or value in ([], {}, None, "") or \
+                (key in shown and shown[key] == value):
             continue
         if key.endswith("_expires_at") and isinstance(value, (int, float)):
             value = _when(value)
         if isinstance(value, dict):
-            rows.extend((f"{key}.{k}", _fmt(v)) for k, v in config.flatten(value))
+            rows.extend((escape(f"{key}.{k}"), _fmt(v)) for k, v in config.flatten(value))
         else:
-            rows.append((key, _fmt(value)))
+            rows.append((escape(key), _fmt(value)))
     for name, q in quotas.items():
         if not isinstance(q, dict):
             continue
@@ -574,7 +601,7 @@ def _live_rows(live: dict[str, Any]) -> list[tuple[str, str]]:
                 text += f" ({float(q['percent_remaining']):.0f}%)"
             if q.get("overage_permitted"):
                 text += ", overage permitted"
-        rows.append((f"quota {name}", text))
+        rows.append((f"quota {escape(str(name))}", escape(text)))
     return rows
 
 
@@ -604,7 +631,7 @@ def remove_cmd(
             forget = None
         if callable(forget):
             forget(account_id)
-    console.print(f"removed account {account_id} from {where}", highlight=False)
+    console.print(escape(f"removed account {account_id} from {where}"), highlight=False)
 
 
 # --- headers ----------------------------------------------------------------------------
@@ -639,11 +666,12 @@ def headers_cmd(
         typer.echo(json.dumps({"account": chosen.id, "headers": headers,
                                **({"error": error} if error else {})}, indent=2))
         return
-    console.print(f"# account {chosen.id}", highlight=False)
+    console.print(escape(f"# account {chosen.id}"), highlight=False)
     for name, value in headers.items():
-        console.print(f"{name}: {value}", highlight=False, soft_wrap=True)
+        console.print(escape(f"{name}: {value}"), highlight=False, soft_wrap=True)
     if error:
-        err_console.print(f"[yellow]warning:[/] no Copilot token: {error}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] no Copilot token: {escape(error)}",
+                          highlight=False)
 
 
 async def _resolved_headers(acc: config.AccountConfig) -> tuple[dict[str, str], str | None]:

@@ -15,7 +15,8 @@ from tokn.cli.common import cli_errors, console, fail
 
 app = typer.Typer(help="Show and edit tokn's config file (TOML, mode 0600).", no_args_is_help=True)
 
-ACCOUNT_OPT = typer.Option(None, "--account", "-a", help="Edit the [[accounts]] entry with this id.")
+ACCOUNT_OPT = typer.Option(None, "--account", "-a",
+                           help="Edit the [[accounts]] entry with this id.")
 
 
 @app.command("path")

@@ -66,7 +66,7 @@ def map_endpoint(method: str, path: str) -> str | None:
 
 def parse_basic(value: str | None) -> tuple[str, str] | None:
     """``Basic base64(user:pass)`` -> (user, pass); ``None`` when absent or malformed."""
-    if not value or not value[:6].lower() == "basic ":
+    if not value or value[:6].lower() != "basic ":
         return None
     try:
         raw = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")

@@ -72,12 +72,12 @@ class ProxyRunner:
         self.url = ""
 
     async def start(self) -> None:
+        import logging
+
         from mitmproxy import addons, options
         from mitmproxy.master import Master
 
         from tokn.mitm.addon import ToknAddon
-
-        import logging
 
         if self.runtime.cfg.logging.level != "debug":
             logging.getLogger("mitmproxy").setLevel(logging.ERROR)
@@ -123,6 +123,6 @@ class ProxyRunner:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         self.master = None

@@ -86,7 +86,8 @@ def create_app(state: AppState) -> Starlette:
             return _error(path, 400, f"The request body is not valid JSON: {exc}.")
         if not isinstance(body, dict):
             return _error(path, 400, "The request body must be a JSON object.")
-        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in TOKN_HEADERS}
+        headers = {k.lower(): v for k, v in request.headers.items()
+                   if k.lower() not in TOKN_HEADERS}
         internal = request.headers.get(INTERNAL_HEADER) is not None and authorized(request)
         inbound = Inbound(
             fmt=POST_ROUTES[path], body=body, headers=headers,
@@ -109,8 +110,9 @@ def create_app(state: AppState) -> Starlette:
         return JSONResponse({"status": "ok", "accounts": len(pool.providers)})
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(request.url.path, 404, f"Unknown endpoint {request.method} "
-                      f"{request.url.path}. See GET /v1/models and the README for what tokn serves.")
+        return _error(request.url.path, 404,
+                      f"Unknown endpoint {request.method} {request.url.path}. "
+                      "See GET /v1/models and the README for what tokn serves.")
 
     async def bad_method(request: Request, exc: Exception) -> Response:
         return _error(request.url.path, 405, f"{request.method} is not allowed on "

@@ -27,5 +27,5 @@ def check_bind(host: str, *, allow_remote: bool, api_key: str, what: str) -> Non
             f"Use 127.0.0.1, or pass --insecure-allow-remote on a trusted network.")
     if not api_key:
         raise ValueError(
-            f"remote access needs an API key, and none is set: run "
-            f"`tokn config set server.api_key $(openssl rand -hex 24)` or pass --api-key.")
+            "remote access needs an API key, and none is set: run "
+            "`tokn config set server.api_key $(openssl rand -hex 24)` or pass --api-key.")
