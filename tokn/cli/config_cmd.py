@@ -43,7 +43,7 @@ def list_cmd(
         data = merged
     data = config.masked(data)
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
         return
     table = Table("key", "value", title=str(paths.config_file()), title_justify="left")
     for key, value in config.flatten(data):
