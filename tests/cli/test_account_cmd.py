@@ -1,0 +1,398 @@
+"""`tokn login`, `tokn import`, `tokn account list|show|remove`, `tokn headers` through
+the real typer app, against FakeGitHub / FakeLLM on loopback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fakes.github import FakeGitHub
+from tests.fakes.llm import FakeLLM
+from tokn import config, state
+from tokn.auth import github as gh_auth
+from tokn.cli import app
+from tokn.cli.account_cmd import health_of
+
+runner = CliRunner()
+GH_TOKEN = "ghu_importedtoken123456"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    rec = Recorder()
+    monkeypatch.setattr(gh_auth, "_sleep", rec)
+    return rec
+
+
+@pytest.fixture
+def github():
+    with FakeGitHub(interval=0) as fake:
+        yield fake
+
+
+def invoke(*args: str, input: str | None = None, width: int | None = None):
+    env = {"COLUMNS": str(width)} if width else None
+    return runner.invoke(app, list(args), input=input, env=env)
+
+
+def accounts() -> dict[str, dict]:
+    doc = config.load_document().unwrap()
+    return {a["id"]: a for a in doc.get("accounts", [])}
+
+
+def save_accounts(*values: dict) -> None:
+    doc = config.load_document()
+    for v in values:
+        config.add_account(doc, v)
+    config.save_document(doc)
+
+
+# --- login: GitHub device flow ---------------------------------------------------------------
+
+def test_device_flow_login(github, sleeps):
+    github.poll_script = ["authorization_pending", "slow_down", "success"]
+    result = invoke("login", "--github-url", github.url, "--github-api-url", github.url,
+                    "--no-browser")
+    assert result.exit_code == 0, result.output
+    assert github.user_code in result.output
+    assert "https://github.com/login/device" in result.output
+    assert "saved account copilot" in result.output and "octocat" in result.output
+    token = github.issued_github_tokens[-1]
+    assert token not in result.output
+    acc = accounts()["copilot"]
+    assert acc["provider"] == "github-copilot" and acc["github_token"] == token
+    assert acc["github_api_url"] == github.url and acc["github_base_url"] == github.url
+    assert acc["github_login"] == "octocat"
+    # verified with exactly one exchange, whose token is cached for the pool
+    assert github.exchange_count == 1
+    assert state.read("copilot-tokens")["copilot"]["token"] == github.last_copilot_token
+    # polls: interval 0, then GitHub's slow_down answer (+5 s) for later polls
+    assert github.poll_answers == ["authorization_pending", "slow_down", "success"]
+    assert sleeps.waits == [0, 0, 5]
+
+
+def test_second_login_gets_its_own_id_same_user_reuses(github, sleeps):
+    args = ("login", "--github-url", github.url, "--github-api-url", github.url, "--no-browser")
+    assert invoke(*args).exit_code == 0
+    github.login = "alice"
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert set(accounts()) == {"copilot", "copilot-alice"}
+    result = invoke(*args)                        # alice again: updated in place
+    assert set(accounts()) == {"copilot", "copilot-alice"}
+    assert accounts()["copilot-alice"]["github_token"] == github.issued_github_tokens[-1]
+    result = invoke(*args, "--id", "work")
+    assert result.exit_code == 0 and "work" in accounts()
+
+
+@pytest.mark.parametrize(("script", "needle"), [
+    (["authorization_pending", "access_denied"], "denied"),
+    (["expired_token"], "expired"),
+])
+def test_device_flow_login_errors(github, sleeps, script, needle):
+    github.poll_script = script
+    result = invoke("login", "--github-url", github.url, "--github-api-url", github.url,
+                    "--no-browser")
+    assert result.exit_code == 1
+    assert needle in result.output and "Traceback" not in result.output
+    assert accounts() == {}
+
+
+def test_login_without_copilot_subscription(github, sleeps):
+    github.fail_next(403, endpoint="/copilot_internal/v2/token")
+    result = invoke("login", "--github-url", github.url, "--github-api-url", github.url,
+                    "--no-browser")
+    assert result.exit_code == 1
+    assert "no Copilot subscription" in result.output
+    assert accounts() == {}
+
+
+# --- login: API keys -----------------------------------------------------------------------------
+
+@pytest.fixture
+def openai_fake():
+    with FakeLLM(path_prefix="/v1", auth={"sk-good-key-123456"}) as fake:
+        yield fake
+
+
+def test_api_key_login_accepted(openai_fake):
+    result = invoke("login", "--provider", "openai", "--base-url", openai_fake.url + "/v1",
+                    "--key-stdin", input="sk-good-key-123456\n")
+    assert result.exit_code == 0, result.output
+    assert "saved account openai" in result.output and "3 models" in result.output
+    assert "sk-good-key-123456" not in result.output
+    acc = accounts()["openai"]
+    assert acc["api_key"] == "sk-good-key-123456" and acc["base_url"] == openai_fake.url + "/v1"
+    assert openai_fake.requests_to("/v1/models")[0].bearer() == "sk-good-key-123456"
+
+
+def test_api_key_login_rejected(openai_fake):
+    result = invoke("login", "--provider", "openai", "--base-url", openai_fake.url + "/v1",
+                    "--key-stdin", input="sk-bad-key-000000\n")
+    assert result.exit_code == 1
+    assert f"the key was rejected by {openai_fake.url}/v1/models" in result.output
+    assert accounts() == {}
+
+
+def test_api_key_login_unreachable_and_no_verify():
+    dead = "http://127.0.0.1:9/v1"
+    result = invoke("login", "-p", "openai", "--base-url", dead, "--key-stdin",
+                    input="sk-x-123456789\n")
+    assert result.exit_code == 1
+    assert "cannot reach" in result.output and "--no-verify" in result.output
+    result = invoke("login", "-p", "openai", "--base-url", dead, "--key-stdin", "--no-verify",
+                    "--id", "later", input="sk-x-123456789\n")
+    assert result.exit_code == 0, result.output
+    assert accounts()["later"]["api_key"] == "sk-x-123456789"
+
+
+def test_api_key_login_hidden_prompt(openai_fake):
+    result = invoke("login", "-p", "openai", "--base-url", openai_fake.url + "/v1",
+                    input="sk-good-key-123456\n")
+    assert result.exit_code == 0, result.output
+    assert "sk-good-key-123456" not in result.output      # hidden input is not echoed
+
+
+def test_login_unknown_provider_lists_known():
+    result = invoke("login", "--provider", "nope")
+    assert result.exit_code == 1
+    assert "unknown provider 'nope'" in result.output and "github-copilot" in result.output
+
+
+def test_kiro_login_delegates(monkeypatch):
+    calls = {}
+
+    def login(account_id=None, no_browser=False, **kw):
+        calls.update(account_id=account_id, no_browser=no_browser)
+        return {"id": account_id or "kiro", "provider": "kiro", "refresh_token": "rt-123456789"}
+
+    module = types.ModuleType("tokn.auth.kiro")
+    module.login = login
+    monkeypatch.setitem(sys.modules, "tokn.auth.kiro", module)
+    result = invoke("login", "--provider", "kiro", "--id", "k1", "--no-browser")
+    assert result.exit_code == 0, result.output
+    assert calls == {"account_id": "k1", "no_browser": True}
+    assert accounts()["k1"]["refresh_token"] == "rt-123456789"
+
+
+# --- import --------------------------------------------------------------------------------------
+
+def test_kiro_login_that_saves_itself_is_not_saved_twice(monkeypatch):
+    seen = {}
+
+    async def login(method="builder-id", *, account_id=None, save=True, start_url=None,
+                    **kw):
+        seen.update(method=method, save=save, start_url=start_url)
+        return {"id": "kiro", "provider": "kiro"}          # pretends it saved
+
+    module = types.ModuleType("tokn.auth.kiro")
+    module.login = login
+    monkeypatch.setitem(sys.modules, "tokn.auth.kiro", module)
+    result = invoke("login", "-p", "kiro", "--method", "idc", "--start-url", "https://x/start")
+    assert result.exit_code == 0, result.output
+    assert seen == {"method": "idc", "save": True, "start_url": "https://x/start"}
+    assert accounts() == {}
+
+
+def test_kiro_without_module_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tokn.auth.kiro", None)   # import fails
+    result = invoke("login", "--provider", "kiro")
+    assert result.exit_code == 1 and "Kiro sign-in is not available" in result.output
+
+
+def test_import_from_gh(github, tmp_path, monkeypatch):
+    (tmp_path / "hosts.yml").write_text(
+        f"github.com:\n    oauth_token: {GH_TOKEN}\n    user: octocat\n")
+    monkeypatch.setenv("GH_CONFIG_DIR", str(tmp_path))
+    result = invoke("import", "--from", "gh", "--github-api-url", github.url)
+    assert result.exit_code == 0, result.output
+    assert "gh CLI" in result.output and GH_TOKEN not in result.output
+    acc = accounts()["copilot"]
+    assert acc["github_token"] == GH_TOKEN and acc["github_login"] == "octocat"
+    assert github.exchange_count == 1
+
+
+def test_import_from_gh_rejected_token_hint(github, tmp_path, monkeypatch):
+    (tmp_path / "hosts.yml").write_text(f"github.com:\n    oauth_token: {GH_TOKEN}\n")
+    monkeypatch.setenv("GH_CONFIG_DIR", str(tmp_path))
+    github.fail_next(404, endpoint="/copilot_internal/v2/token")
+    result = invoke("import", "--from", "gh", "--github-api-url", github.url)
+    assert result.exit_code == 1
+    assert "not always accepted by Copilot" in result.output
+    assert accounts() == {}
+
+
+def test_import_from_copilot_plugin(github, tmp_path, monkeypatch):
+    d = tmp_path / "github-copilot"
+    d.mkdir()
+    (d / "apps.json").write_text(json.dumps({"github.com:Iv1.b507a08c87ecfe98": {
+        "user": "octocat", "oauth_token": GH_TOKEN}}))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    result = invoke("import", "--from", "copilot-plugin", "--github-api-url", github.url,
+                    "--id", "plug")
+    assert result.exit_code == 0, result.output
+    assert accounts()["plug"]["github_token"] == GH_TOKEN
+
+
+def test_import_from_env_copilot_and_api_key(github, openai_fake, monkeypatch):
+    monkeypatch.setenv("COPILOT_GITHUB_TOKEN", GH_TOKEN)
+    result = invoke("import", "--from", "env", "--github-api-url", github.url)
+    assert result.exit_code == 0, result.output
+    assert "COPILOT_GITHUB_TOKEN" in result.output
+    assert accounts()["copilot"]["github_token"] == GH_TOKEN
+
+    monkeypatch.setenv("MY_OPENAI", "sk-good-key-123456")
+    result = invoke("import", "--from", "env", "--provider", "openai", "--env-var", "MY_OPENAI",
+                    "--base-url", openai_fake.url + "/v1")
+    assert result.exit_code == 0, result.output
+    assert accounts()["openai"]["api_key"] == "sk-good-key-123456"
+
+
+def test_import_errors(tmp_path, monkeypatch):
+    result = invoke("import", "--from", "env")
+    assert result.exit_code == 1 and "GH_TOKEN, GITHUB_TOKEN, COPILOT_GITHUB_TOKEN" in \
+        result.output
+    result = invoke("import", "--from", "somewhere")
+    assert result.exit_code == 1 and "unknown source" in result.output
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    result = invoke("import", "--from", "copilot-plugin")
+    assert result.exit_code == 1 and "no Copilot editor plugin token" in result.output
+
+
+# --- account list / show / remove -----------------------------------------------------------------
+
+def test_health_of():
+    now = 1_000_000.0
+    assert health_of(None, now=now)["status"] == "ok"
+    assert health_of({"failures": 0, "last_ok": now}, now=now)["text"] == "ok"
+    cool = health_of({"cooldown_until": now + 60, "failures": 2}, now=now)
+    assert cool["status"] == "cooling_down" and cool["text"].startswith("cooling down until ")
+    assert health_of({"cooldown_until": now - 1, "failures": 3, "last_error": "HTTP 500"},
+                     now=now)["text"] == "failing (3x): HTTP 500"
+    assert health_of({"exhausted_until": now + 10}, now=now)["status"] == "exhausted"
+    assert health_of({}, enabled=False, now=now)["status"] == "disabled"
+
+
+def _seed():
+    save_accounts(
+        {"id": "copilot", "provider": "github-copilot", "github_token": GH_TOKEN},
+        {"id": "oa", "provider": "openai", "api_key": "sk-secret-abcdefghijkl"},
+        {"id": "down", "provider": "openai", "api_key": "sk-other-abcdefghijkl"},
+        {"id": "off", "provider": "openai", "api_key": "sk-third-abcdefghijkl",
+         "enabled": False},
+    )
+    now = time.time()
+    state.write("health", {
+        "oa": {"cooldown_until": now + 120, "failures": 1, "last_error": "HTTP 429",
+               "last_ok": now - 5, "exhausted_until": None},
+        "down": {"cooldown_until": now - 10, "failures": 4, "last_error": "connect timeout",
+                 "last_ok": None, "exhausted_until": None},
+    })
+    state.update("account-info", "copilot", {"plan": "business"})
+
+
+def test_account_list_table_and_json():
+    _seed()
+    result = invoke("account", "list", width=200)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for needle in ("copilot", "business", "cooling down until", "failing (4x)",
+                   "connect timeout", "disabled", "ghu_…3456", "sk-s…ijkl"):
+        assert needle in out, needle
+    for secret in (GH_TOKEN, "sk-secret-abcdefghijkl"):
+        assert secret not in out
+    rows = {r["id"]: r for r in json.loads(invoke("account", "list", "--json").output)}
+    assert rows["copilot"]["plan"] == "business"
+    assert rows["copilot"]["health"]["status"] == "ok"
+    assert rows["oa"]["health"]["status"] == "cooling_down"
+    assert rows["down"]["health"]["status"] == "failing"
+    assert rows["off"]["health"]["status"] == "disabled"
+    assert rows["oa"]["credential"] == "sk-s…ijkl"
+
+
+def test_account_list_empty():
+    result = invoke("account", "list")
+    assert result.exit_code == 0 and "no accounts yet" in result.output
+
+
+def test_account_show_live(github):
+    save_accounts({"id": "copilot", "provider": "github-copilot", "github_token": GH_TOKEN,
+                   "github_api_url": github.url, "settings": {"initiator_mode": "always_user"}})
+    github.set_quota("premium_interactions", remaining=75, entitlement=300)
+    result = invoke("account", "show", "copilot")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert GH_TOKEN not in out and "ghu_…3456" in out
+    assert "always_user" in out and "individual" in out
+    assert "75/300 left (25%)" in out and "unlimited" in out
+    data = json.loads(invoke("account", "show", "copilot", "--json").output)
+    assert data["fields"]["github_token"] == "ghu_…3456"
+    assert data["live"]["plan"] == "individual"
+
+
+def test_account_show_fails_soft():
+    save_accounts({"id": "copilot", "provider": "github-copilot", "github_token": GH_TOKEN,
+                   "github_api_url": "http://127.0.0.1:9"})
+    result = invoke("account", "show", "copilot", "--timeout", "5")
+    assert result.exit_code == 0, result.output
+    assert "unavailable" in result.output and "cannot reach" in result.output
+    result = invoke("account", "show", "copilot", "--no-live")
+    assert result.exit_code == 0 and "unavailable" not in result.output
+    result = invoke("account", "show", "nope")
+    assert result.exit_code == 1 and "no account with id 'nope'" in result.output
+
+
+def test_account_remove():
+    _seed()
+    state.update("copilot-tokens", "copilot", {"token": "tid=x", "expires_at": 1})
+    result = invoke("account", "remove", "copilot", input="n\n")
+    assert result.exit_code == 1 and "copilot" in accounts()
+    result = invoke("account", "remove", "copilot", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "copilot" not in accounts() and "oa" in accounts()
+    assert "copilot" not in state.read("copilot-tokens")
+    assert "copilot" not in state.read("account-info")
+    result = invoke("account", "remove", "oa", "-y")
+    assert "oa" not in state.read("health") and "down" in state.read("health")
+    result = invoke("account", "remove", "ghost", "--yes")
+    assert result.exit_code == 1 and "no account with id 'ghost'" in result.output
+
+
+# --- headers ---------------------------------------------------------------------------------
+
+def test_headers(github):
+    save_accounts(
+        {"id": "oa", "provider": "openai", "api_key": "sk-secret-abcdefghijkl"},
+        {"id": "copilot", "provider": "github-copilot", "github_token": GH_TOKEN,
+         "github_api_url": github.url, "settings": {"editor_version": "vscode/1.99.0"}},
+    )
+    result = invoke("headers")
+    assert result.exit_code == 0, result.output
+    token = github.last_copilot_token
+    assert token not in result.output
+    assert "authorization: Bearer tid=…" in result.output
+    assert "editor-version: vscode/1.99.0" in result.output
+    assert "copilot-integration-id: vscode-chat" in result.output
+    assert "x-initiator: user" in result.output
+    data = json.loads(invoke("headers", "--account", "copilot", "--json").output)
+    assert data["headers"]["x-github-api-version"] and token not in json.dumps(data)
+    result = invoke("headers", "--account", "oa")
+    assert result.exit_code == 1 and "not a GitHub Copilot account" in result.output
+
+
+def test_headers_without_copilot_account():
+    result = invoke("headers")
+    assert result.exit_code == 1 and "tokn login" in result.output

@@ -1,0 +1,479 @@
+"""GitHub Copilot: a GitHub token exchanged for short-lived Copilot API tokens.
+
+Account fields::
+
+    [[accounts]]
+    id = "copilot"
+    provider = "github-copilot"
+    github_token = "ghu_…"                 # from `tokn login` / `tokn import`
+    # base_url = "https://api.business.githubcopilot.com"   # API base override
+    # refresh_url = "https://ghe.example/api/v3/copilot_internal/v2/token"
+    # github_base_url = "https://github.com"                # device-flow host
+    # github_api_url = "https://api.github.com"
+    [accounts.settings]
+    # initiator_mode = "auto"              # auto | always_user | always_agent
+    # editor_version = "vscode/1.104.1"    # any identity header, `-` or `_` spelling
+    # token_refresh_margin = 300           # seconds before expiry to refresh
+    # headers = { "x-extra" = "1" }        # extra headers on every API call
+
+API base: ``base_url`` override, else ``endpoints.api`` from the token
+exchange, else ``https://api.githubcopilot.com``.
+
+The Copilot token is cached in memory and in the 0600 state file
+``copilot-tokens.json`` (keyed by account id, bound to a hash of the GitHub
+token), refreshed ahead of expiry; one exchange at a time per account however
+many requests wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from tokn import state
+from tokn.auth.github import DEFAULT_API_URL, DEFAULT_GITHUB_URL, api_url_for
+from tokn.config import AccountConfig, mask
+from tokn.errors import ToknError
+from tokn.initiator import MODES, has_image, initiator_for
+from tokn.providers.base import ModelInfo, Provider
+
+DEFAULT_API_BASE = "https://api.githubcopilot.com"
+TOKEN_STATE = "copilot-tokens"
+INFO_STATE = "account-info"
+DEFAULT_REFRESH_MARGIN = 300.0
+# Identity headers Copilot expects from an editor.  Values drift: every one is
+# overridable per account in [accounts.settings] (`editor-version` or `editor_version`).
+DEFAULT_IDENTITY: dict[str, str] = {
+    "editor-version": "vscode/1.104.1",
+    "editor-plugin-version": "copilot-chat/0.31.3",
+    "user-agent": "GitHubCopilotChat/0.31.3",
+    "copilot-integration-id": "vscode-chat",
+    "openai-intent": "conversation-panel",
+    "x-github-api-version": "2025-05-01",
+}
+# Headers the GitHub REST API (token exchange, user info) gets.
+_GITHUB_IDENTITY = ("editor-version", "editor-plugin-version", "user-agent",
+                    "x-github-api-version")
+# Models that take `max_completion_tokens` and reject `max_tokens` on chat completions.
+MAX_COMPLETION_TOKENS_RE = re.compile(r"^(o\d|gpt-5)", re.I)
+ENDPOINT_FORMATS = {
+    "/chat/completions": "chat",
+    "/responses": "responses",
+    "/v1/messages": "messages",
+    "/embeddings": "embeddings",
+}
+
+# The token a 401 was answered for, set by should_refresh() in the same task as the
+# credentials(refresh=True) call that follows it in Provider.send().
+_FAILED_TOKEN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tokn_copilot_failed_token", default=None)
+
+
+def _owner(github_token: str) -> str:
+    return hashlib.sha256(github_token.encode()).hexdigest()[:16]
+
+
+@dataclass
+class CopilotToken:
+    token: str
+    expires_at: float
+    refresh_at: float
+    fetched_at: float
+    api: str = ""
+    sku: str = ""
+    owner: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def fresh(self, now: float) -> bool:
+        """Good to use without refreshing first."""
+        return now < self.refresh_at
+
+    def valid(self, now: float) -> bool:
+        """Not expired yet (usable as a fallback when a refresh fails)."""
+        return now < self.expires_at - 30
+
+    def to_state(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("raw")
+        return data
+
+    @classmethod
+    def from_state(cls, data: Any) -> CopilotToken | None:
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(token=str(data["token"]), expires_at=float(data["expires_at"]),
+                       refresh_at=float(data["refresh_at"]),
+                       fetched_at=float(data.get("fetched_at", 0)),
+                       api=str(data.get("api") or ""), sku=str(data.get("sku") or ""),
+                       owner=str(data.get("owner") or ""))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    low = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == low), None)
+
+
+class CopilotProvider(Provider):
+    chat_stream_quirks = True  # split choices, tool-call indexes from 1 (see convert/chat.py)
+    id: ClassVar[str] = "github-copilot"
+    ids: ClassVar[tuple[str, ...]] = ("copilot",)
+    display_name: ClassVar[str] = "GitHub Copilot"
+    formats: ClassVar[frozenset[str]] = frozenset({"chat", "responses", "messages", "embeddings"})
+    default_base_url: ClassVar[str] = DEFAULT_API_BASE
+    paths: ClassVar[dict[str, str]] = {
+        "chat": "/chat/completions",
+        "responses": "/responses",
+        "messages": "/v1/messages",
+        "embeddings": "/embeddings",
+        "models": "/models",
+        "count_tokens": "/v1/messages/count_tokens",
+    }
+    key_field: ClassVar[str] = "github_token"
+    env_vars: ClassVar[tuple[str, ...]] = ("GH_TOKEN", "GITHUB_TOKEN", "COPILOT_GITHUB_TOKEN")
+    hosts: ClassVar[tuple[str, ...]] = ("api.githubcopilot.com", "api.*.githubcopilot.com")
+
+    def __init__(self, account: AccountConfig, client: httpx.AsyncClient, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(account, client)
+        self._clock = clock
+        self._token: CopilotToken | None = None
+        self._token_lock = asyncio.Lock()
+        self._generation = 0
+        self.exchange_count = 0
+
+    # --- options -------------------------------------------------------------
+    def option(self, key: str, default: Any = None) -> Any:
+        """A per-account override: ``[accounts.settings]`` first, then a top-level field."""
+        value = self.account.settings.get(key)
+        if value in (None, ""):
+            value = self.account.fields.get(key)
+        return default if value in (None, "") else value
+
+    @property
+    def github_token(self) -> str:
+        return str(self.account.get("github_token") or "")
+
+    @property
+    def github_url(self) -> str:
+        return str(self.option("github_base_url", DEFAULT_GITHUB_URL)).rstrip("/")
+
+    @property
+    def github_api_url(self) -> str:
+        explicit = self.option("github_api_url")
+        if explicit:
+            return str(explicit).rstrip("/")
+        if self.option("github_base_url"):
+            return api_url_for(self.github_url)
+        return DEFAULT_API_URL
+
+    @property
+    def token_url(self) -> str:
+        url = self.account.refresh_url or self.option("refresh_url")
+        return str(url).rstrip("/") if url else f"{self.github_api_url}/copilot_internal/v2/token"
+
+    @property
+    def user_url(self) -> str:
+        return f"{self.github_api_url}/copilot_internal/user"
+
+    @property
+    def initiator_mode(self) -> str:
+        mode = str(self.option("initiator_mode", "auto"))
+        return mode if mode in MODES else "auto"
+
+    def identity_headers(self) -> dict[str, str]:
+        """The editor identity (defaults, each overridable), without credentials."""
+        out = {}
+        for name, default in DEFAULT_IDENTITY.items():
+            value = self.option(name, self.option(name.replace("-", "_"), default))
+            out[name] = str(value)
+        extra = self.account.settings.get("headers")
+        if isinstance(extra, dict):
+            out.update({str(k).lower(): str(v) for k, v in extra.items()})
+        return out
+
+    def _github_headers(self) -> dict[str, str]:
+        ident = self.identity_headers()
+        return {"authorization": f"token {self.github_token}", "accept": "application/json",
+                **{k: ident[k] for k in _GITHUB_IDENTITY if k in ident}}
+
+    # --- Copilot token -----------------------------------------------------------
+    @property
+    def can_refresh(self) -> bool:
+        return True
+
+    def _load_cached(self) -> CopilotToken | None:
+        tok = CopilotToken.from_state(state.read(TOKEN_STATE).get(self.account_id))
+        if tok is None or tok.owner != _owner(self.github_token):
+            return None
+        return tok
+
+    async def copilot_token(self, *, refresh: bool = False) -> CopilotToken:
+        """The current Copilot token, exchanging the GitHub token when needed.
+
+        Single-flight: one exchange per account at a time; callers that waited
+        for it reuse its result.  ``refresh`` forces an exchange, except when
+        the token that failed was already replaced meanwhile.
+        """
+        failed = _FAILED_TOKEN.get() if refresh else None
+        if refresh:
+            _FAILED_TOKEN.set(None)
+        current = self._token
+        if not refresh and current is not None and current.fresh(self._clock()):
+            return current
+        generation = self._generation
+        async with self._token_lock:
+            tok = self._token
+            if tok is None:
+                tok = self._token = self._load_cached()
+            now = self._clock()
+            if refresh and tok is not None:
+                if failed is not None:
+                    if tok.token != failed and tok.valid(now):
+                        return tok          # someone else already replaced the failed token
+                elif self._generation != generation:
+                    return tok              # a refresh finished while we waited
+            elif tok is not None and tok.fresh(now):
+                return tok
+            try:
+                new = await self._exchange()
+            except ToknError:
+                if not refresh and tok is not None and tok.valid(now):
+                    return tok              # soft: the old token still works for a while
+                raise
+            self._token = new
+            self._generation += 1
+            with contextlib.suppress(OSError):  # the cache is an optimisation only
+                state.update(TOKEN_STATE, self.account_id, new.to_state())
+            return new
+
+    async def _exchange(self) -> CopilotToken:
+        if not self.github_token:
+            raise ToknError(
+                f"account {self.account_id!r} has no github_token; "
+                f"run `tokn login --id {self.account_id}`.",
+                status=401, code="missing_credentials")
+        url = self.token_url
+        self.exchange_count += 1
+        try:
+            resp = await self.client.get(url, headers=self._github_headers())
+        except httpx.HTTPError as exc:
+            raise ToknError(
+                f"cannot reach {url} to get a Copilot token for account {self.account_id!r}: "
+                f"{exc or type(exc).__name__}", status=502, code="token_exchange_failed") from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        detail = data.get("message") if isinstance(data.get("message"), str) else ""
+        if not detail and isinstance(data.get("error_details"), dict):
+            detail = str(data["error_details"].get("message") or "")
+        detail = detail or resp.text[:200].strip()
+        aid = self.account_id
+        if resp.status_code == 401:
+            raise ToknError(f"GitHub token for account {aid} was rejected; run "
+                            f"`tokn login --id {aid}`.", status=401, code="github_token_rejected")
+        if resp.status_code in (403, 404):
+            raise ToknError(
+                f"account {aid} cannot use Copilot: no Copilot subscription, or Copilot is not "
+                f"enabled for this GitHub account/token (GitHub answered {resp.status_code}"
+                f"{': ' + detail if detail else ''}).", status=403, code="copilot_not_enabled")
+        if resp.status_code == 429:
+            retry = resp.headers.get("retry-after")
+            raise ToknError(f"GitHub rate-limited the Copilot token exchange for account {aid}.",
+                            status=429, code="rate_limited",
+                            retry_after=float(retry) if retry and retry.isdigit() else None)
+        if resp.status_code >= 400 or not data.get("token"):
+            raise ToknError(
+                f"Copilot token exchange for account {aid} failed: {url} answered "
+                f"{resp.status_code}{': ' + detail if detail else ''}",
+                status=502, code="token_exchange_failed")
+        now = self._clock()
+        refresh_in = data.get("refresh_in")
+        try:
+            expires_at = float(data["expires_at"])
+        except (KeyError, TypeError, ValueError):
+            expires_at = now + (float(refresh_in) + 60 if refresh_in else 1500.0)
+        margin = float(self.option("token_refresh_margin", DEFAULT_REFRESH_MARGIN))
+        refresh_at = expires_at - margin
+        if isinstance(refresh_in, (int, float)) and refresh_in > 0:
+            refresh_at = min(refresh_at, now + float(refresh_in))
+        if refresh_at <= now:               # short-lived token: refresh at half its life
+            refresh_at = now + max(expires_at - now, 0.0) / 2
+        endpoints = data.get("endpoints") if isinstance(data.get("endpoints"), dict) else {}
+        return CopilotToken(token=str(data["token"]), expires_at=expires_at,
+                            refresh_at=refresh_at, fetched_at=now,
+                            api=str(endpoints.get("api") or "").rstrip("/"),
+                            sku=str(data.get("sku") or ""), owner=_owner(self.github_token),
+                            raw=data)
+
+    async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
+        tok = await self.copilot_token(refresh=refresh)
+        return {"authorization": f"Bearer {tok.token}"}
+
+    async def should_refresh(self, response: httpx.Response) -> bool:
+        if response.status_code != 401:
+            return False
+        auth = response.request.headers.get("authorization", "")
+        _FAILED_TOKEN.set(auth.partition(" ")[2] or None)
+        return True
+
+    async def base_url(self) -> str:
+        if self.account.base_url:
+            return self.account.base_url.rstrip("/")
+        tok = await self.copilot_token()
+        return (tok.api or DEFAULT_API_BASE).rstrip("/")
+
+    # --- requests ------------------------------------------------------------------
+    def static_headers(self) -> dict[str, str]:
+        return {**self.identity_headers(), "x-request-id": str(uuid.uuid4())}
+
+    def request_headers(self, fmt: str, body: Mapping[str, Any] | None,
+                        inbound: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Per-request headers: ``x-initiator`` and, with an image, the vision flag."""
+        headers: dict[str, str] = {}
+        if fmt == "embeddings":
+            return headers
+        body = body if isinstance(body, Mapping) else {}
+        if fmt != "count_tokens":           # only completions are billed
+            headers["x-initiator"] = initiator_for(
+                fmt, dict(body), _header(inbound, "x-initiator"), self.initiator_mode)
+        if has_image(body.get("messages")) or has_image(body.get("input")) \
+                or _header(inbound, "copilot-vision-request") == "true":
+            headers["copilot-vision-request"] = "true"
+        return headers
+
+    def needs_max_completion_tokens(self, model: str) -> bool:
+        extra = self.option("max_completion_tokens_models", [])
+        if isinstance(extra, list) and any(model.startswith(str(p)) for p in extra):
+            return True
+        return bool(MAX_COMPLETION_TOKENS_RE.match(model or ""))
+
+    def prepare(self, fmt: str, body: dict[str, Any],
+                inbound: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+        if fmt == "chat" and "max_tokens" in body \
+                and self.needs_max_completion_tokens(str(body.get("model") or "")):
+            body = dict(body)
+            value = body.pop("max_tokens")
+            body.setdefault("max_completion_tokens", value)
+        return body, self.request_headers(fmt, body, inbound)
+
+    async def resolved_headers(self, masked: bool = True, *, fmt: str = "chat",
+                               body: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Every header an API call would carry now (token masked unless ``masked=False``)."""
+        tok = await self.copilot_token()
+        headers = {**self.static_headers(), **self.request_headers(fmt, body or {}),
+                   "authorization": f"Bearer {mask(tok.token) if masked else tok.token}"}
+        return headers
+
+    # --- models -------------------------------------------------------------------
+    def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
+        caps = item.get("capabilities") if isinstance(item.get("capabilities"), dict) else {}
+        limits = caps.get("limits") if isinstance(caps.get("limits"), dict) else {}
+        supports = caps.get("supports") if isinstance(caps.get("supports"), dict) else {}
+        formats = {ENDPOINT_FORMATS[e] for e in item.get("supported_endpoints") or ()
+                   if e in ENDPOINT_FORMATS}
+        if not formats:
+            formats = {"embeddings"} if caps.get("type") == "embeddings" else {"chat"}
+        context = limits.get("max_context_window_tokens")
+        if not context and limits.get("max_prompt_tokens"):
+            context = int(limits["max_prompt_tokens"]) + int(limits.get("max_output_tokens") or 0)
+        reasoning_keys = ("reasoning_effort", "max_thinking_budget", "adaptive_thinking",
+                          "thinking")
+        capabilities = {
+            "type": caps.get("type"),
+            "family": caps.get("family"),
+            "streaming": supports.get("streaming"),
+            "tool_calls": supports.get("tool_calls"),
+            "parallel_tool_calls": supports.get("parallel_tool_calls"),
+            "vision": supports.get("vision"),
+            "structured_outputs": supports.get("structured_outputs"),
+            "max_output_tokens": limits.get("max_output_tokens"),
+            "max_prompt_tokens": limits.get("max_prompt_tokens"),
+        }
+        return ModelInfo(
+            str(item.get("id")),
+            formats=frozenset(formats),
+            capabilities={k: v for k, v in capabilities.items() if v is not None},
+            context_window=int(context) if context else None,
+            reasoning=True if any(supports.get(k) for k in reasoning_keys) else None,
+            raw=item,
+        )
+
+    # --- facts ---------------------------------------------------------------------
+    async def describe(self) -> dict[str, Any]:
+        """Plan and quotas from ``copilot_internal/user``, plus token facts."""
+        out: dict[str, Any] = {}
+        url = self.user_url
+        try:
+            resp = await self.client.get(url, headers=self._github_headers())
+        except httpx.HTTPError as exc:
+            raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}",
+                            status=502, code="upstream_error") from exc
+        if resp.status_code == 401:
+            raise ToknError(f"GitHub token for account {self.account_id} was rejected; run "
+                            f"`tokn login --id {self.account_id}`.", status=401,
+                            code="github_token_rejected")
+        if resp.status_code >= 400:
+            raise ToknError(f"{url} answered {resp.status_code}: {resp.text[:200]}",
+                            status=502, code="upstream_error")
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        for key in ("login", "copilot_plan", "access_type_sku", "chat_enabled",
+                    "quota_reset_date", "organization_login_list"):
+            if data.get(key) not in (None, ""):
+                out[key.replace("copilot_plan", "plan")] = data[key]
+        quotas = {}
+        snapshots = data.get("quota_snapshots")
+        if isinstance(snapshots, dict):
+            for name, snap in snapshots.items():
+                if isinstance(snap, dict):
+                    quotas[name] = {k: snap[k] for k in (
+                        "entitlement", "remaining", "percent_remaining", "unlimited",
+                        "overage_permitted", "overage_count") if k in snap}
+        if quotas:
+            out["quotas"] = quotas
+        tok = self._token or self._load_cached()
+        if tok is not None:
+            out["token_expires_at"] = tok.expires_at
+            if tok.sku:
+                out["sku"] = tok.sku
+            if tok.api:
+                out["api"] = tok.api
+        if out.get("plan") or out.get("login"):
+            with contextlib.suppress(OSError):
+                state.update(INFO_STATE, self.account_id, {
+                    "plan": out.get("plan"), "login": out.get("login"),
+                    "checked_at": self._clock()})
+        return out
+
+    @classmethod
+    def forget(cls, account_id: str) -> None:
+        """Drop every cached secret/fact of ``account_id`` (``tokn account remove``)."""
+        state.update(TOKEN_STATE, account_id, None)
+        state.update(INFO_STATE, account_id, None)
+
+
+PROVIDERS = [CopilotProvider]
