@@ -299,6 +299,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default 5 resets bursts of concurrent connects
     block_on_close = False
     allow_reuse_address = True
     fake: FakeServer
