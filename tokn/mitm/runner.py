@@ -90,15 +90,13 @@ class ProxyRunner:
         opts.update(**mitm_options(self.runtime.cfg, host=self.host, port=self.port))
         self._task = asyncio.create_task(self.master.run())
         proxyserver = self.master.addons.get("proxyserver")
+        addrs: list = []
         for _ in range(500):
             await asyncio.sleep(0.01)
             addrs = proxyserver.listen_addrs()
-            if addrs:
+            errors = [getattr(s, "last_exception", None) for s in proxyserver.servers]
+            if addrs or self._task.done() or any(errors):
                 break
-            if self._task.done():
-                break
-        else:
-            addrs = []
         if not addrs:
             errors = [getattr(s, "last_exception", None) for s in proxyserver.servers]
             detail = next((str(e) for e in errors if e), "is the port in use?")
