@@ -190,7 +190,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
 
             proxy = ProxyRunner(runtime, host=proxy_host, port=proxy_port,
                                 route_mode=proxy_route_mode,
-                                listener_url=f"http://127.0.0.1:{api_port}",
+                                listener_url=f"http://{shown}:{api_port}",
                                 proxy_key=runtime.state.api_key)
             await proxy.start()
             bound.proxy_url = proxy.url

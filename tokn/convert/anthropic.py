@@ -22,6 +22,7 @@ from .common import (
     Stage,
     Usage,
     chat_error,
+    chat_stream_tail,
     drop_none,
     dumps,
     effort_for_budget,
@@ -807,20 +808,7 @@ class MessagesToChatStream(Stage):
         if not self.finished:
             self.finished = True
             out.append(self._chunk({}, "tool_calls" if self.tool_of_block else "stop"))
-        out.append(
-            (
-                None,
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": usage_to_chat(self.usage),
-                },
-            )
-        )
-        out.append((None, "[DONE]"))
+        out += chat_stream_tail(self.id, self.created, self.model, self.usage)
         self.done = True
         return out
 

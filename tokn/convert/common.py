@@ -254,6 +254,14 @@ class Stage:
         raise NotImplementedError
 
 
+def chat_stream_tail(chunk_id: str, created: int, model: str | None,
+                     usage: Usage) -> list[Frame]:
+    """The closing frames of a chat stream: a usage-only chunk, then ``[DONE]``."""
+    chunk = {"id": chunk_id, "object": "chat.completion.chunk", "created": created,
+             "model": model, "choices": [], "usage": usage_to_chat(usage)}
+    return [(None, chunk), (None, "[DONE]")]
+
+
 def chat_error(message: str, kind: str = "api_error", code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 

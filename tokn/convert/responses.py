@@ -19,6 +19,7 @@ from .common import (
     Stage,
     Usage,
     chat_error,
+    chat_stream_tail,
     drop_none,
     error_message,
     stronger_finish,
@@ -816,20 +817,7 @@ class ResponsesToChatStream(Stage):
     def _end(self, finish: str) -> list[Frame]:
         out = self._begin()
         out.append(self._chunk({}, finish))
-        out.append(
-            (
-                None,
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": usage_to_chat(self.usage),
-                },
-            )
-        )
-        out.append((None, "[DONE]"))
+        out += chat_stream_tail(self.id, self.created, self.model, self.usage)
         self.done = True
         return out
 

@@ -124,6 +124,13 @@ class Provider:
     def setting(self, key: str, default: Any = None) -> Any:
         return self.account.settings.get(key, default)
 
+    def option(self, key: str, default: Any = None) -> Any:
+        """A per-account override: ``[accounts.settings]`` first, then a top-level field."""
+        value = self.account.settings.get(key)
+        if value in (None, ""):
+            value = self.account.fields.get(key)
+        return default if value in (None, "") else value
+
     async def base_url(self) -> str:
         return (self.account.base_url or self.default_base_url).rstrip("/")
 

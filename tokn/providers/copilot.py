@@ -159,14 +159,7 @@ class CopilotProvider(Provider):
         self._generation = 0
         self.exchange_count = 0
 
-    # --- options -------------------------------------------------------------
-    def option(self, key: str, default: Any = None) -> Any:
-        """A per-account override: ``[accounts.settings]`` first, then a top-level field."""
-        value = self.account.settings.get(key)
-        if value in (None, ""):
-            value = self.account.fields.get(key)
-        return default if value in (None, "") else value
-
+    # --- options (``option()`` comes from Provider) ----------------------------
     @property
     def github_token(self) -> str:
         return str(self.account.get("github_token") or "")

@@ -168,14 +168,7 @@ class KiroProvider(Provider):
         self._generation = 0
         self.refresh_count = 0
 
-    # --- options -----------------------------------------------------------------
-    def option(self, key: str, default: Any = None) -> Any:
-        """``[accounts.settings]`` first, then a top-level account field."""
-        value = self.account.settings.get(key)
-        if value in (None, ""):
-            value = self.account.fields.get(key)
-        return default if value in (None, "") else value
-
+    # --- options (``option()`` comes from Provider) --------------------------------
     @property
     def region(self) -> str:
         return str(self.option("region", DEFAULT_REGION))

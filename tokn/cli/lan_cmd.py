@@ -1,0 +1,121 @@
+"""``tokn lan``: share one tokn with colleagues on a trusted network.
+
+``tokn lan url`` prints the one-liner a colleague runs (it fetches
+``/-/lan/env`` with the API key, which checks the CA fingerprint and sets up
+their shell) and the fingerprint to compare.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import socket
+import subprocess
+
+import typer
+
+from tokn.cli.common import cli_errors, console, fail, load_config_or_exit
+
+app = typer.Typer(help="LAN mode: one tokn for a team (see `tokn serve --insecure-allow-remote`).",
+                  no_args_is_help=True)
+
+
+def _usable(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified)
+
+
+def addresses_from_ip_json(data: list[dict]) -> list[str]:
+    """Usable addresses from ``ip -j addr`` output: interfaces that are up,
+    global scope, IPv4 first (pure; no traffic)."""
+    v4: list[str] = []
+    v6: list[str] = []
+    for link in data:
+        if "UP" not in link.get("flags", []) or "LOOPBACK" in link.get("flags", []):
+            continue
+        for info in link.get("addr_info", []):
+            local = info.get("local", "")
+            if info.get("scope", "global") != "global" or not _usable(local):
+                continue
+            (v4 if info.get("family") == "inet" else v6).append(local)
+    return v4 + v6
+
+
+def guess_lan_host() -> str:
+    """This machine's first non-loopback address, without sending anything:
+    ``ip -j addr`` when available, else the host name's resolution, else the
+    host name itself."""
+    ip_cmd = shutil.which("ip")
+    if ip_cmd:
+        try:
+            out = subprocess.run([ip_cmd, "-j", "addr"], capture_output=True, text=True,
+                                 timeout=5, check=True).stdout
+            found = addresses_from_ip_json(json.loads(out))
+            if found:
+                return found[0]
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    name = socket.gethostname()
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return name
+    found = [str(info[4][0]) for info in infos if _usable(str(info[4][0]))]
+    found.sort(key=lambda a: ":" in a)
+    return found[0] if found else name
+
+
+def _fingerprint(cfg) -> str:
+    from tokn import ca
+
+    with cli_errors():
+        files = ca.ensure_ca(cfg)
+        return ca.fingerprint_sha256(files.cert_path.read_bytes())
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="lan")
+
+
+@app.command("url")
+def url_cmd(
+    host: str = typer.Option(None, "--host", help="Address colleagues reach this machine at "
+                             "[default: its first non-loopback address]."),
+    port: int = typer.Option(None, "--port", help="Port to fetch the script from [default: "
+                             "[server].port, or [proxy_mode].port with --via-proxy]."),
+    via_proxy: bool = typer.Option(False, "--via-proxy", help="Fetch through the proxy port "
+                                   "(for `tokn proxy start`, whose listener is private)."),
+    shell: str = typer.Option("bash", "--shell", "-s",
+                              help="Colleague's shell: sh, bash, zsh, fish or pwsh."),
+    api_key: str = typer.Option(None, "--api-key", envvar="TOKN_API_KEY",
+                                help="The key clients use [default: [server].api_key]."),
+) -> None:
+    """Print the one-line command a colleague runs to use this tokn, and the CA fingerprint."""
+    from tokn import lan_env
+
+    if shell not in lan_env.SHELLS:
+        raise fail(f"unknown shell {shell!r}; use one of: {', '.join(lan_env.SHELLS)}")
+    cfg = load_config_or_exit()
+    key = cfg.server.api_key if api_key is None else api_key
+    if port is None:
+        port = cfg.proxy_mode.port if via_proxy else cfg.server.port
+    raw_host = host or guess_lan_host()
+    try:
+        hp = lan_env.parse_host(
+            f"[{raw_host.strip('[]')}]:{port}" if ":" in raw_host.strip("[]")
+            else f"{raw_host}:{port}")
+    except lan_env.BadHost as exc:
+        raise fail(f"--host {raw_host!r}: {exc}") from None
+    command = lan_env.one_liner(shell, hp.origin() + lan_env.ENV_PATH, key or None)
+    fingerprint = _fingerprint(cfg)
+    print(command)
+    console.print(f"# CA SHA-256 fingerprint (the script checks it and prints it): "
+                  f"{fingerprint}", markup=False, highlight=False, soft_wrap=True)
+    if not key:
+        console.print("# note: no API key is set; tokn refuses to listen beyond loopback "
+                      "without one (`tokn config set server.api_key ...`).",
+                      markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,126 @@
+"""``GET /v1/usage`` (a report, same filters as ``tokn usage``) and
+``DELETE /v1/usage?confirm=true`` (empty the store).
+
+Both sit behind the listener's API key when one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tokn import usage as usage_mod
+from tokn.server.app import denied, is_authorized
+from tokn.usage_query import GROUPS, parse_since, query
+
+FILTERS = ("since", "until", "account", "provider", "model", "by")
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+                                   "code": None}}, status)
+
+
+def parse_params(params: Any) -> dict[str, Any]:
+    """Query parameters -> keyword arguments of :func:`tokn.usage_query.query`
+    (``ValueError`` with a message for the client on a bad value)."""
+    unknown = sorted(set(params) - set(FILTERS))
+    if unknown:
+        raise ValueError(f"unknown query parameter(s) {', '.join(unknown)}; "
+                         f"use: {', '.join(FILTERS)}")
+    out: dict[str, Any] = {}
+    for name in ("since", "until"):
+        value = params.get(name)
+        if value:
+            try:
+                out[name] = parse_since(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+    for name in ("account", "provider", "model"):
+        if params.get(name):
+            out[name] = params[name]
+    by = params.get("by")
+    if by:
+        if by not in GROUPS:
+            raise ValueError(f"by: cannot group by {by!r}; use one of: {', '.join(GROUPS)}")
+        out["by"] = by
+    return out
+
+
+def _report(path: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        conn = usage_mod.connect_readonly(path)
+    except FileNotFoundError:
+        return None
+    try:
+        return query(conn, **kwargs).to_dict()
+    finally:
+        conn.close()
+
+
+def routes(runtime: Any) -> list[Route]:
+    def store_path() -> Any:
+        store = runtime.usage
+        return store.path if store is not None else usage_mod.default_path()
+
+    async def get_usage(request: Request) -> Response:
+        try:
+            kwargs = parse_params(request.query_params)
+        except ValueError as exc:
+            return _bad(str(exc))
+        store = runtime.usage
+        if store is not None:
+            await asyncio.to_thread(store.flush, 5.0)  # include rows still queued
+        try:
+            data = await asyncio.to_thread(_report, store_path(), kwargs)
+        except sqlite3.Error as exc:
+            return _bad(f"the usage store could not be read: {exc}", 500)
+        if data is None:  # nothing recorded yet: an empty report, same shape
+            conn = sqlite3.connect(":memory:")
+            try:
+                conn.execute(usage_mod.MIGRATIONS[0])
+                data = query(conn, **kwargs).to_dict()
+            finally:
+                conn.close()
+        data["recording"] = store is not None
+        data["store"] = str(store_path())
+        return JSONResponse(data)
+
+    async def delete_usage(request: Request) -> Response:
+        if request.query_params.get("confirm", "").lower() not in ("true", "1", "yes"):
+            return _bad("DELETE /v1/usage erases every recorded usage row and cannot be "
+                        "undone; repeat it as DELETE /v1/usage?confirm=true to proceed.")
+        store = runtime.usage
+        try:
+            if store is not None:
+                deleted = await asyncio.to_thread(store.reset)  # ordered after queued rows
+            elif usage_mod.default_path().is_file():
+                deleted = await asyncio.to_thread(_reset_file, usage_mod.default_path())
+            else:
+                deleted = 0
+        except (sqlite3.Error, TimeoutError) as exc:
+            return _bad(f"the usage store could not be reset: {exc}", 500)
+        return JSONResponse({"deleted": deleted, "store": str(store_path())})
+
+    async def usage_endpoint(request: Request) -> Response:
+        if not is_authorized(runtime.state, request):
+            return denied(request)
+        if request.method == "DELETE":
+            return await delete_usage(request)
+        return await get_usage(request)
+
+    return [Route("/v1/usage", usage_endpoint, methods=["GET", "DELETE"])]
+
+
+def _reset_file(path: Any) -> int:
+    conn = usage_mod.connect(path)
+    try:
+        with conn:
+            return conn.execute("DELETE FROM requests").rowcount
+    finally:
+        conn.close()

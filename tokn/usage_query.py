@@ -1,0 +1,239 @@
+"""Reports over the usage store (pure functions over a ``sqlite3`` connection).
+
+Units, everywhere: ``ts`` / ``since`` / ``until`` are epoch **seconds**
+(floats); ``*_latency_ms`` are milliseconds.  ``since`` is inclusive and
+``until`` exclusive: a row at exactly ``since`` is counted, one at exactly
+``until`` is not, so consecutive windows never count a row twice.
+
+Dates and date-times without an explicit offset are read in local time, and
+``--by day`` groups by local calendar day, so ``--since 2026-11-01`` and the
+``2026-11-01`` day group mean the same span.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import sqlite3
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GROUPS: dict[str, str] = {
+    "account": "COALESCE(account, '-')",
+    "provider": "COALESCE(provider, '-')",
+    "model": "COALESCE(model_served, model_requested, '-')",
+    "day": "strftime('%Y-%m-%d', ts, 'unixepoch', 'localtime')",
+    "initiator": "COALESCE(initiator, '-')",
+}
+PREMIUM_PROVIDER = "github-copilot"
+
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400,
+          "w": 7 * 86400}
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)$", re.IGNORECASE)
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+# Epoch seconds reach 1e11 in the year 5138; a bigger number is milliseconds.
+_MAX_EPOCH_S = 1e11
+
+HELP_TIME = ("a duration back from now (30m, 24h, 7d, 2w; m = minutes), a local date "
+             "(2026-11-01), a local date-time (2026-11-01T10:00, or with Z / +02:00), "
+             "or epoch seconds (1767225600)")
+
+
+def parse_since(value: str | float | int, now: float | None = None) -> float:
+    """A ``--since`` / ``--until`` value -> epoch seconds.
+
+    Raises :class:`ValueError` saying which forms are accepted.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"cannot read {value!r} as a time; use {HELP_TIME}")
+    if isinstance(value, int | float):
+        return _epoch(float(value), repr(value))
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"an empty time was given; use {HELP_TIME}")
+    now = time.time() if now is None else now
+    match = _DURATION.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNITS[match.group(2).lower()]
+    if _NUMBER.match(text):
+        return _epoch(float(text), text)
+    try:
+        parsed = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a time; use {HELP_TIME}") from None
+    return parsed.timestamp()  # naive -> local time
+
+
+def _epoch(number: float, shown: str) -> float:
+    if number < 0:
+        raise ValueError(f"{shown} is negative; epoch seconds start at 0 (1970-01-01)")
+    if number >= _MAX_EPOCH_S:
+        raise ValueError(f"{shown} looks like epoch milliseconds; tokn takes epoch seconds "
+                         f"(divide by 1000: {number / 1000:.3f})")
+    return number
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ISO-8601 in UTC with milliseconds (``...Z``)."""
+    if ts is None:
+        return None
+    stamp = _dt.datetime.fromtimestamp(ts, _dt.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stamp(ts: float | None) -> dict[str, Any] | None:
+    """A time as both labelled forms: ``{"epoch_s": ..., "iso": ...}``."""
+    return None if ts is None else {"epoch_s": ts, "iso": iso(ts)}
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    premium_requests: int = 0
+    errors: int = 0
+    estimated_rows: int = 0
+    credits: float | None = None
+    median_latency_ms: float | None = None
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_read_tokens
+                + self.cache_write_tokens)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("first_ts")
+        data.pop("last_ts")
+        data["total_tokens"] = self.total_tokens
+        data["error_rate"] = round(self.error_rate, 6)
+        if self.median_latency_ms is not None:
+            data["median_latency_ms"] = round(self.median_latency_ms, 3)
+        data["first"] = stamp(self.first_ts)
+        data["last"] = stamp(self.last_ts)
+        return data
+
+
+@dataclass
+class Group:
+    key: str
+    totals: Totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, **self.totals.to_dict()}
+
+
+@dataclass
+class Report:
+    since: float | None
+    until: float | None
+    by: str | None
+    filters: dict[str, str] = field(default_factory=dict)
+    totals: Totals = field(default_factory=Totals)
+    groups: list[Group] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": {"since": stamp(self.since), "until": stamp(self.until),
+                       "since_inclusive": True, "until_exclusive": True},
+            "units": {"time": "epoch seconds (epoch_s) and ISO-8601 UTC (iso)",
+                      "latency": "milliseconds", "tokens": "tokens"},
+            "filters": self.filters,
+            "by": self.by,
+            "totals": self.totals.to_dict(),
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+
+def _where(since: float | None, until: float | None, account: str | None,
+           provider: str | None, model: str | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        clauses.append("ts >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        args.append(until)
+    if account:
+        clauses.append("account = ?")
+        args.append(account)
+    if provider:
+        clauses.append("provider = ?")
+        args.append(provider)
+    if model:
+        clauses.append("(model_requested = ? OR model_served = ?)")
+        args += [model, model]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+_AGG = f"""COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+ COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0),
+ COALESCE(SUM(reasoning_tokens), 0),
+ COALESCE(SUM(CASE WHEN provider = '{PREMIUM_PROVIDER}' AND initiator = 'user'
+                   AND status < 400 THEN 1 ELSE 0 END), 0),
+ COALESCE(SUM(CASE WHEN status IS NULL OR status >= 400 THEN 1 ELSE 0 END), 0),
+ COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0),
+ SUM(credits), MIN(ts), MAX(ts)"""
+
+
+def _totals(row: Any) -> Totals:
+    values = list(row)
+    return Totals(*[int(v) for v in values[:9]], credits=values[9], first_ts=values[10],
+                  last_ts=values[11])
+
+
+def query(conn: sqlite3.Connection, since: float | None = None, until: float | None = None,
+          account: str | None = None, provider: str | None = None, model: str | None = None,
+          by: str | None = None) -> Report:
+    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``.
+
+    An error is a row with ``status >= 400`` or no status.  A premium request
+    is a GitHub Copilot attempt the user initiated that succeeded
+    (``provider = 'github-copilot' AND initiator = 'user' AND status < 400``).
+    ``model`` matches the requested or the served model.
+    """
+    if by is not None and by not in GROUPS:
+        raise ValueError(f"cannot group by {by!r}; use one of: {', '.join(GROUPS)}")
+    where, args = _where(since, until, account, provider, model)
+    filters = {k: v for k, v in (("account", account), ("provider", provider),
+                                 ("model", model)) if v}
+    report = Report(since=since, until=until, by=by, filters=filters)
+    report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}", args).fetchone())
+    latencies = [r[0] for r in conn.execute(
+        f"SELECT latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
+        "latency_ms IS NOT NULL", args)]
+    report.totals.median_latency_ms = statistics.median(latencies) if latencies else None
+    if by is None:
+        return report
+    key = GROUPS[by]
+    groups: dict[str, Group] = {}
+    for row in conn.execute(f"SELECT {key}, {_AGG} FROM requests{where} GROUP BY 1", args):
+        groups[row[0]] = Group(row[0], _totals(row[1:]))
+    per: dict[str, list[float]] = {}
+    for k, value in conn.execute(
+            f"SELECT {key}, latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
+            "latency_ms IS NOT NULL", args):
+        per.setdefault(k, []).append(value)
+    for k, values in per.items():
+        if k in groups:
+            groups[k].totals.median_latency_ms = statistics.median(values)
+    ordered = list(groups.values())
+    if by == "day":
+        ordered.sort(key=lambda g: g.key)
+    else:
+        ordered.sort(key=lambda g: (-g.totals.requests, g.key))
+    report.groups = ordered
+    return report
