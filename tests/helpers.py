@@ -65,7 +65,8 @@ def running_tokn(*, with_proxy: bool = False, api_key: str | None = None,
             pending = asyncio.all_tasks(loop)
             for task in pending:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     thread = threading.Thread(target=target, daemon=True)
     # signal handlers can only be installed from the main thread; serve() tolerates that

@@ -24,9 +24,25 @@ from tokn.convert.tokens import count_tokens
 from tokn.errors import ToknError, error_body
 from tokn.initiator import initiator_for
 from tokn.pool import Candidate, Pool, parse_retry_after
-from tokn.usage import UsageStore
+from tokn.usage import BodyCapture, UsageStore, capture_body
 
 log = logging.getLogger("tokn.request")
+
+
+def log_request(row: dict[str, Any]) -> None:
+    """One line per request; structured fields for ``[logging] format = "json"``."""
+    status, error = row.get("status") or 0, row.get("error")
+    fields = {"request_id": row.get("request_id"), "mode": row.get("route_mode"),
+              "front_door": row.get("front_door"), "provider": row.get("provider"),
+              "account": row.get("account"), "model": row.get("model_requested"),
+              "model_served": row.get("model_served"), "stream": bool(row.get("stream")),
+              "status": status, "latency_ms": round(row.get("latency_ms") or 0.0, 1),
+              "input_tokens": row.get("input_tokens", 0),
+              "output_tokens": row.get("output_tokens", 0), "error": error}
+    (log.warning if status >= 500 or error else log.info)(
+        "%s %s %s %s/%s %s %d %.0fms", fields["request_id"], fields["mode"],
+        fields["front_door"], fields["provider"], fields["account"], fields["model"], status,
+        fields["latency_ms"], extra={"fields": fields})
 
 CONVERTIBLE = ("chat", "messages", "responses")
 
@@ -41,6 +57,7 @@ class Inbound:
     front_door: str = "listener"
     route_mode: str = "route"
     client: str = ""
+    size: int | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     @property
@@ -185,6 +202,7 @@ class Pipeline:
             out = json.dumps(data).encode()
         else:
             out = raw
+        row["response_body"] = capture_body(self.cfg, out)
         self._record(row, started, status=up.status, usage=usage,
                      served=data.get("model") if isinstance(data, dict) else None,
                      bytes_out=len(out), extra=up.extra_usage)
@@ -226,15 +244,18 @@ class Pipeline:
         async def body() -> AsyncIterator[bytes]:
             sent = 0
             error = None
+            cap = BodyCapture(self.cfg)
             try:
                 async for chunk in up.chunks():
                     out = conv.feed(chunk)
                     if out:
                         sent += len(out)
+                        cap.feed(out)
                         yield out
                 tail = conv.close()
                 if tail:
                     sent += len(tail)
+                    cap.feed(tail)
                     yield tail
             except (httpx.HTTPError, ValueError) as exc:
                 error = f"upstream stream broke: {exc or type(exc).__name__}"
@@ -243,6 +264,7 @@ class Pipeline:
                 yield tail
             finally:
                 await up.aclose()
+                row["response_body"] = cap.text()
                 self._record(row, started, status=up.status if error is None else 502,
                              error=error, usage=conv.usage, served=conv.model,
                              bytes_out=sent, extra=up.extra_usage)
@@ -268,7 +290,8 @@ class Pipeline:
             "client": inbound.client, "inbound_format": inbound.fmt, "upstream_format": target,
             "provider": provider.account.provider, "account": provider.account_id,
             "model_requested": inbound.body.get("model"), "initiator": initiator,
-            "stream": int(inbound.stream),
+            "stream": int(inbound.stream), "bytes_in": inbound.size,
+            "request_body": capture_body(self.cfg, inbound.body),
         }
 
     def _record(self, row: dict[str, Any], started: float, *, status: int,
@@ -283,9 +306,7 @@ class Pipeline:
                        reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
         if extra:
             row.update(extra)
-        log.info("%s %s %s %s/%s %s %d %.0fms", row["request_id"], row["route_mode"],
-                 row["front_door"], row["provider"], row["account"], row["model_requested"],
-                 status, row["latency_ms"])
+        log_request(row)
         if self.usage is not None:
             self.usage.record(row)
 

@@ -21,3 +21,42 @@ def test_openai_sdk_through_listener_to_openai_compatible_fake():
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             assert text == "echo: hi again"
             assert [m.id for m in client.models.list().data] == ["local-model"]
+
+
+def _rows():
+    import sqlite3
+
+    from tokn.usage import default_path
+
+    conn = sqlite3.connect(default_path())
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def test_bodies_recorded_only_when_asked_and_capped():
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["m"]) as fake:
+        acc = [account("local", "openai-compatible", base_url=fake.url + "/v1",
+                       api_key="sk-upstream-secret")]
+        write_config({"accounts": acc})
+        with running_tokn(api_key="client-secret-key") as tokn:
+            client = openai.OpenAI(base_url=tokn.api_url + "/v1", api_key="client-secret-key")
+            client.chat.completions.create(model="m", messages=[{"role": "user",
+                                                                 "content": "not kept"}])
+        write_config({"usage": {"record_bodies": True, "body_cap_bytes": 300}, "accounts": acc})
+        with running_tokn(api_key="client-secret-key") as tokn:
+            client = openai.OpenAI(base_url=tokn.api_url + "/v1", api_key="client-secret-key")
+            client.chat.completions.create(model="m", messages=[{"role": "user",
+                                                                 "content": "kept " * 200}])
+            list(client.chat.completions.create(model="m", stream=True, messages=[
+                {"role": "user", "content": "streamed body"}]))
+    first, capped, streamed = _rows()
+    assert first["request_body"] is None and first["response_body"] is None
+    assert first["bytes_in"] > 0 and first["bytes_out"] > 0
+    assert "kept kept" in capped["request_body"] and len(capped["request_body"]) < 400
+    assert streamed["response_body"].startswith("data: {")  # the SSE the client got
+    assert "[tokn: truncated" in streamed["response_body"]
+    everything = repr(_rows())
+    assert "client-secret-key" not in everything and "sk-upstream-secret" not in everything

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from tokn.cli.common import cli_errors, console, err_console, fail
+from tokn.cli.common import console, err_console, fail
 
 BY_HELP = "Group by account | provider | model | day (local) | initiator."
 TIME_HELP = ("{what}: a duration back from now (30m, 24h, 7d), a local date (2026-11-01), "
@@ -138,8 +138,10 @@ def logs(follow_: bool, level: str, lines: int) -> None:
         for line in tail(path, lines, min_level):
             typer.echo(line)
     if follow_:
-        with cli_errors():
+        try:
             follow(path, min_level, from_end=path.exists())
+        except KeyboardInterrupt:  # Ctrl-C is how -f ends
+            return
 
 
 def register(app: typer.Typer) -> None:

@@ -24,7 +24,9 @@ from tokn import hosts
 from tokn.convert import extract_usage, stream_converter
 from tokn.errors import ToknError, error_body
 from tokn.mitm import modes
+from tokn.pipeline import log_request
 from tokn.server.auth import key_matches
+from tokn.usage import BodyCapture, capture_body
 
 log = logging.getLogger("tokn.proxy")
 
@@ -53,6 +55,7 @@ class FlowInfo:
     model: str | None = None
     stream: bool = False
     bytes_out: int = 0
+    capture: Any = None
 
 
 def _caller_format(host: str, path: str) -> str:
@@ -243,8 +246,11 @@ class ToknAddon:
         if info.mode != "route" and info.fmt in OBSERVED:
             info.converter = stream_converter(info.fmt, info.fmt)
 
+            info.capture = BodyCapture(self.cfg)
+
             def observe(chunk: bytes) -> bytes:
                 info.bytes_out += len(chunk)
+                info.capture.feed(chunk)
                 if chunk:
                     info.converter.feed(chunk)
                 else:
@@ -303,5 +309,11 @@ class ToknAddon:
                        cache_read_tokens=usage.cache_read_tokens,
                        cache_write_tokens=usage.cache_write_tokens,
                        reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
+        row["bytes_in"] = len(flow.request.raw_content or b"")
+        row["request_body"] = capture_body(self.cfg, flow.request.content or b"")
+        if info.capture is not None:
+            row["response_body"] = info.capture.text()
+        elif response is not None and response.raw_content is not None:
+            row["response_body"] = capture_body(self.cfg, response.content or b"")
+        log_request(row)
         store.record(row)
-        log.debug("%s %s %s", info.mode, flow.request.pretty_host, row["status"])

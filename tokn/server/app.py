@@ -90,7 +90,7 @@ def create_app(state: AppState) -> Starlette:
                    if k.lower() not in TOKN_HEADERS}
         internal = request.headers.get(INTERNAL_HEADER) is not None and authorized(request)
         inbound = Inbound(
-            fmt=POST_ROUTES[path], body=body, headers=headers,
+            fmt=POST_ROUTES[path], body=body, headers=headers, size=len(raw),
             front_door=request.headers.get("x-tokn-front-door", "listener") if internal
             else "listener",
             route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",

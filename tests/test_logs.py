@@ -1,0 +1,183 @@
+"""Logging set-up ([logging] level/format/file) and ``tokn logs`` (tail, level, follow)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import write_config
+from tokn.cli import app
+from tokn.config import Config
+from tokn.logs import follow, line_level, records, setup_logging, tail
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def restore_tokn_logger():
+    root = logging.getLogger("tokn")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+
+
+def cfg(tmp_path, fmt="text", level="info", file=True):
+    c = Config()
+    c.logging.format, c.logging.level = fmt, level
+    c.logging.file = str(tmp_path / "logs" / "tokn.log") if file else ""
+    return c
+
+
+def test_json_lines_carry_structured_fields(tmp_path):
+    c = cfg(tmp_path, fmt="json")
+    setup_logging(c)
+    fields = {"request_id": "abc", "mode": "route", "account": "acct", "model": "gpt-4o",
+              "status": 200, "latency_ms": 12.5}
+    logging.getLogger("tokn.request").info("abc route ... 200", extra={"fields": fields})
+    logging.getLogger("tokn.request").debug("not at info level")
+    try:
+        raise RuntimeError("kaput")
+    except RuntimeError:
+        logging.getLogger("tokn").exception("it broke")
+    lines = (tmp_path / "logs" / "tokn.log").read_text().splitlines()
+    assert len(lines) == 2  # one line per record, traceback inside the JSON
+    first, second = (json.loads(x) for x in lines)
+    assert first["level"] == "info" and first["logger"] == "tokn.request"
+    assert {k: first[k] for k in fields} == fields
+    assert first["ts"].endswith("Z")
+    assert second["level"] == "error" and "RuntimeError: kaput" in second["exc"]
+    assert oct((tmp_path / "logs" / "tokn.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_text_lines_and_stderr_only_gets_warnings_when_a_file_is_set(tmp_path, capsys):
+    setup_logging(cfg(tmp_path, level="debug"))
+    log = logging.getLogger("tokn.request")
+    log.debug("dbg line")
+    log.info("req line")
+    log.warning("warn line")
+    text = (tmp_path / "logs" / "tokn.log").read_text()
+    assert [line_level(x) for x in text.splitlines()] == [10, 20, 30]
+    assert "INFO tokn.request req line" in text
+    err = capsys.readouterr().err
+    assert "warn line" in err and "req line" not in err
+
+
+def test_without_a_file_everything_goes_to_stderr(tmp_path, capsys):
+    setup_logging(cfg(tmp_path, file=False))
+    logging.getLogger("tokn.request").info("to stderr")
+    assert "to stderr" in capsys.readouterr().err
+
+
+SAMPLE = """2026-11-01 10:00:00,001 INFO tokn.request r1 route ok
+2026-11-01 10:00:01,002 ERROR tokn boom
+Traceback (most recent call last):
+  File "x.py", line 1, in <module>
+ValueError: nope
+{"ts": "2026-11-01T09:00:02.000Z", "level": "warning", "logger": "tokn", "message": "w"}
+{"ts": "2026-11-01T09:00:03.000Z", "level": "error", "logger": "tokn", "message": "e"}
+2026-11-01 10:00:04,004 DEBUG tokn.pool d
+"""
+
+
+def test_records_group_tracebacks_with_their_line():
+    recs = list(records(SAMPLE.splitlines()))
+    assert [level for level, _ in recs] == [20, 40, 30, 40, 10]
+    assert len(recs[1][1]) == 4
+
+
+def test_tail_filters_by_level_for_text_and_json(tmp_path):
+    path = tmp_path / "t.log"
+    path.write_text(SAMPLE)
+    errors = tail(path, 50, 40)
+    assert errors[0].endswith("ERROR tokn boom") and errors[-1].startswith('{"ts"')
+    assert len(errors) == 5  # the error + 3 traceback lines + the JSON error
+    assert tail(path, 1, 0) == ["2026-11-01 10:00:04,004 DEBUG tokn.pool d"]
+    assert len(tail(path, 2, 30)) == 2
+    assert tail(path, 0, 0) == []
+
+
+def test_follow_prints_appended_records_and_survives_rotation(tmp_path):
+    path = tmp_path / "f.log"
+    path.write_text("2026-11-01 10:00:00,000 ERROR tokn old, before following\n")
+    got: list[str] = []
+    done = threading.Event()
+    thread = threading.Thread(target=follow, kwargs=dict(
+        path=path, min_level=30, write=got.append, stop=done.is_set, poll=0.02))
+    thread.start()
+    try:
+        time.sleep(0.2)
+        with open(path, "a") as fh:
+            fh.write("2026-11-01 10:00:01,000 INFO tokn skipped\n")
+            fh.write("2026-11-01 10:00:02,000 ERROR tokn shown\n  continuation\n")
+            fh.write('{"level": "warning", "message": "json shown"}\n')
+            fh.write("2026-11-01 10:00:03,000 ERROR tokn partial")
+        _wait(lambda: len(got) >= 3)
+        with open(path, "a") as fh:
+            fh.write(" line completed\n")
+        _wait(lambda: len(got) >= 4)
+        os.rename(path, tmp_path / "f.log.1")  # what RotatingFileHandler does
+        path.write_text("2026-11-01 10:00:04,000 ERROR tokn after rotation\n")
+        _wait(lambda: len(got) >= 5)
+    finally:
+        done.set()
+        thread.join(5)
+    assert got == ["2026-11-01 10:00:02,000 ERROR tokn shown", "  continuation",
+                   '{"level": "warning", "message": "json shown"}',
+                   "2026-11-01 10:00:03,000 ERROR tokn partial line completed",
+                   "2026-11-01 10:00:04,000 ERROR tokn after rotation"]
+
+
+def _wait(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+# --- the command ----------------------------------------------------------------------
+def test_logs_without_a_file_says_how_to_set_one():
+    result = runner.invoke(app, ["logs"])
+    assert result.exit_code == 1
+    assert "[logging].file is not set" in result.output
+    assert "tokn config set logging.file" in result.output
+
+
+def test_logs_command_tail_and_level(tokn_home):
+    path = tokn_home / "tokn.log"
+    path.write_text(SAMPLE)
+    write_config({"logging": {"file": str(path)}})
+    result = runner.invoke(app, ["logs", "--level", "error"])
+    assert result.exit_code == 0, result.output
+    assert "boom" in result.stdout and '"message": "e"' in result.stdout
+    assert "r1 route ok" not in result.stdout and '"message": "w"' not in result.stdout
+    result = runner.invoke(app, ["logs", "-n", "1"])
+    assert result.stdout.splitlines() == ["2026-11-01 10:00:04,004 DEBUG tokn.pool d"]
+    assert runner.invoke(app, ["logs", "--level", "loud"]).exit_code == 2
+
+
+def test_logs_follow_real_process(tokn_home):
+    path = tokn_home / "tokn.log"
+    path.write_text("2026-11-01 10:00:00,000 INFO tokn earlier\n")
+    write_config({"logging": {"file": str(path)}})
+    proc = subprocess.Popen([sys.executable, "-m", "tokn", "logs", "-f", "-n", "5"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip().endswith("earlier")
+        with open(path, "a") as fh:
+            fh.write("2026-11-01 10:00:01,000 INFO tokn later\n")
+        assert proc.stdout.readline().strip().endswith("later")
+    finally:
+        proc.terminate()
+        proc.wait(10)
