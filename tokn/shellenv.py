@@ -33,8 +33,11 @@ VAR_NAMES: tuple[str, ...] = (
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def proxy_url(host: str, port: int) -> str:
-    """``http://HOST:PORT`` for clients; a wildcard listen address becomes loopback."""
+def proxy_url(host: str, port: int, key: str = "") -> str:
+    """``http://HOST:PORT`` for clients; a wildcard listen address becomes loopback.
+
+    With ``key`` (``[server].api_key``, which the proxy then requires) the URL
+    carries it as Basic credentials: ``http://tokn:KEY@HOST:PORT``."""
     host = host.strip().strip("[]") or "127.0.0.1"
     if host in ("0.0.0.0", "*"):
         host = "127.0.0.1"
@@ -42,6 +45,10 @@ def proxy_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
+    if key:
+        from urllib.parse import quote
+
+        return f"http://tokn:{quote(key, safe='')}@{host}:{port}"
     return f"http://{host}:{port}"
 
 
@@ -182,5 +189,5 @@ def env_for_config(cfg: Config, *, host: str | None = None,
     bundle = ca.ensure_bundle(cfg)
     files = ca.ca_files()
     url = proxy_url(host if host is not None else cfg.proxy_mode.host,
-                    port if port is not None else cfg.proxy_mode.port)
+                    port if port is not None else cfg.proxy_mode.port, cfg.server.api_key)
     return env_vars(url, files.cert_path, bundle, cfg.proxy.no_proxy)

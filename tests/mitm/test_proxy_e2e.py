@@ -245,3 +245,23 @@ def test_mitmdump_with_tokn_addon_routes_like_tokn_proxy():
             output = proc.communicate(timeout=15)[0].decode(errors="replace")
         assert answer is not None, output
         assert answer.choices[0].message.content == "echo: mitmdump"
+
+
+def test_api_key_set_proxy_requires_auth_and_env_block_carries_it():
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-4o"]) as fake:
+        port = free_port()
+        write_config({"server": {"api_key": "k3y/with:odd@chars"},
+                      "proxy_mode": {"port": port},
+                      "accounts": [account("local", "openai-compatible",
+                                           base_url=fake.url + "/v1")]})
+        env = proxy_env()
+        assert env["HTTPS_PROXY"] == f"http://tokn:k3y%2Fwith%3Aodd%40chars@127.0.0.1:{port}"
+        with running_tokn(with_proxy=True, proxy_port=port, listener_public=False):
+            with applied_env(env):
+                ok = openai.OpenAI(api_key="x").chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "authed"}])
+            assert ok.choices[0].message.content == "echo: authed"
+            bare = {**env, "HTTPS_PROXY": f"http://127.0.0.1:{port}",
+                    "https_proxy": f"http://127.0.0.1:{port}"}
+            with applied_env(bare), pytest.raises(httpx.ProxyError, match="407"):
+                httpx.post("https://api.openai.com/v1/chat/completions", json={})
