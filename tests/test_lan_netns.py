@@ -18,6 +18,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -125,11 +126,12 @@ def lan_server(netns, tmp_path):
             if proc.poll() is not None:
                 log.seek(0)
                 pytest.fail(f"tokn serve exited {proc.returncode}:\n{log.read()}")
-            try:
+            try:  # the listener answers first; the proxy (and the CA) come up after it
                 if httpx.get(f"http://{host}:{api_port}/healthz", timeout=2,
                              trust_env=False).status_code == 200:
+                    socket.create_connection((host, proxy_port), timeout=2).close()
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError):
                 pass
             if time.monotonic() > deadline:
                 log.seek(0)

@@ -115,6 +115,8 @@ class Runtime:
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key)
         self.state.extra_routes = extra_routes(self)
         self.app = create_app(self.state)
+        self.api_url = ""
+        self.proxy_url = ""
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -194,6 +196,8 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                                 proxy_key=runtime.state.api_key)
             await proxy.start()
             bound.proxy_url = proxy.url
+        runtime.api_url = bound.api_url  # "" when the listener is private
+        runtime.proxy_url = bound.proxy_url
         if on_ready:
             on_ready(bound)
         await stop.wait()

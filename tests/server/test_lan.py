@@ -234,9 +234,7 @@ def test_lan_paths_through_the_proxy_port(tokn_lan):
     status, raw = raw_get(pport, "/-/lan/bootstrap.json", [f"Host: 127.0.0.1:{pport}"])
     assert status == 200
     data = json.loads(raw.split(b"\r\n\r\n", 1)[1])
-    if data["ca_cert_url"] != f"http://127.0.0.1:{pport}/-/lan/ca.crt":
-        pytest.xfail("the proxy addon rewrites Host/x-forwarded-port before forwarding "
-                     "(see the LAN report: tokn/mitm/addon.py _serve_local)")
+    assert data["ca_cert_url"] == f"http://127.0.0.1:{pport}/-/lan/ca.crt"
     assert data["proxy_url"] == f"http://127.0.0.1:{pport}"
 
 

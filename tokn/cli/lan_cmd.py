@@ -15,7 +15,7 @@ import subprocess
 
 import typer
 
-from tokn.cli.common import cli_errors, console, fail, load_config_or_exit
+from tokn.cli.common import cli_errors, fail, load_config_or_exit
 
 app = typer.Typer(help="LAN mode: one tokn for a team (see `tokn serve --insecure-allow-remote`).",
                   no_args_is_help=True)
@@ -112,10 +112,9 @@ def url_cmd(
         raise fail(f"--host {raw_host!r}: {exc}") from None
     command = lan_env.one_liner(shell, hp.origin() + lan_env.ENV_PATH, key or None)
     fingerprint = _fingerprint(cfg)
+    # Plain print: these lines are meant to be copied verbatim.
     print(command)
-    console.print(f"# CA SHA-256 fingerprint (the script checks it and prints it): "
-                  f"{fingerprint}", markup=False, highlight=False, soft_wrap=True)
+    print(f"# CA SHA-256 fingerprint (the script checks it and prints it): {fingerprint}")
     if not key:
-        console.print("# note: no API key is set; tokn refuses to listen beyond loopback "
-                      "without one (`tokn config set server.api_key ...`).",
-                      markup=False, highlight=False, soft_wrap=True)
+        print("# note: no API key is set; tokn refuses to listen beyond loopback without one "
+              "(`tokn config set server.api_key ...`).")

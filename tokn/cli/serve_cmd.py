@@ -47,6 +47,11 @@ def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: 
         if bound.proxy_url:
             console.print(f"tokn proxy on [bold]{bound.proxy_url}[/] — in a shell: "
                           f'eval "$(tokn proxy env)"', highlight=False)
+        from tokn.server.lan import startup_lines
+
+        for line in startup_lines(runtime, bound, host if listener_public else "127.0.0.1",
+                                  p_host if with_proxy else None):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         console.print("[dim]Ctrl-C to stop[/]")
 
     async def main() -> None:

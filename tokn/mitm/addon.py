@@ -178,10 +178,14 @@ class ToknAddon:
                                                {"content-type": "text/plain; charset=utf-8"})
             return
         if path.startswith("/-/lan/") and flow.request.method == "GET":
-            # LAN bootstrap lives on the listener: proxy the plain GET to it.
-            flow.request.scheme, flow.request.host = "http", self.listener_host
-            flow.request.port = self.listener_port
-            flow.request.headers["x-forwarded-port"] = str(flow.request.port)
+            # LAN bootstrap lives on the listener: hand the plain GET to it,
+            # keeping the Host the client used (setting .host rewrites it).
+            req = flow.request
+            host_header, public_port = req.host_header, req.port
+            req.scheme, req.host, req.port = "http", self.listener_host, self.listener_port
+            if host_header is not None:
+                req.host_header = host_header
+            req.headers["x-forwarded-port"] = str(public_port)
             return
         flow.response = http.Response.make(
             404, b"tokn proxy: not found. Use this port as an HTTP(S) proxy.\n",
