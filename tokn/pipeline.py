@@ -20,10 +20,12 @@ import httpx
 
 from tokn.config import Config
 from tokn.convert import convert_request, convert_response, extract_usage, stream_converter
+from tokn.convert.chat import completion_to_chunks
 from tokn.convert.tokens import count_tokens
 from tokn.errors import ToknError, error_body
 from tokn.initiator import initiator_for
 from tokn.pool import Candidate, Pool, parse_retry_after
+from tokn.sse import encode_event
 from tokn.usage import BodyCapture, UsageStore, capture_body
 
 log = logging.getLogger("tokn.request")
@@ -45,6 +47,8 @@ def log_request(row: dict[str, Any]) -> None:
         fields["latency_ms"], extra={"fields": fields})
 
 CONVERTIBLE = ("chat", "messages", "responses")
+# what converters raise on a body of the wrong shape (e.g. `messages: "hi"`)
+MALFORMED = (ValueError, TypeError, AttributeError, KeyError)
 
 
 @dataclass
@@ -69,9 +73,16 @@ class Inbound:
         for name in ("x-session-id", "x-tokn-session", "session_id"):
             if self.headers.get(name):
                 return self.headers[name]
-        user = (self.body.get("metadata") or {}).get("user_id") if isinstance(
-            self.body.get("metadata"), dict) else None
-        return user or self.body.get("prompt_cache_key") or self.body.get("user")
+        meta = self.body.get("metadata")
+        user = meta.get("user_id") if isinstance(meta, dict) else None
+        key = user or self.body.get("prompt_cache_key") or self.body.get("user")
+        return key if isinstance(key, str) and key else None
+
+    @property
+    def wants_usage(self) -> bool:
+        """Whether a chat client asked for the usage-only stream chunk."""
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
 @dataclass
@@ -92,7 +103,9 @@ def json_reply(status: int, data: Any, headers: dict[str, str] | None = None) ->
 
 def error_reply(fmt: str, status: int, message: str, code: str | None = None,
                 retry_after: float | None = None) -> Reply:
-    headers = {"retry-after": str(max(int(retry_after + 0.999), 1))} if retry_after else {}
+    headers = {}
+    if retry_after and retry_after < 10**9:
+        headers["retry-after"] = str(max(int(retry_after + 0.999), 1))
     return json_reply(status, error_body(fmt, status, message, code), headers)
 
 
@@ -128,7 +141,11 @@ class Pipeline:
     async def handle(self, inbound: Inbound) -> Reply:
         try:
             if inbound.fmt == "count_tokens":
-                return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
+                try:
+                    tokens = count_tokens(inbound.body, "messages")
+                except MALFORMED as exc:
+                    return error_reply("messages", 400, f"malformed request body: {exc}")
+                return json_reply(200, {"input_tokens": tokens})
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
                 return error_reply(self._err_fmt(inbound), 400,
@@ -147,6 +164,9 @@ class Pipeline:
     async def _attempt(self, inbound: Inbound, candidates: list[Candidate]) -> Reply:
         last: Reply | None = None
         for cand in candidates:
+            # With one account there is nowhere to fail over to: a transient
+            # error is recorded, but the account rests only when told to wait.
+            cand.solo = len(candidates) == 1
             target = choose_format(inbound.fmt, cand.provider.model_formats(cand.model))
             if target is None:
                 last = error_reply(self._err_fmt(inbound), 400,
@@ -166,36 +186,42 @@ class Pipeline:
         started = time.perf_counter()
         row = self._row(inbound, cand, target)
         try:
-            body = (convert_request(inbound.fmt, target, inbound.body)
-                    if inbound.fmt in CONVERTIBLE else dict(inbound.body))
-            body["model"] = cand.upstream_model
-            if target == "chat" and inbound.stream:
-                body.setdefault("stream_options", {})["include_usage"] = True
+            body = dict(convert_request(inbound.fmt, target, inbound.body)
+                        if inbound.fmt in CONVERTIBLE else inbound.body)
+        except MALFORMED as exc:  # a converter rejected the request
+            return error_reply(self._err_fmt(inbound), 400, f"malformed request body: {exc}")
+        body["model"] = cand.upstream_model
+        if target == "chat" and inbound.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                      "include_usage": True}
+        try:
             up = await provider.send(target, body, inbound.headers, stream=inbound.stream)
-        except ValueError as exc:  # a converter rejected the request
+        except ValueError as exc:  # a provider-side converter rejected it (e.g. too large)
             return error_reply(self._err_fmt(inbound), 400, str(exc))
         except (httpx.HTTPError, ToknError) as exc:
-            message = str(exc) or type(exc).__name__
-            self.pool.mark_failure(provider.account_id, message)
-            self._record(row, started, status=502, error=message)
-            reply = error_reply(self._err_fmt(inbound), 502,
-                                f"account {provider.account_id} failed: {message}")
-            reply.failover = True
-            return reply
+            return self._account_failed(inbound, cand, row, started, exc)
         row["ttfb_ms"] = (time.perf_counter() - started) * 1000
         if up.status >= 400:
             return await self._upstream_error(inbound, cand, target, up, row, started)
-        self.pool.mark_success(provider.account_id, inbound.session_key)
         if inbound.stream and up.is_sse:
+            self.pool.mark_success(provider.account_id, inbound.session_key)
             return self._stream_reply(inbound, cand, up, row, started)
-        raw = await up.read()
-        await up.aclose()
+        try:
+            raw = await up.read()
+        except httpx.HTTPError as exc:
+            return self._account_failed(inbound, cand, row, started, exc)
+        finally:
+            await up.aclose()
+        self.pool.mark_success(provider.account_id, inbound.session_key)
         try:
             data = json.loads(raw)
         except ValueError:
             self._record(row, started, status=502, error="upstream sent invalid JSON")
             return error_reply(self._err_fmt(inbound), 502,
                                "the upstream answered with invalid JSON.")
+        if inbound.stream and inbound.fmt in CONVERTIBLE and up.fmt in CONVERTIBLE:
+            return self._json_as_stream(inbound, cand, up, data, row, started)
         usage = extract_usage(up.fmt, data) if up.fmt in CONVERTIBLE else None
         if inbound.fmt in CONVERTIBLE and up.fmt != inbound.fmt:
             data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"))
@@ -208,11 +234,32 @@ class Pipeline:
                      bytes_out=len(out), extra=up.extra_usage)
         return Reply(up.status, out, headers=self._headers(cand))
 
+    def _account_failed(self, inbound: Inbound, cand: Candidate, row: dict[str, Any],
+                        started: float, exc: Exception) -> Reply:
+        """A connection-level failure: record it, rest the account, let the next try."""
+        message = str(exc) or type(exc).__name__
+        self._rest(cand, message)
+        self._record(row, started, status=502, error=message)
+        reply = error_reply(self._err_fmt(inbound), 502,
+                            f"account {cand.account_id} failed: {message}")
+        reply.failover = True
+        return reply
+
+    def _rest(self, cand: Candidate, error: str, *, retry_after: float | None = None,
+              exhausted_until: float | None = None) -> None:
+        cooldown = not cand.solo or retry_after is not None or exhausted_until is not None
+        self.pool.mark_failure(cand.account_id, error, retry_after=retry_after,
+                               exhausted_until=exhausted_until, cooldown=cooldown)
+
     async def _upstream_error(self, inbound: Inbound, cand: Candidate, target: str,
                               up: Any, row: dict[str, Any], started: float) -> Any:
         provider = cand.provider
-        raw = await up.read()
-        await up.aclose()
+        try:
+            raw = await up.read()
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            await up.aclose()
         message, code = _upstream_message(raw, up.status)
         self._record(row, started, status=up.status, error=message)
         if code == "unsupported_api_for_model" and target != "responses" \
@@ -229,8 +276,8 @@ class Pipeline:
             return error_reply(fmt, up.status, message, code)
         retry_after = parse_retry_after(up.headers.get("retry-after"))
         exhausted = provider.quota_reset(up.status, raw) if kind == "quota" else None
-        self.pool.mark_failure(provider.account_id, f"HTTP {up.status}: {message}",
-                               retry_after=retry_after, exhausted_until=exhausted)
+        self._rest(cand, f"HTTP {up.status}: {message}",
+                   retry_after=retry_after, exhausted_until=exhausted)
         reply = error_reply(fmt, up.status, f"{provider.account_id}: {message}", code,
                             retry_after)
         reply.failover = True
@@ -239,7 +286,8 @@ class Pipeline:
     def _stream_reply(self, inbound: Inbound, cand: Candidate, up: Any,
                       row: dict[str, Any], started: float) -> Reply:
         conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"),
-                                normalize=cand.provider.chat_stream_quirks)
+                                normalize=cand.provider.chat_stream_quirks,
+                                include_usage=inbound.wants_usage)
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
@@ -271,6 +319,26 @@ class Pipeline:
 
         headers = {**self._headers(cand), "cache-control": "no-cache"}
         return Reply(up.status, stream=body(), headers=headers, media_type="text/event-stream")
+
+    def _json_as_stream(self, inbound: Inbound, cand: Candidate, up: Any, data: Any,
+                        row: dict[str, Any], started: float) -> Reply:
+        """The client asked to stream but the upstream answered one JSON body:
+        replay it as the stream the client expects."""
+        chat = convert_response(up.fmt, "chat", data) if up.fmt != "chat" else data
+        conv = stream_converter("chat", inbound.fmt, model=inbound.body.get("model"),
+                                include_usage=inbound.wants_usage)
+        sse = b"".join(encode_event(c) for c in completion_to_chunks(chat))
+        out = conv.feed(sse + b"data: [DONE]\n\n") + conv.close()
+        self._record(row, started, status=up.status, usage=extract_usage(up.fmt, data),
+                     served=data.get("model") if isinstance(data, dict) else None,
+                     bytes_out=len(out), extra=up.extra_usage)
+
+        async def once() -> AsyncIterator[bytes]:
+            yield out
+
+        return Reply(up.status, stream=once(), headers={**self._headers(cand),
+                                                        "cache-control": "no-cache"},
+                     media_type="text/event-stream")
 
     # --- bookkeeping ---------------------------------------------------------------
     @staticmethod

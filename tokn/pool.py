@@ -22,6 +22,8 @@ from tokn.errors import ToknError
 from tokn.providers import ModelInfo, Provider, provider_class
 
 MODELS_TTL = 600.0
+MAX_RETRY_AFTER = 86400.0  # an upstream's Retry-After is honoured up to a day
+STICKY_MAX = 10000  # session keys remembered (oldest forgotten first)
 
 
 @dataclass
@@ -45,7 +47,7 @@ def cooldown_secs(failures: int, base: float, cap: float,
                   retry_after: float | None = None) -> float:
     """``base x 2^(failures-1)`` capped at ``cap``; ``Retry-After`` wins when given."""
     if retry_after is not None and retry_after > 0:
-        return retry_after
+        return min(retry_after, MAX_RETRY_AFTER)
     return min(base * (2 ** max(failures - 1, 0)), cap)
 
 
@@ -71,6 +73,7 @@ class Candidate:
     provider: Provider
     model: ModelInfo | None
     upstream_model: str
+    solo: bool = False  # the only account able to serve this request
 
     @property
     def account_id(self) -> str:
@@ -110,7 +113,7 @@ class Pool:
         now = self.clock()
         stale = now - self._models_at.get(provider.account_id, 0.0) > MODELS_TTL
         models = await provider.models(refresh=stale and provider.account_id in self._models_at)
-        if stale:
+        if stale and provider.has_models:
             self._models_at[provider.account_id] = now
         return models
 
@@ -169,13 +172,41 @@ class Pool:
         if not self.providers:
             raise ToknError("no accounts are configured; add one with `tokn login`.",
                             status=503, code="no_accounts")
-        scoped, name = self._split_prefix(model)
-        pool = scoped or list(self.providers.values())
         wanted = provider_ids or ((headers.get("x-provider"),) if headers.get("x-provider")
                                   else None)
-        if wanted:
-            pool = [p for p in pool if p.account.provider in wanted
-                    or p.account_id in wanted or type(p).id in wanted]
+        everyone = self._filter(list(self.providers.values()), wanted)
+        # An id served verbatim wins over a provider/ prefix ("openai/gpt-4o"
+        # on OpenRouter is a model id, not a routing hint).
+        if "/" in model:
+            found, everything = await self._match(everyone, model, exact=True)
+            scoped, name = (None, model) if found else self._split_prefix(model)
+        else:
+            found, everything, scoped, name = [], [], None, model
+        if not found:
+            pool = self._filter(scoped, wanted) if scoped else everyone
+            found, listed = await self._match(pool, name, blind=bool(scoped))
+            everything += listed
+        if not found and self.cfg.pool.default_provider and not scoped:
+            found = [Candidate(p, None, name) for p in everyone
+                     if p.account.provider == self.cfg.pool.default_provider]
+        if not found:
+            hints = close_matches(name, sorted(set(everything)))
+            hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
+            raise ToknError(f"The model `{model}` does not exist or no account serves it.{hint}",
+                            status=404, code="model_not_found")
+        return self._order(found, session_key)
+
+    @staticmethod
+    def _filter(pool: list[Provider], wanted: tuple[str, ...] | None) -> list[Provider]:
+        if not wanted:
+            return pool
+        return [p for p in pool if p.account.provider in wanted
+                or p.account_id in wanted or type(p).id in wanted]
+
+    async def _match(self, pool: list[Provider], name: str, *, exact: bool = False,
+                     blind: bool = False) -> tuple[list[Candidate], list[str]]:
+        """Accounts in ``pool`` whose model list has ``name`` (normalised unless
+        ``exact``); with ``blind``, an account that lists nothing is tried as is."""
         found: list[Candidate] = []
         everything: list[str] = []
         for provider in pool:
@@ -185,21 +216,16 @@ class Pool:
                 models = []
             ids = [m.id for m in models]
             everything.extend(ids)
-            match = normalize_model(name, ids, self.cfg.models.aliases) if ids else None
+            if exact:
+                match = name if name in ids else None
+            else:
+                match = normalize_model(name, ids, self.cfg.models.aliases) if ids else None
             if match is not None:
                 info = next(m for m in models if m.id == match)
                 found.append(Candidate(provider, info, info.upstream_id))
-            elif scoped and not ids:
+            elif blind and not ids:
                 found.append(Candidate(provider, None, name))
-        if not found and self.cfg.pool.default_provider and not scoped:
-            found = [Candidate(p, None, name) for p in pool
-                     if p.account.provider == self.cfg.pool.default_provider]
-        if not found:
-            hints = close_matches(name, sorted(set(everything)))
-            hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
-            raise ToknError(f"The model `{model}` does not exist or no account serves it.{hint}",
-                            status=404, code="model_not_found")
-        return self._order(found, session_key)
+        return found, everything
 
     def _order(self, found: list[Candidate], session_key: str | None) -> list[Candidate]:
         now = self.clock()
@@ -248,18 +274,24 @@ class Pool:
         health.failures, health.cooldown_until, health.last_error = 0, 0.0, ""
         health.last_ok = self.clock()
         if session_key and self.cfg.pool.sticky_sessions:
+            self._sticky.pop(session_key, None)
             self._sticky[session_key] = account_id
+            if len(self._sticky) > STICKY_MAX:
+                del self._sticky[next(iter(self._sticky))]
         if changed:
             self._save(account_id)
 
     def mark_failure(self, account_id: str, error: str, *, retry_after: float | None = None,
-                     exhausted_until: float | None = None) -> float:
-        """Put the account to rest; returns the cooldown in seconds."""
+                     exhausted_until: float | None = None, cooldown: bool = True) -> float:
+        """Record a failure and (unless ``cooldown`` is false) put the account to
+        rest; returns the cooldown in seconds."""
         health = self.health[account_id]
         health.failures += 1
-        wait = cooldown_secs(health.failures, self.cfg.pool.failure_cooldown_secs,
-                             self.cfg.pool.max_cooldown_secs, retry_after)
-        health.cooldown_until = self.clock() + wait
+        wait = 0.0
+        if cooldown:
+            wait = cooldown_secs(health.failures, self.cfg.pool.failure_cooldown_secs,
+                                 self.cfg.pool.max_cooldown_secs, retry_after)
+            health.cooldown_until = self.clock() + wait
         health.last_error = error[:300]
         if exhausted_until:
             health.exhausted_until = exhausted_until

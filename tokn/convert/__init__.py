@@ -136,6 +136,7 @@ class StreamConverter:
         ids: IdFactory | None = None,
         clock: Clock | None = None,
         normalize: bool = False,
+        include_usage: bool = True,
     ) -> None:
         _check(src, dst)
         self.src, self.dst = src, dst
@@ -150,7 +151,9 @@ class StreamConverter:
                 self._stages.append(_STREAM_TO_CHAT[src](**kw))
             if dst != "chat":
                 self._stages.append(_STREAM_FROM_CHAT[dst](**kw))
-        if src == dst == "chat" and normalize:
+        if dst == "chat" and not include_usage:
+            self._stages.append(ChatNormalizeStream(keep_usage=False, **kw))
+        elif src == dst == "chat" and normalize:
             self._stages.append(ChatNormalizeStream(**kw))
         self._tail = _Tail(dst) if src == dst and not self._stages else None
 
@@ -338,10 +341,14 @@ def stream_converter(
     ids: IdFactory | None = None,
     clock: Clock | None = None,
     normalize: bool = False,
+    include_usage: bool = True,
 ) -> StreamConverter:
     """A converter for one stream; ``ids(prefix)`` / ``clock()`` make output deterministic.
 
     ``normalize`` repairs a chat stream for chat clients (Copilot's split
     choices and tool-call indexes); otherwise ``src == dst`` passes bytes through.
+    ``include_usage=False`` keeps the usage-only chunk from a chat client that
+    did not ask for it (usage is still read into ``.usage``).
     """
-    return StreamConverter(src, dst, model=model, ids=ids, clock=clock, normalize=normalize)
+    return StreamConverter(src, dst, model=model, ids=ids, clock=clock, normalize=normalize,
+                           include_usage=include_usage)

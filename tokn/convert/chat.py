@@ -16,8 +16,12 @@ from .common import Frame, Stage, chat_error, stronger_finish
 
 
 class ChatNormalizeStream(Stage):
-    def __init__(self, **kw: Any) -> None:
+    """``keep_usage=False`` also drops usage-only chunks, for clients that did
+    not ask for them (``stream_options.include_usage``)."""
+
+    def __init__(self, *, keep_usage: bool = True, **kw: Any) -> None:
         super().__init__(**kw)
+        self.keep_usage = keep_usage
         self._index: dict[tuple[int, int], int] = {}
         self._ids: dict[tuple[int, int], str] = {}
         self._finish: str | None = None
@@ -29,7 +33,7 @@ class ChatNormalizeStream(Stage):
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             return [(event, data)]
         if not data["choices"]:  # usage-only trailing chunk
-            return [*self._flush(), (event, data)]
+            return [*self._flush(), *([(event, data)] if self.keep_usage else [])]
         self._template = data
         out: list[Frame] = []
         for choice in data["choices"]:
@@ -70,3 +74,29 @@ class ChatNormalizeStream(Stage):
         chunk["choices"] = [{"index": 0, "delta": {}, "finish_reason": self._finish}]
         self._finish = None
         return [(None, chunk)]
+
+
+def completion_to_chunks(resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """A whole ``chat.completion`` as the chunks a stream of it would carry:
+    role and content, reasoning, tool calls by index, finish, then usage."""
+    base = {"id": resp.get("id", "chatcmpl-tokn"), "object": "chat.completion.chunk",
+            "created": resp.get("created", 0), "model": resp.get("model")}
+    out: list[dict[str, Any]] = []
+    for choice in resp.get("choices") or []:
+        message = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": message.get("role", "assistant")}
+        for key in ("content", "reasoning_content", "refusal"):
+            if message.get(key):
+                delta[key] = message[key]
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [{**call, "index": i}
+                                   for i, call in enumerate(message["tool_calls"])]
+        index = choice.get("index", 0)
+        out.append({**base, "choices": [{"index": index, "delta": delta,
+                                         "finish_reason": None}]})
+        out.append({**base, "choices": [{"index": index, "delta": {},
+                                         "finish_reason": choice.get("finish_reason")
+                                         or "stop"}]})
+    if resp.get("usage"):
+        out.append({**base, "choices": [], "usage": resp["usage"]})
+    return out

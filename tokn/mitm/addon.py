@@ -112,6 +112,13 @@ class ToknAddon:
     def http_connect(self, flow: http.HTTPFlow) -> None:
         self._check_auth(flow)
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Plain-HTTP proxy requests are checked before their body is read."""
+        if flow.response is not None or flow.client_conn.tls_established \
+                or self._is_for_proxy_itself(flow):
+            return
+        self._check_auth(flow)
+
     def client_disconnected(self, client: Any) -> None:
         self.connect_user.pop(client.id, None)
         self.authed.discard(client.id)
@@ -147,7 +154,8 @@ class ToknAddon:
         for name in STRIP_ALWAYS:
             req.headers.pop(name, None)
         host = req.pretty_host
-        if not hosts.should_intercept(host, self.patterns):
+        if not hosts.should_intercept(host, self.patterns,
+                                      self.cfg.proxy_mode.passthrough_hosts):
             return  # plain-HTTP request to another host: forwarded untouched
         header_mode = req.headers.get(modes.MODE_HEADER)
         for name in list(req.headers):

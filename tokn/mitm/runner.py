@@ -51,7 +51,9 @@ def mitm_options(cfg: Any, *, host: str, port: int) -> dict[str, Any]:
         "onboarding": False,
         "allow_hosts": [modes.allow_hosts_regex(patterns, cfg.proxy_mode.passthrough_hosts)],
         "ssl_verify_upstream_trusted_ca": str(upstream_bundle(cfg)),
-        "stream_large_bodies": "1m",
+        # no stream_large_bodies: a streamed *request* would be forwarded before
+        # the addon could check proxy auth or reroute it. Responses are streamed
+        # by the addon (SSE) instead.
         "http3": False,
     }
 

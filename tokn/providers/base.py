@@ -163,12 +163,17 @@ class Provider:
                 try:
                     listed = await self.list_models()
                 except (httpx.HTTPError, ToknError, ValueError):
-                    if self._models is not None and not configured:
+                    if self._models is not None:  # keep the last good list
                         return self._models
-                    listed = []
+                    return configured  # not cached: the next request lists again
                 seen = {m.id for m in configured}
                 self._models = configured + [m for m in listed if m.id not in seen]
             return self._models
+
+    @property
+    def has_models(self) -> bool:
+        """Whether a model list has been fetched (and is cached)."""
+        return self._models is not None
 
     async def list_models(self) -> list[ModelInfo]:
         data = await self.get_json("models")

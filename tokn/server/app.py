@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ POST_ROUTES: dict[str, str] = {
     "/v1/embeddings": "embeddings",
     "/embeddings": "embeddings",
 }
+log = logging.getLogger("tokn")
 INTERNAL_HEADER = "x-tokn-internal"
 TOKN_HEADERS = ("x-tokn-internal", "x-tokn-front-door", "x-tokn-route-mode", "x-tokn-client")
 
@@ -88,7 +90,8 @@ def create_app(state: AppState) -> Starlette:
             return _error(path, 400, "The request body must be a JSON object.")
         headers = {k.lower(): v for k, v in request.headers.items()
                    if k.lower() not in TOKN_HEADERS}
-        internal = request.headers.get(INTERNAL_HEADER) is not None and authorized(request)
+        # labels from the proxy are trusted only with the proxy's own secret
+        internal = key_matches(state.internal_secret, request.headers.get(INTERNAL_HEADER))
         inbound = Inbound(
             fmt=POST_ROUTES[path], body=body, headers=headers, size=len(raw),
             front_door=request.headers.get("x-tokn-front-door", "listener") if internal
@@ -97,7 +100,12 @@ def create_app(state: AppState) -> Starlette:
             client=(request.headers.get("x-tokn-client") if internal else None)
             or (f"{request.client.host}:{request.client.port}" if request.client else ""),
         )
-        return to_response(await state.pipeline.handle(inbound))
+        try:
+            return to_response(await state.pipeline.handle(inbound))
+        except Exception as exc:  # noqa: BLE001 - last resort: the caller's format, no traceback
+            log.exception("unexpected error on %s", path)
+            return _error(path, 500, f"tokn hit an unexpected error ({type(exc).__name__}: "
+                          f"{exc}); see the log and please report it.")
 
     async def models(request: Request) -> Response:
         if not authorized(request):
