@@ -152,6 +152,14 @@ def _make_uvicorn(app: Any, host: str, port: int, log_level: str):
     return _Server(config)
 
 
+def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Python 3.11's stream callback re-raises the CancelledError of a proxy
+    connection cancelled at shutdown; that is not an error worth a traceback."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
 def _bound_port(server: Any) -> int:
     for srv in server.servers:
         for sock in srv.sockets:
@@ -166,6 +174,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                 stop: asyncio.Event | None = None) -> None:
     """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set."""
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_quiet_cancelled)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
