@@ -19,6 +19,7 @@ from .common import (
     EFFORT_BUDGETS,
     ChatReader,
     Frame,
+    FromChatStage,
     Stage,
     Usage,
     chat_error,
@@ -549,7 +550,7 @@ def messages_response_to_chat(body: dict[str, Any], *, model: str | None = None)
 # streams: chat chunks -> Anthropic events
 
 
-class ChatToMessagesStream(Stage):
+class ChatToMessagesStream(FromChatStage):
     """``chat.completion.chunk`` frames in, Anthropic Messages events out.
 
     Upstream quirks are absorbed by :class:`ChatReader`. A new block starts
@@ -565,24 +566,6 @@ class ChatToMessagesStream(Stage):
         self.open_kind: str | None = None  # thinking / text / tool_use
         self.open_index = -1
         self.next_index = 0
-
-    def feed(self, event: str | None, data: Any) -> list[Frame]:
-        if self.done:
-            return []
-        if data == "[DONE]":
-            return self._finish()
-        if not isinstance(data, dict):
-            return []
-        if data.get("error"):
-            return self.error(error_message(data))
-        ops = self.reader.read(data)
-        out = self._start(data)
-        for op in ops:
-            out += self._op(op)
-        return out
-
-    def close(self) -> list[Frame]:
-        return [] if self.done else self._finish()
 
     def error(self, message: str) -> list[Frame]:
         if self.done:

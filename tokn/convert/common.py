@@ -254,6 +254,41 @@ class Stage:
         raise NotImplementedError
 
 
+class FromChatStage(Stage):
+    """A stage turning chat chunks (read with :class:`ChatReader`) into another
+    format.  Subclasses set ``self.reader`` and give ``_start(chunk)``,
+    ``_op(op)``, ``_finish()`` and ``error()``."""
+
+    reader: Any
+
+    def feed(self, event: str | None, data: Any) -> list[Frame]:
+        if self.done:
+            return []
+        if data == "[DONE]":
+            return self._finish()
+        if not isinstance(data, dict):
+            return []
+        if data.get("error"):
+            return self.error(error_message(data))
+        ops = self.reader.read(data)
+        out = self._start(data)
+        for op in ops:
+            out += self._op(op)
+        return out
+
+    def close(self) -> list[Frame]:
+        return [] if self.done else self._finish()
+
+    def _start(self, chunk: dict[str, Any]) -> list[Frame]:
+        raise NotImplementedError
+
+    def _op(self, op: Any) -> list[Frame]:
+        raise NotImplementedError
+
+    def _finish(self) -> list[Frame]:
+        raise NotImplementedError
+
+
 def chat_stream_tail(chunk_id: str, created: int, model: str | None,
                      usage: Usage) -> list[Frame]:
     """The closing frames of a chat stream: a usage-only chunk, then ``[DONE]``."""

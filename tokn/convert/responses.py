@@ -16,6 +16,7 @@ from .anthropic import reasoning_of
 from .common import (
     ChatReader,
     Frame,
+    FromChatStage,
     Stage,
     Usage,
     chat_error,
@@ -494,7 +495,7 @@ def chat_response_to_responses(body: dict[str, Any], *, model: str | None = None
 # streams: chat chunks -> Responses events
 
 
-class ChatToResponsesStream(Stage):
+class ChatToResponsesStream(FromChatStage):
     """``chat.completion.chunk`` frames in, Responses events out (with ``sequence_number``)."""
 
     def __init__(self, **kw: Any) -> None:
@@ -510,28 +511,11 @@ class ChatToResponsesStream(Stage):
         self.seq += 1
         return (kind, data)
 
-    def feed(self, event: str | None, data: Any) -> list[Frame]:
-        if self.done:
-            return []
-        if data == "[DONE]":
-            return self._finish()
-        if not isinstance(data, dict):
-            return []
-        if data.get("error"):
-            return self.error(error_message(data))
-        ops = self.reader.read(data)
-        out = self._start(data.get("model"))
-        for op in ops:
-            out += self._op(op)
-        return out
-
-    def close(self) -> list[Frame]:
-        return [] if self.done else self._finish()
 
     def error(self, message: str) -> list[Frame]:
         if self.done:
             return []
-        out = self._start(None)
+        out = self._start({})
         out.append(self._ev("error", code="server_error", message=message, param=None))
         assert self.resp is not None
         self.resp["status"] = "failed"
@@ -542,7 +526,8 @@ class ChatToResponsesStream(Stage):
         return out
 
     # -- internals --
-    def _start(self, model: str | None) -> list[Frame]:
+    def _start(self, chunk: dict[str, Any]) -> list[Frame]:
+        model = chunk.get("model")
         if self.resp is not None:
             return []
         model = self.model_override or model or ""
@@ -710,7 +695,7 @@ class ChatToResponsesStream(Stage):
         return out + [self._ev("response.output_item.done", output_index=i, item=item)]
 
     def _finish(self) -> list[Frame]:
-        out = self._start(None)
+        out = self._start({})
         for op in self.reader.flush():
             out += self._op(op)
         out += self._close_item()
