@@ -100,3 +100,11 @@ def test_corrupt_ca_is_one_line(app):
     res = CliRunner().invoke(app, ["ca", "show"])
     assert res.exit_code == 1
     assert "error:" in res.stderr and "regenerate" in res.stderr
+
+
+def test_fingerprint_text_is_never_turned_into_emoji():
+    from tokn.cli.common import console
+
+    with console.capture() as captured:
+        console.print("SHA-256 0B:E9:AB:2B:CL:00", highlight=False)
+    assert "0B:E9:AB:2B:CL:00" in captured.get()
