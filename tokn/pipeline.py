@@ -31,6 +31,14 @@ from tokn.usage import BodyCapture, UsageStore, capture_body
 log = logging.getLogger("tokn.request")
 
 
+def usage_columns(usage: Any) -> dict[str, int]:
+    """A converter :class:`~tokn.convert.Usage` as usage-store columns."""
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens, "estimated": int(usage.estimated)}
+
+
 def log_request(row: dict[str, Any]) -> None:
     """One line per request; structured fields for ``[logging] format = "json"``."""
     status, error = row.get("status") or 0, row.get("error")
@@ -368,10 +376,7 @@ class Pipeline:
         row = dict(row, status=status, error=error, model_served=served, bytes_out=bytes_out,
                    latency_ms=(time.perf_counter() - started) * 1000)
         if usage is not None:
-            row.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       cache_read_tokens=usage.cache_read_tokens,
-                       cache_write_tokens=usage.cache_write_tokens,
-                       reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
+            row.update(usage_columns(usage))
         if extra:
             row.update(extra)
         log_request(row)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tokn.auth import json_object
 from tokn.errors import ToknError
 
 CLIENT_ID = "Iv1.b507a08c87ecfe98"
@@ -72,12 +73,6 @@ def _client(transport: httpx.AsyncBaseTransport | None, timeout: float) -> httpx
     return httpx.AsyncClient(transport=transport, timeout=timeout, headers=_HEADERS)
 
 
-def _json(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 async def start_device_flow(*, github_url: str = DEFAULT_GITHUB_URL, client_id: str = CLIENT_ID,
@@ -93,7 +88,7 @@ async def start_device_flow(*, github_url: str = DEFAULT_GITHUB_URL, client_id: 
         except httpx.HTTPError as exc:
             raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}",
                             status=502, code="github_unreachable") from exc
-    data = _json(resp)
+    data = json_object(resp)
     if resp.status_code >= 400 or "device_code" not in data:
         detail = data.get("error_description") or data.get("error") or resp.text[:200]
         raise ToknError(f"GitHub refused to start the device flow ({resp.status_code} from "
@@ -158,7 +153,7 @@ async def poll_for_token(device: DeviceCode, *,
                                     status=502, code="github_unreachable") from exc
                 continue
             transient = 0
-            data = _json(resp)
+            data = json_object(resp)
             token = data.get("access_token")
             if token:
                 if on_status:
@@ -199,4 +194,4 @@ async def fetch_user(github_token: str, *, api_url: str = DEFAULT_API_URL,
             resp = await client.get(url, headers={"authorization": f"token {github_token}"})
         except httpx.HTTPError:
             return {}
-    return _json(resp) if resp.status_code == 200 else {}
+    return json_object(resp) if resp.status_code == 200 else {}

@@ -49,6 +49,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 
 from tokn import config, state
+from tokn.auth import json_object
 from tokn.errors import ToknError
 
 DEFAULT_REGION = "us-east-1"
@@ -140,17 +141,11 @@ def _client(transport: httpx.AsyncBaseTransport | None, timeout: float = 30.0) -
     return httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=transport is None)
 
 
-def _json(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        data = resp.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _error_of(resp: httpx.Response) -> str:
     """OAuth error code of an SSO-OIDC answer (``error`` field, ``__type`` or header)."""
-    data = _json(resp)
+    data = json_object(resp)
     code = data.get("error") or data.get("__type") or resp.headers.get("x-amzn-errortype") or ""
     code = str(code).split(":")[0].split("#")[-1]
     mapping = {"AuthorizationPendingException": "authorization_pending",
@@ -225,7 +220,7 @@ async def refresh(client: httpx.AsyncClient, *, auth_method: str, refresh_token:
         raise ToknError(f"Kiro token refresh for account {account_id!r} failed: {url} answered "
                         f"{resp.status_code}: {detail}", status=502, code="kiro_refresh_failed",
                         retry_after=None)
-    return _tokens_from(_json(resp), clock())
+    return _tokens_from(json_object(resp), clock())
 
 
 # --- import -------------------------------------------------------------------------------
@@ -474,14 +469,14 @@ async def device_login(client: httpx.AsyncClient, *, oidc: str, start_url: str,
     resp = await client.post(f"{oidc}/client/register", json={
         "clientName": CLIENT_NAME, "clientType": "public", "scopes": list(SCOPES),
         "grantTypes": [DEVICE_GRANT, "refresh_token"], "issuerUrl": start_url})
-    reg = _json(resp)
+    reg = json_object(resp)
     if resp.status_code >= 400 or not reg.get("clientId"):
         raise ToknError(f"registering with {oidc} failed (HTTP {resp.status_code}: "
                         f"{resp.text[:200]})", status=502, code="kiro_login_failed")
     client_id, client_secret = str(reg["clientId"]), str(reg.get("clientSecret") or "")
     resp = await client.post(f"{oidc}/device_authorization", json={
         "clientId": client_id, "clientSecret": client_secret, "startUrl": start_url})
-    dev = _json(resp)
+    dev = json_object(resp)
     if resp.status_code >= 400 or not dev.get("deviceCode"):
         raise ToknError(f"starting the device sign-in at {oidc} failed (HTTP "
                         f"{resp.status_code}: {resp.text[:200]}); check the start URL "
@@ -504,7 +499,7 @@ async def device_login(client: httpx.AsyncClient, *, oidc: str, start_url: str,
             "clientId": client_id, "clientSecret": client_secret,
             "deviceCode": dev["deviceCode"], "grantType": DEVICE_GRANT})
         if resp.status_code < 400:
-            tokens = _tokens_from(_json(resp), clock())
+            tokens = _tokens_from(json_object(resp), clock())
             tokens.update(client_id=client_id, client_secret=client_secret,
                           auth_method="idc", region=region, start_url=start_url)
             return tokens
@@ -620,7 +615,7 @@ async def social_login(client: httpx.AsyncClient, *, auth_url: str, idp: str,
     for body in bodies:
         last = await client.post(f"{auth_url}/oauth/token", json=body)
         if last.status_code < 400:
-            tokens = _tokens_from(_json(last), clock())
+            tokens = _tokens_from(json_object(last), clock())
             tokens.update(auth_method="social", idp=idp)
             return tokens
     assert last is not None

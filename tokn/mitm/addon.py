@@ -24,7 +24,7 @@ from tokn import hosts
 from tokn.convert import extract_usage, stream_converter
 from tokn.errors import ToknError, error_body
 from tokn.mitm import modes
-from tokn.pipeline import log_request
+from tokn.pipeline import log_request, usage_columns
 from tokn.server.auth import key_matches
 from tokn.usage import BodyCapture, capture_body
 
@@ -317,10 +317,7 @@ class ToknAddon:
                                             if response is not None else 0),
         }
         if usage is not None:
-            row.update(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                       cache_read_tokens=usage.cache_read_tokens,
-                       cache_write_tokens=usage.cache_write_tokens,
-                       reasoning_tokens=usage.reasoning_tokens, estimated=int(usage.estimated))
+            row.update(usage_columns(usage))
         row["bytes_in"] = len(flow.request.raw_content or b"")
         row["request_body"] = capture_body(self.cfg, flow.request.content or b"")
         if info.capture is not None:

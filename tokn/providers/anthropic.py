@@ -59,14 +59,7 @@ class AnthropicProvider(Provider):
         return await super().url_for(fmt)
 
     async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
-        key = self.account.get(self.key_field)
-        if not key:
-            raise ToknError(
-                f"account {self.account_id!r} has no {self.key_field}; "
-                f"run `tokn login --provider {self.account.provider} --id {self.account_id}`.",
-                status=401, code="missing_credentials",
-            )
-        return {"x-api-key": str(key)}
+        return {"x-api-key": self.api_key()}
 
     def prepare(self, fmt: str, body: dict[str, Any],
                 inbound: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -134,8 +134,8 @@ class Provider:
     async def base_url(self) -> str:
         return (self.account.base_url or self.default_base_url).rstrip("/")
 
-    async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
-        """Headers that authenticate this account (``refresh`` forces a new token)."""
+    def api_key(self) -> str:
+        """The account's key (``key_field``); a 401 saying how to log in when absent."""
         key = self.account.get(self.key_field)
         if not key:
             raise ToknError(
@@ -143,7 +143,11 @@ class Provider:
                 f"run `tokn login --provider {self.account.provider} --id {self.account_id}`.",
                 status=401, code="missing_credentials",
             )
-        return {"authorization": f"Bearer {key}"}
+        return str(key)
+
+    async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
+        """Headers that authenticate this account (``refresh`` forces a new token)."""
+        return {"authorization": f"Bearer {self.api_key()}"}
 
     @property
     def can_refresh(self) -> bool:

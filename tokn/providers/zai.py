@@ -224,10 +224,7 @@ class ZaiProvider(Provider):
 
     async def quota(self) -> dict[str, Any]:
         """The plan quota (raises on failure; see :func:`parse_quota`)."""
-        key = self.account.get(self.key_field)
-        if not key:
-            raise ToknError(f"account {self.account_id!r} has no {self.key_field}",
-                            status=401, code="missing_credentials")
+        key = self.api_key()
         url = origin_of(await self.base_url()) + QUOTA_PATH
         # Bearer first; Z.ai's own plugin sends the bare key, so try that on a refusal.
         resp = await self.client.get(url, headers={"authorization": f"Bearer {key}",
