@@ -92,6 +92,20 @@ def running_tokn(*, with_proxy: bool = False, api_key: str | None = None,
         loop.close()
 
 
+def usage_rows(path: Any = None) -> list[dict[str, Any]]:
+    """Every row of the usage store (default: this TOKN_HOME's), oldest first."""
+    import sqlite3
+
+    from tokn.usage import default_path
+
+    conn = sqlite3.connect(path or default_path())
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
+    finally:
+        conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import signal
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -24,20 +23,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, applied_env, free_port, proxy_env, running_tokn, write_config
-from tokn.usage import default_path
+from tests.helpers import (
+    account,
+    applied_env,
+    free_port,
+    proxy_env,
+    running_tokn,
+    usage_rows,
+    write_config,
+)
 
 N_REQUESTS = 1_000
 CONCURRENCY = 50
-
-
-def stored_rows() -> list[sqlite3.Row]:
-    conn = sqlite3.connect(default_path())
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM requests ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
 def _complete(fmt: str, stream: bool, response: httpx.Response, body: bytes) -> bool:
@@ -99,7 +96,7 @@ def test_burst_of_1000_mixed_requests_through_listener_and_proxy_loses_no_row():
             proxied.close()
         # running_tokn's exit is a clean shutdown: every queued row must be written
         assert all(done), f"{done.count(False)} request(s) did not complete"
-        rows = stored_rows()
+        rows = usage_rows()
         assert len(rows) == N_REQUESTS
         assert fake.reported_usage["count"] == N_REQUESTS
         assert sum(r["input_tokens"] for r in rows) == fake.reported_usage["input_tokens"]
@@ -182,7 +179,7 @@ def test_sigterm_mid_burst_keeps_every_request_the_client_saw_finish():
                 proc.wait()
         assert code == 0, proc.stderr.read()
         assert took < 5, f"tokn serve took {took:.1f} s to exit after SIGTERM"
-        rows = stored_rows()
+        rows = usage_rows()
         stored = {r["session_key"] for r in rows if r["status"] == 200}
         missing = finished - stored
         assert not missing, f"{len(missing)} finished request(s) not in the store"
@@ -260,7 +257,7 @@ def test_passthrough_flow_usage_is_parsed_from_the_sse_stream(tmp_path):
         # the client's own credentials went upstream, untouched
         assert all(r.headers["authorization"] == "Bearer sk-clients-own" for r in fake.requests)
         sent = [entry["usage"] for entry in fake.usage_log]
-        rows = stored_rows()
+        rows = usage_rows()
         assert len(rows) == 2 == len(sent)
         for row, usage, stream in zip(rows, sent, (1, 0), strict=True):
             assert (row["front_door"], row["route_mode"], row["stream"]) == ("proxy",

@@ -18,7 +18,15 @@ import openai
 import pytest
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, applied_env, free_port, proxy_env, running_tokn, write_config
+from tests.helpers import (
+    account,
+    applied_env,
+    free_port,
+    proxy_env,
+    running_tokn,
+    usage_rows,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,7 +79,7 @@ def test_anthropic_sdk_via_proxy_passthrough_reaches_https_upstream(public_ca, t
                 final = s.get_final_message()
             assert final.content[0].text == "echo: streamed"
             tokn.runtime.usage.flush()
-            rows = _rows(tokn.runtime)
+            rows = usage_rows(tokn.runtime.usage.path)
         seen = fake.requests[-1]
         assert seen.headers["x-api-key"] == "sk-ant-client"
         assert seen.headers["host"] == "api.anthropic.com"
@@ -79,17 +87,6 @@ def test_anthropic_sdk_via_proxy_passthrough_reaches_https_upstream(public_ca, t
         modes = {(r["route_mode"], r["stream"]) for r in rows}
         assert modes == {("passthrough", 0), ("passthrough", 1)}
         assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows)
-
-
-def _rows(runtime):
-    import sqlite3
-
-    conn = sqlite3.connect(runtime.usage.path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
-    finally:
-        conn.close()
 
 
 def test_switch_mode_injects_pooled_key_and_never_forwards_client_key(public_ca,

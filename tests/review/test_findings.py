@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 import openai
 import pytest
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, applied_env, free_port, proxy_env, running_tokn, write_config
+from tests.helpers import (
+    account,
+    applied_env,
+    free_port,
+    proxy_env,
+    running_tokn,
+    usage_rows,
+    write_config,
+)
 
 
 def _one(fake, **extra):
@@ -29,12 +35,7 @@ def _chat(text="hi", **kw):
 
 def _rows(runtime):
     runtime.usage.flush()
-    conn = sqlite3.connect(runtime.usage.path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
-    finally:
-        conn.close()
+    return usage_rows(runtime.usage.path)
 
 
 def test_single_account_transient_500_does_not_lock_the_only_account():

@@ -4,7 +4,6 @@ account -> FakeKiro speaking binary event-stream frames on loopback."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import anthropic
 import openai
@@ -13,8 +12,16 @@ import tomlkit
 from typer.testing import CliRunner
 
 from tests.fakes.kiro import FakeKiro
-from tests.helpers import account, applied_env, free_port, proxy_env, running_tokn, write_config
-from tokn import paths, usage
+from tests.helpers import (
+    account,
+    applied_env,
+    free_port,
+    proxy_env,
+    running_tokn,
+    usage_rows,
+    write_config,
+)
+from tokn import paths
 
 PAST = "2000-01-01T00:00:00Z"
 FUTURE = "2999-01-01T00:00:00Z"
@@ -38,13 +45,6 @@ def kiro_account(fake: FakeKiro, account_id: str = "kiro", **fields):
     return account(account_id, "kiro", **values)
 
 
-def usage_rows() -> list[dict]:
-    conn = sqlite3.connect(usage.default_path())
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
-    finally:
-        conn.close()
 
 
 def test_anthropic_sdk_stream_with_tools_and_non_stream(fake):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import openai
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, running_tokn, write_config
+from tests.helpers import account, running_tokn, usage_rows, write_config
 
 
 def test_openai_sdk_through_listener_to_openai_compatible_fake():
@@ -23,19 +23,6 @@ def test_openai_sdk_through_listener_to_openai_compatible_fake():
             assert [m.id for m in client.models.list().data] == ["local-model"]
 
 
-def _rows():
-    import sqlite3
-
-    from tokn.usage import default_path
-
-    conn = sqlite3.connect(default_path())
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
-    finally:
-        conn.close()
-
-
 def test_bodies_recorded_only_when_asked_and_capped():
     with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["m"]) as fake:
         acc = [account("local", "openai-compatible", base_url=fake.url + "/v1",
@@ -52,11 +39,11 @@ def test_bodies_recorded_only_when_asked_and_capped():
                                                                  "content": "kept " * 200}])
             list(client.chat.completions.create(model="m", stream=True, messages=[
                 {"role": "user", "content": "streamed body"}]))
-    first, capped, streamed = _rows()
+    first, capped, streamed = usage_rows()
     assert first["request_body"] is None and first["response_body"] is None
     assert first["bytes_in"] > 0 and first["bytes_out"] > 0
     assert "kept kept" in capped["request_body"] and len(capped["request_body"]) < 400
     assert streamed["response_body"].startswith("data: {")  # the SSE the client got
     assert "[tokn: truncated" in streamed["response_body"]
-    everything = repr(_rows())
+    everything = repr(usage_rows())
     assert "client-secret-key" not in everything and "sk-upstream-secret" not in everything
