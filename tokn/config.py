@@ -39,6 +39,17 @@ class ServerConfig:
     port: int = 4141
     route_mode: str = "route"
     api_key: str = ""
+    # Without an API key the listener answers only to loopback Host names and
+    # these; browsers' Origins allowed to call it (CORS), none by default.
+    allowed_hosts: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
+    # Both front doors: request body cap, client-side deadlines, connection caps
+    # for peers beyond loopback.
+    max_body_mb: float = 32.0
+    header_timeout_secs: float = 20.0
+    body_timeout_secs: float = 60.0
+    max_connections: int = 1000
+    max_client_connections: int = 100
 
 
 @dataclass
@@ -141,6 +152,8 @@ SECTIONS: dict[str, type] = {
     "ca": CAConfig,
     "models": ModelsConfig,
 }
+POSITIVE = ("max_body_mb", "header_timeout_secs", "body_timeout_secs", "max_connections",
+            "max_client_connections")
 _ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings"}
 _CHOICES = {
     ("server", "route_mode"): ROUTE_MODES,
@@ -233,6 +246,10 @@ def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
             cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
         else:
             cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
+    for name in POSITIVE:
+        if getattr(cfg.server, name) <= 0:
+            raise ConfigError(f"{src}: server.{name} must be greater than 0, got "
+                              f"{getattr(cfg.server, name)!r}.")
     for provider, mode in cfg.proxy_mode.provider_modes.items():
         if mode not in ROUTE_MODES:
             raise ConfigError(

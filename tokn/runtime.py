@@ -21,10 +21,13 @@ import certifi
 import httpx
 
 from tokn.config import Config
+from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.server.app import AppState, create_app
+from tokn.server.httpguard import policy_from
+from tokn.server.protocol import ClientLimits, guarded_protocol
 from tokn.usage import UsageStore
 
 log = logging.getLogger("tokn")
@@ -112,7 +115,8 @@ class Runtime:
         enabled = cfg.usage.enabled if usage is None else usage
         self.usage = UsageStore() if enabled else None
         self.pipeline = Pipeline(cfg, self.pool, self.usage)
-        self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key)
+        self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
+                              policy=policy_from(cfg.server))
         self.state.extra_routes = extra_routes(self)
         self.app = create_app(self.state)
         self.api_url = ""
@@ -133,7 +137,13 @@ class Bound:
     proxy_url: str = ""
 
 
-def _make_uvicorn(app: Any, host: str, port: int, log_level: str):
+def client_caps(cfg: Config) -> ConnectionCaps:
+    """One front door's caps for peers beyond loopback (within the fd budget)."""
+    total = min(cfg.server.max_connections, fd_budget(raise_fd_limit()))
+    return ConnectionCaps(total=total, per_client=min(cfg.server.max_client_connections, total))
+
+
+def _make_uvicorn(app: Any, host: str, port: int, log_level: str, cfg: Config):
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -147,8 +157,11 @@ def _make_uvicorn(app: Any, host: str, port: int, log_level: str):
 
             return contextlib.nullcontext()
 
+    limits = ClientLimits(client_caps(cfg), header_timeout=cfg.server.header_timeout_secs,
+                          body_timeout=cfg.server.body_timeout_secs)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=3)
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=3,
+                            http=guarded_protocol(limits))
     return _Server(config)
 
 
@@ -182,7 +195,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         except (NotImplementedError, RuntimeError):
             pass
     level = runtime.cfg.logging.level if runtime.cfg.logging.level != "info" else "warning"
-    server = _make_uvicorn(runtime.app, host, port, level)
+    server = _make_uvicorn(runtime.app, host, port, level, runtime.cfg)
     server_task = asyncio.create_task(server.serve())
     proxy = None
     try:
