@@ -109,6 +109,8 @@ class ToknAddon:
         self.access = ProxyAccess(proxy_key)
         self.self_addrs = set(self_addrs)
         self.max_body = int(self.cfg.server.max_body_mb * 1024 * 1024)
+        self.overrides = {hosts.normalize_host(h): v
+                          for h, v in self.cfg.proxy_mode.upstream_overrides.items()}
         self.patterns = hosts.intercept_patterns(self.cfg.proxy_mode.intercept_hosts,
                                                  self.cfg.proxy_mode.passthrough_hosts)
 
@@ -125,7 +127,7 @@ class ToknAddon:
         address = data.server.address
         if not address:
             return
-        override = self.cfg.proxy_mode.upstream_overrides.get(address[0])
+        override = self.overrides.get(hosts.normalize_host(address[0]))
         if override:
             host, _, port = override.rpartition(":")
             data.server.address = (host or override, int(port) if port else address[1])
@@ -150,9 +152,10 @@ class ToknAddon:
             {"status": status, "body": body.decode(), "headers": headers}).encode()).decode()
         req.stream = True
 
-    def _error(self, flow: http.HTTPFlow, status: int, message: str) -> None:
+    def _error(self, flow: http.HTTPFlow, status: int, message: str,
+               code: str | None = None) -> None:
         fmt = _caller_format(flow.request.host, flow.request.path)
-        self._answer(flow, status, json.dumps(error_body(fmt, status, message)).encode(),
+        self._answer(flow, status, json.dumps(error_body(fmt, status, message, code)).encode(),
                      {"content-type": "application/json"})
 
     def _deny(self, flow: http.HTTPFlow) -> None:
@@ -270,7 +273,7 @@ class ToknAddon:
                 target, base_url=p.account.base_url, provider_hosts=type(p).hosts))
             headers = await chosen.switch_headers()
         except ToknError as exc:
-            self._error(flow, exc.status, exc.message)
+            self._error(flow, exc.status, exc.message, exc.code)
             return
         except Exception as exc:  # noqa: BLE001 - reported to the client in its format
             pool.mark_failure(chosen.account_id, str(exc))
