@@ -1,6 +1,8 @@
 """Connection limits shared by both front doors (pure bookkeeping).
 
-Peers on loopback are the user's own processes and are never refused.  Every
+Peers on loopback, or connecting from the very address they reached (this
+machine's own address, e.g. the proxy's in-process hop to a listener bound to
+a LAN address), are the machine's own processes and are never refused.  Every
 other peer may hold at most ``per_client`` connections to one port, and all
 of them together at most ``total`` (never more than the process's file
 descriptors allow).  Together with the header deadline (a connection must
@@ -54,10 +56,15 @@ class ConnectionCaps:
     counts: dict[str, int] = field(default_factory=dict)
     current: int = 0
 
+    @staticmethod
+    def exempt(host: str, local: str) -> bool:
+        """A connection from this machine: a loopback peer, or one connecting from
+        the very address it reached (the kernel uses our own address only for us)."""
+        return is_loopback_peer(host) or host == local
+
     def admit(self, host: str) -> bool:
-        """Count a new connection from ``host``; ``False`` (not counted) when over a cap."""
-        if is_loopback_peer(host):
-            return True
+        """Count a new connection from ``host`` (not :meth:`exempt`); ``False``,
+        not counted, when over a cap."""
         if self.current >= self.total or self.counts.get(host, 0) >= self.per_client:
             return False
         self.counts[host] = self.counts.get(host, 0) + 1
@@ -66,8 +73,6 @@ class ConnectionCaps:
 
     def release(self, host: str) -> None:
         """Forget a connection :meth:`admit` counted."""
-        if is_loopback_peer(host) or host not in self.counts:
-            return
         self.counts[host] -= 1
         self.current -= 1
         if not self.counts[host]:

@@ -109,6 +109,7 @@ class ToknAddon:
         self.access = ProxyAccess(proxy_key)
         self.self_addrs = set(self_addrs)
         self.max_body = int(self.cfg.server.max_body_mb * 1024 * 1024)
+        self.cors_origins = {o.rstrip("/").lower() for o in self.cfg.server.cors_origins}
         self.overrides = {hosts.normalize_host(h): v
                           for h, v in self.cfg.proxy_mode.upstream_overrides.items()}
         self.patterns = hosts.intercept_patterns(self.cfg.proxy_mode.intercept_hosts,
@@ -211,6 +212,13 @@ class ToknAddon:
                 default=self.default_mode)
         except ValueError as exc:
             self._error(flow, 400, str(exc))
+            return
+        origin = req.headers.get("origin")
+        if mode != "passthrough" and origin is not None \
+                and origin.rstrip("/").lower() not in self.cors_origins:
+            # a web page in a browser that uses this proxy must not spend the pool
+            self._error(flow, 403, f"tokn proxy: requests from the web origin {origin!r} may "
+                        "not use pooled accounts; add it to [server].cors_origins to allow it.")
             return
         fmt = modes.map_endpoint(req.method, req.path)
         info = FlowInfo(mode=mode, provider=provider, fmt=fmt)

@@ -38,11 +38,13 @@ class ConnectionGuard:
 
     def client_connected(self, client: Any) -> None:
         peer = client.peername[0] if client.peername else ""
-        if not self.caps.admit(peer):
-            log.warning("proxy: refusing a connection from %s (connection cap reached)", peer)
-            client.error = "too many connections from this address"
-            return
-        self.counted[client.id] = peer
+        if not self.caps.exempt(peer, client.sockname[0] if client.sockname else ""):
+            if not self.caps.admit(peer):
+                log.warning("proxy: refusing a connection from %s (connection cap reached)",
+                            peer)
+                client.error = "too many connections from this address"
+                return
+            self.counted[client.id] = peer
         self.timers[client.id] = asyncio.get_running_loop().call_later(
             self.header_timeout, self._deadline, client.id)
 
@@ -64,5 +66,5 @@ class ConnectionGuard:
         io = handler.transports.get(handler.client)
         if io is not None and io.handler is not None:
             log.info("proxy: closing a connection from %s: not authenticated within %.0f s",
-                     self.counted.get(client_id, "?"), self.header_timeout)
+                     handler.client.peername, self.header_timeout)
             io.handler.cancel("tokn: authentication deadline")

@@ -50,13 +50,15 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._peer = self.client[0] if self.client else ""
-        if not self.limits.caps.admit(self._peer):
-            log.warning("listener: refusing a connection from %s (connection cap reached)",
-                        self._peer)
-            transport.write(BUSY)
-            transport.close()
-            return
-        self._admitted = True
+        caps = self.limits.caps
+        if not caps.exempt(self._peer, self.server[0] if self.server else ""):
+            if not caps.admit(self._peer):
+                log.warning("listener: refusing a connection from %s (connection cap reached)",
+                            self._peer)
+                transport.write(BUSY)
+                transport.close()
+                return
+            self._admitted = True  # counted: released when it closes
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
