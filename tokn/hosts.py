@@ -1,4 +1,5 @@
-"""Which hosts the proxy intercepts, and which provider owns each (data, pure).
+"""Which hosts the proxy intercepts, which provider owns each, and how a Host or
+authority value is read (data and pure functions).
 
 Kept free of mitmproxy so the CA and the shell env can use it cheaply.
 """

@@ -182,7 +182,6 @@ class ToknAddon:
             return
         req = flow.request
         if self._is_for_proxy_itself(flow):
-            flow.metadata["tokn_local"] = True
             self._serve_local(flow)
             return
         if not self.access.admit(flow.client_conn.id, req.headers.get("proxy-authorization")):
