@@ -105,6 +105,7 @@ def test_a_flood_of_half_sent_requests_from_a_lan_peer_starves_nothing(fake, net
         server["max_client_connections"] = cap
     with _start(fake, netns["host"], **server) as t:
         api, proxy = _ports(t)
+        assert b"echo: hi" in _listener_chat(api, netns["host"])  # warm: models listed
         started = time.monotonic()
         proc = _flood(netns, api, proxy, count)
         try:
@@ -113,8 +114,9 @@ def test_a_flood_of_half_sent_requests_from_a_lan_peer_starves_nothing(fake, net
             # the peer holds exactly its share of each front door ...
             assert held["held"] == {str(api): cap or 100, str(proxy): cap or 100}
             # ... while this machine's own clients are served
-            assert b"echo: hi" in _listener_chat(api, netns["host"])
-            assert b"echo: hi" in _proxy_chat(proxy, netns["host"])
+            for answer in (_listener_chat(api, netns["host"]), _proxy_chat(proxy, netns["host"])):
+                assert b"echo: hi" in answer, (answer, [(r.method, r.path, r.time)
+                                                        for r in fake.requests])
             # what the peer holds is closed at the header deadline
             time.sleep(max(0.0, started + deadline + 1.5 - time.monotonic()))
             proc.stdin.write("go\n")
