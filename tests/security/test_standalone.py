@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import h11
 import pytest
 
 from tests.fakes.llm import FakeLLM
@@ -42,10 +43,11 @@ def _config(fake: FakeLLM, key: str = KEY) -> None:
 
 
 @contextlib.contextmanager
-def mitmdump(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen, Path]]:
+def mitmdump(tmp_path: Path, *args: str, quiet: bool = True) -> Iterator[tuple[subprocess.Popen,
+                                                                              Path]]:
     log = tmp_path / "mitmdump.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(MITMDUMP), "-q", *args, "-s",
+        proc = subprocess.Popen([str(MITMDUMP), *(["-q"] if quiet else []), *args, "-s",
                                  str(ROOT / "addons" / "tokn_addon.py")],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -127,9 +129,12 @@ def test_stock_entry_on_the_network_with_the_option_and_a_key(tmp_path):
         _config(fake)
         port = free_port()
         with mitmdump(tmp_path, "--listen-host", lan, "--listen-port", str(port), "--set",
-                      "tokn_insecure_allow_remote=true") as (_, log):
+                      "tokn_insecure_allow_remote=true", quiet=False) as (_, log):
             served = _wait_served(port, host=lan)
             assert b"echo: hi" in served, log.read_text()
             refused = _chat(port, auth=False, host=lan)
+            output = log.read_text()
     assert status_of(refused) == 407
+    old_h11 = tuple(int(x) for x in h11.__version__.split(".")[:2]) < (0, 16)
+    assert ("CVE-2025-43859" in output) is old_h11, output
     assert len(fake.requests_to("/chat/completions")) == 1

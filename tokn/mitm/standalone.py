@@ -27,6 +27,7 @@ import asyncio
 import logging
 from typing import Any
 
+import h11
 from mitmproxy import ctx, http
 from mitmproxy.proxy.mode_specs import ProxyMode, RegularMode
 
@@ -111,6 +112,8 @@ class StandaloneAddon:
         from tokn.mitm.modes import check_mode
         from tokn.mitm.runner import mitm_options
         from tokn.runtime import Runtime, _bound_port, _make_uvicorn, client_caps
+        from tokn.server.lan import old_h11_warning
+
         try:
             if self.refusal:
                 return
@@ -147,6 +150,10 @@ class StandaloneAddon:
                     self._refuse(problem)
                     ctx.master.shutdown()
                     return
+            if not all(is_loopback_peer(a[0]) for a in addrs):
+                warning = old_h11_warning(h11.__version__)
+                if warning:
+                    log.warning("tokn: %s", warning)
             self.guard = ConnectionGuard(inner.access, client_caps(cfg),
                                          cfg.server.header_timeout_secs)
             self.inner = inner
