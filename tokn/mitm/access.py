@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokn.lan_env import PROXY_USER
 from tokn.mitm.modes import parse_basic
 from tokn.server.auth import key_matches
 
-PROXY_USER = "tokn"
 # The most of an unauthenticated request's body the proxy buffers to answer
 # it; a larger (or unknown) one is streamed to a sink and discarded.
 UNAUTHENTICATED_BODY_LIMIT = 64 * 1024
