@@ -224,3 +224,23 @@ def test_proxy_route_hop_and_lan_paths_still_work_with_every_guard_on(fake):
     assert status_of(routed) == 200 and b"echo: hop" in routed
     assert boot.status_code == 200 and boot.json()["proxy_url"].endswith(f":{port}")
     assert [r["front_door"] for r in rows] == ["proxy"]
+
+
+def test_an_early_413_reaches_a_client_still_sending(fake):
+    """The answer comes before the body is read, and the connection is not reset
+    under it: the client can finish sending and use the connection again."""
+    size = 8 * 1024 * 1024
+    with running_tokn() as t:
+        port = int(t.api_url.rsplit(":", 1)[1])
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(http_request("POST", "/v1/chat/completions",
+                                  [("host", "127.0.0.1"), *JSON.items(),
+                                   ("content-length", str(size))]))
+        sock.sendall(b"x" * (1024 * 1024))
+        early = recv_all(sock)
+        for _ in range(size // (1024 * 1024) - 1):
+            sock.sendall(b"x" * (1024 * 1024))  # no reset while the rest goes out
+        sock.sendall(http_request("GET", "/healthz", {"host": "127.0.0.1"}))
+        again = recv_all(sock)
+        sock.close()
+    assert status_of(early) == 413 and status_of(again) == 200

@@ -29,6 +29,7 @@ from tests.security.helpers import (
     raw,
     recv_all,
     status_of,
+    wait_until,
 )
 
 TIMEOUT = 1.5
@@ -105,7 +106,9 @@ def test_a_flood_of_half_sent_requests_from_a_lan_peer_starves_nothing(fake, net
         server["max_client_connections"] = cap
     with _start(fake, netns["host"], **server) as t:
         api, proxy = _ports(t)
-        assert b"echo: hi" in _listener_chat(api, netns["host"])  # warm: models listed
+        # warm up (a model listing that fails under load is retried on the next request)
+        assert wait_until(lambda: b"echo: hi" in _listener_chat(api, netns["host"]), 20), \
+            [(r.method, r.path) for r in fake.requests]
         started = time.monotonic()
         proc = _flood(netns, api, proxy, count)
         try:

@@ -137,7 +137,10 @@ def create_app(state: AppState) -> Starlette:
             status, body, headers = int(spec["status"]), str(spec["body"]), dict(spec["headers"])
         except (KeyError, ValueError, TypeError):
             return _error(request.url.path, 500, "tokn proxy: malformed internal rejection.")
-        return Response(body.encode(), status, headers={**headers, "connection": "close"})
+        # no `connection: close`: uvicorn then reads and discards the rest of the
+        # body, where closing with unread input would reset the connection and
+        # could destroy this answer before the proxy reads it
+        return Response(body.encode(), status, headers=headers)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(request.url.path, 404,

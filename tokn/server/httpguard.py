@@ -157,8 +157,9 @@ class FrontGuard:
             if problem is not None:
                 status, message = problem
                 fmt = self.error_format(scope["path"])
-                response = JSONResponse(error_body(fmt, status, message), status,
-                                        headers={"connection": "close"} if status == 413 else None)
+                # answered before the body is read; uvicorn discards what still comes
+                # (closing instead would reset the connection under the answer)
+                response = JSONResponse(error_body(fmt, status, message), status)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
