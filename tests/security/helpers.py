@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import account, free_port, running_tokn, write_config
+from tests.helpers import account, running_tokn, write_config
 
 KEY = "tokn-key-0c5e1a9b"                 # [server].api_key
 POOLED = "sk-POOLED-openai-7d1f02"        # a pooled OpenAI key
@@ -94,21 +94,20 @@ def attacker(host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Iter
 
 
 def config(*, accounts: list[dict[str, Any]] | None = None, server: dict[str, Any] | None = None,
-           proxy_mode: dict[str, Any] | None = None) -> int:
-    """Write a config with the key set; returns the proxy port."""
-    port = free_port()
+           proxy_mode: dict[str, Any] | None = None) -> None:
+    """Write a config with the key set (and by default two pooled accounts)."""
     write_config({"server": {"api_key": KEY, **(server or {})},
-                  "proxy_mode": {"port": port, **(proxy_mode or {})},
+                  "proxy_mode": proxy_mode or {},
                   "accounts": accounts if accounts is not None else [
                       account("work", "openai", api_key=POOLED),
                       account("ant", "anthropic", api_key=POOLED_ANT)]})
-    return port
 
 
 @contextlib.contextmanager
-def tokn(port: int, **kwargs: Any) -> Iterator[Any]:
-    with running_tokn(with_proxy=True, proxy_port=port, api_key=kwargs.pop("api_key", KEY),
-                      **kwargs) as handle:
+def tokn(**kwargs: Any) -> Iterator[Any]:
+    """tokn serve --with-proxy on free ports (the proxy's as ``.port``)."""
+    with running_tokn(with_proxy=True, api_key=kwargs.pop("api_key", KEY), **kwargs) as handle:
+        handle.port = int(handle.proxy_url.rsplit(":", 1)[1])
         yield handle
 
 

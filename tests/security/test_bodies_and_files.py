@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, free_port, running_tokn, usage_rows, write_config
+from tests.helpers import account, running_tokn, usage_rows, write_config
 from tests.security.helpers import (
     KEY,
     basic,
@@ -32,6 +32,10 @@ from tokn.initiator import has_image
 
 JSON = {"content-type": "application/json"}
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _port(handle) -> int:
+    return int(handle.proxy_url.rsplit(":", 1)[1])
 
 
 def _nested(depth: int) -> bytes:
@@ -67,11 +71,9 @@ def test_deep_json_is_a_400_in_the_callers_format(fake, depth, path, anthropic):
 
 
 def test_deep_json_through_the_proxy_route_mode(fake):
-    port = free_port()
-    write_config({"proxy_mode": {"port": port}, "accounts": [
-        account("p", "openai-compatible", base_url=fake.url + "/v1")]})
-    with running_tokn(with_proxy=True, proxy_port=port, listener_public=False):
-        answer = raw(port, http_request("POST", "http://api.anthropic.com/v1/messages",
+    write_config({"accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
+    with running_tokn(with_proxy=True, listener_public=False) as t:
+        answer = raw(_port(t), http_request("POST", "http://api.anthropic.com/v1/messages",
                                         {"host": "api.anthropic.com", **JSON}, _nested(5_000)))
     assert status_of(answer) == 400, answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["type"] == "error"
@@ -118,15 +120,15 @@ def test_a_50_mb_body_is_refused_before_it_is_read(fake):
     assert status_of(answer) == 413, answer
 
 
-def test_oversized_bodies_through_the_proxy(fake, public_ca, tls_context_for):
-    port = free_port()
-    write_config({"server": {"api_key": KEY, "max_body_mb": 1}, "proxy_mode": {"port": port},
+def test_oversized_bodies_through_the_proxy(fake):
+    write_config({"server": {"api_key": KEY, "max_body_mb": 1},
                   "accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
     big = b'{"model":"gpt-4o","messages":[{"role":"user","content":"' + b"x" * 3_000_000 + b'"}]}'
     auth = {"host": "api.anthropic.com", "proxy-authorization": basic(), **JSON}
-    with running_tokn(with_proxy=True, proxy_port=port, api_key=KEY, listener_public=False):
-        routed = raw(port, http_request("POST", "http://api.anthropic.com/v1/messages", auth, big))
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with running_tokn(with_proxy=True, api_key=KEY, listener_public=False) as t:
+        routed = raw(_port(t), http_request("POST", "http://api.anthropic.com/v1/messages", auth,
+                                            big))
+        sock = socket.create_connection(("127.0.0.1", _port(t)), timeout=10)
         sock.sendall(http_request("POST", "http://api.anthropic.com/v1/messages",
                                   [*auth.items(), ("transfer-encoding", "chunked")]))
         for i in range(0, len(big), 65536):
@@ -175,12 +177,11 @@ def test_lan_mode_start_warns_on_old_h11(tmp_path):
     lan = lan_address()
     if lan is None:
         pytest.skip("no non-loopback address on this machine")
-    api_port, proxy_port = free_port(), free_port()
     out = tmp_path / "serve.log"
     with open(out, "wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tokn", "serve", "--host", lan, "--port", str(api_port),
-             "--with-proxy", "--proxy-host", lan, "--proxy-port", str(proxy_port),
+            [sys.executable, "-m", "tokn", "serve", "--host", lan, "--port", "0",
+             "--with-proxy", "--proxy-host", lan, "--proxy-port", "0",
              "--insecure-allow-remote", "--api-key", KEY], cwd=REPO, stdout=fh,
             stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "400"})
     try:
@@ -209,10 +210,10 @@ def test_loopback_start_does_not_warn():
 def test_proxy_route_hop_and_lan_paths_still_work_with_every_guard_on(fake):
     """The in-process hop (mitmproxy -> listener with the internal secret) and
     the LAN bootstrap paths on the proxy port pass the listener's gate."""
-    port = free_port()
-    write_config({"server": {"cors_origins": []}, "proxy_mode": {"port": port},
+    write_config({"server": {"cors_origins": []},
                   "accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
-    with running_tokn(with_proxy=True, proxy_port=port) as t:
+    with running_tokn(with_proxy=True) as t:
+        port = _port(t)
         routed = raw(port, http_request(
             "POST", "http://api.openai.com/v1/chat/completions",
             {"host": "api.openai.com", "content-type": "text/plain"},

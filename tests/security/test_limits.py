@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, free_port, running_tokn, write_config
+from tests.helpers import account, running_tokn, write_config
 from tests.security.helpers import (
     CHAT,
     KEY,
@@ -44,13 +44,10 @@ def fake():
 
 
 def _start(fake: FakeLLM, host: str = "127.0.0.1", **server):
-    proxy_port = free_port()
     write_config({"server": {"api_key": KEY, "header_timeout_secs": TIMEOUT,
                              "body_timeout_secs": TIMEOUT} | server,
-                  "proxy_mode": {"port": proxy_port},
                   "accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
-    return running_tokn(with_proxy=True, api_key=KEY, host=host, proxy_host=host,
-                        proxy_port=proxy_port)
+    return running_tokn(with_proxy=True, api_key=KEY, host=host, proxy_host=host)
 
 
 def _ports(handle) -> tuple[int, int]:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, free_port, running_tokn, usage_rows, write_config
+from tests.helpers import account, running_tokn, usage_rows, write_config
 from tests.security.helpers import CHAT, KEY, wait_until
 
 JSON = {"content-type": "application/json"}
@@ -137,14 +137,16 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") \
 class Pages:
     """Serves one attack page at ``/`` and collects what the page reports."""
 
-    def __init__(self, page: str, port: int = 0) -> None:
+    def __init__(self, page: str) -> None:
+        self.page = page
         reports = self.reports = []
+        pages = self
 
         class Handler(BaseHTTPRequestHandler):
             disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802
-                body = page.encode()
+                body = pages.page.encode()
                 self.send_response(200)
                 self.send_header("content-type", "text/html")
                 self.send_header("content-length", str(len(body)))
@@ -162,7 +164,7 @@ class Pages:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -246,9 +248,10 @@ const report = (data) => fetch("http://127.0.0.1:%(report)s/", {method: "POST", 
 
 def test_real_browser_dns_rebinding_cannot_read_or_delete_usage(fake, tmp_path):
     _write(fake)
-    port = free_port()
     reports = Pages("")
-    attack = Pages(REBIND % {"report": reports.port}, port=port)
+    attack = Pages("")  # its port, reused by tokn below, is the page's origin
+    port = attack.port
+    attack.page = REBIND % {"report": reports.port}
     browser = _browser(f"http://rebind.attacker.example:{port}/", tmp_path)
     try:
         assert wait_until(lambda: reports.reports, 60), (tmp_path / "chromium.log").read_text()
@@ -287,10 +290,9 @@ const report = (data) => fetch("/report", {method: "POST", body: JSON.stringify(
 def test_real_browser_using_the_proxy_cannot_spend_the_pool(fake, tmp_path):
     """A browser whose proxy is tokn (and which trusts tokn's CA): a web page
     firing a simple cross-site POST at api.openai.com gets no pooled answer."""
-    port = free_port()
-    write_config({"proxy_mode": {"port": port},
-                  "accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
-    with running_tokn(with_proxy=True, proxy_port=port, listener_public=False) as t:
+    write_config({"accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
+    with running_tokn(with_proxy=True, listener_public=False) as t:
+        port = int(t.proxy_url.rsplit(":", 1)[1])
         pages = Pages(VIA_PROXY % {"chat": json.dumps(CHAT)})
         browser = _browser(f"http://127.0.0.1:{pages.port}/", tmp_path,
                            f"--proxy-server=http://127.0.0.1:{port}",

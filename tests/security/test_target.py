@@ -43,9 +43,9 @@ def _switch_through(port: int, url: str, *headers: str) -> dict:
 
 
 def test_the_issues_attack_host_header_points_the_key_elsewhere():
-    port = config()
-    with attacker() as att, tokn(port):
-        got = _switch_through(port, f"http://{att.authority}/v1/chat/completions",
+    config()
+    with attacker() as att, tokn() as t:
+        got = _switch_through(t.port, f"http://{att.authority}/v1/chat/completions",
                               "Host: api.openai.com")
     assert got["status"] == 400, got
     assert "Host header" in got["body"]["error"]["message"]
@@ -64,13 +64,13 @@ HOST_SPELLINGS = [
 
 @pytest.mark.parametrize("host", HOST_SPELLINGS)
 def test_no_host_spelling_sends_a_pooled_key_to_the_target(host):
-    port = config()
-    with attacker() as att, tokn(port):
+    config()
+    with attacker() as att, tokn() as t:
         request = http_request("POST", f"http://{att.authority}/v1/chat/completions",
                                [("Host", host), ("proxy-authorization", basic()),
                                 ("x-tokn-route-mode", "switch"),
                                 ("content-type", "application/json")], BODY)
-        answer = raw(port, request)
+        answer = raw(t.port, request)
     assert status_of(answer) == 400, answer[:300]
     assert att.leaked() == [] and att.received == []
 
@@ -81,28 +81,28 @@ def test_no_host_spelling_sends_a_pooled_key_to_the_target(host):
     "http://{att}/v1/chat/completions?h=api.openai.com",
 ])
 def test_url_spellings_reach_the_attacker_without_secrets(url):
-    port = config()
-    with attacker() as att, tokn(port):
-        got = _switch_through(port, url.format(att=att.authority))
+    config()
+    with attacker() as att, tokn() as t:
+        got = _switch_through(t.port, url.format(att=att.authority))
     # not an intercepted host: forwarded as a plain proxy request, with nothing of tokn's
     assert att.leaked() == [], att.received
     assert got["status"] in (200, 400)
 
 
 def test_host_and_target_agreeing_on_an_ipv6_attacker():
-    port = config()
+    config()
     try:
         att_cm = attacker("::1")
         att = att_cm.__enter__()
     except OSError:
         pytest.skip("no IPv6 loopback")
     try:
-        with tokn(port):
-            mismatch = raw(port, http_request(
+        with tokn() as t:
+            mismatch = raw(t.port, http_request(
                 "POST", f"http://{att.authority}/v1/chat/completions",
                 [("host", "api.openai.com"), ("proxy-authorization", basic()),
                  ("x-tokn-route-mode", "switch"), ("content-type", "application/json")], BODY))
-            agree = raw(port, http_request(
+            agree = raw(t.port, http_request(
                 "POST", f"http://{att.authority}/v1/chat/completions",
                 [("host", att.authority.upper()), ("proxy-authorization", basic()),
                  ("x-tokn-route-mode", "switch"), ("content-type", "application/json")], BODY))
@@ -115,9 +115,9 @@ def test_host_and_target_agreeing_on_an_ipv6_attacker():
 
 def test_switch_over_plain_http_to_the_real_host_is_refused():
     with attacker() as recorder:  # plays api.openai.com on plain HTTP
-        port = config(proxy_mode={"upstream_overrides": {"api.openai.com": recorder.authority}})
-        with tokn(port):
-            got = _switch_through(port, "http://api.openai.com/v1/chat/completions")
+        config(proxy_mode={"upstream_overrides": {"api.openai.com": recorder.authority}})
+        with tokn() as t:
+            got = _switch_through(t.port, "http://api.openai.com/v1/chat/completions")
     assert got["status"] == 400 and "only over TLS" in got["body"]["error"]["message"]
     assert recorder.received == [] and recorder.leaked() == []
 
@@ -126,11 +126,11 @@ def test_switch_over_tls_to_the_real_host_still_works(public_ca, tls_context_for
     _, root = public_ca
     with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-4o"], auth={POOLED},
                  ssl_context=tls_context_for("api.openai.com")) as fake:
-        port = config(proxy_mode={"upstream_ca_bundle": str(root), "upstream_overrides": {
+        config(proxy_mode={"upstream_ca_bundle": str(root), "upstream_overrides": {
             "api.openai.com": f"127.0.0.1:{fake.port}"}})
         ca_file = _ca_file()
-        with tokn(port):
-            out = curl("--proxy", f"http://{PROXY}:{port}", "--cacert", ca_file,
+        with tokn() as t:
+            out = curl("--proxy", f"http://{PROXY}:{t.port}", "--cacert", ca_file,
                        "https://API.OpenAI.com:443/v1/chat/completions",
                        "-H", "x-tokn-route-mode: switch", "-H", "content-type: application/json",
                        "-d", BODY.decode())
@@ -144,10 +144,10 @@ def test_authority_disagreeing_with_the_tunnel_is_refused(public_ca, tls_context
     _, root = public_ca
     with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-4o"],
                  ssl_context=tls_context_for("api.openai.com")) as fake:
-        port = config(proxy_mode={"upstream_ca_bundle": str(root), "upstream_overrides": {
+        config(proxy_mode={"upstream_ca_bundle": str(root), "upstream_overrides": {
             "api.openai.com": f"127.0.0.1:{fake.port}"}})
-        with tokn(port):
-            out = curl("--proxy", f"http://{PROXY}:{port}", "--cacert", _ca_file(), "--http2",
+        with tokn() as t:
+            out = curl("--proxy", f"http://{PROXY}:{t.port}", "--cacert", _ca_file(), "--http2",
                        "https://api.openai.com/v1/chat/completions", "-H", "host: evil.example",
                        "-H", "x-tokn-route-mode: switch", "-H", "content-type: application/json",
                        "-d", BODY.decode(), "-w", "\n%{http_code} %{http_version}")
@@ -158,9 +158,9 @@ def test_authority_disagreeing_with_the_tunnel_is_refused(public_ca, tls_context
 def test_tunnel_sni_naming_an_api_host_for_another_target_is_refused():
     """CONNECT to the attacker, then TLS with SNI api.openai.com (which makes the
     allowlist intercept the tunnel) and Host api.openai.com."""
-    port = config()
-    with attacker() as att, tokn(port):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    config()
+    with attacker() as att, tokn() as t:
+        sock = socket.create_connection(("127.0.0.1", t.port), timeout=10)
         sock.sendall(http_request("CONNECT", att.authority,
                                   {"host": att.authority, "proxy-authorization": basic()}))
         assert status_of(recv_all(sock)) == 200
@@ -183,12 +183,12 @@ def test_an_account_with_its_own_base_url_keeps_its_key_there(public_ca, tls_con
     _, root = public_ca
     with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-4o"],
                  ssl_context=tls_context_for("api.openai.com")) as fake:
-        port = config(accounts=[account("azure", "openai", api_key=POOLED,
-                                        base_url="https://gateway.corp.example/v1")],
-                      proxy_mode={"upstream_ca_bundle": str(root), "upstream_overrides": {
-                          "api.openai.com": f"127.0.0.1:{fake.port}"}})
-        with tokn(port):
-            out = curl("--proxy", f"http://{PROXY}:{port}", "--cacert", _ca_file(),
+        config(accounts=[account("azure", "openai", api_key=POOLED,
+                                 base_url="https://gateway.corp.example/v1")],
+               proxy_mode={"upstream_ca_bundle": str(root), "upstream_overrides": {
+                   "api.openai.com": f"127.0.0.1:{fake.port}"}})
+        with tokn() as t:
+            out = curl("--proxy", f"http://{PROXY}:{t.port}", "--cacert", _ca_file(),
                        "https://api.openai.com/v1/chat/completions",
                        "-H", "x-tokn-route-mode: switch", "-H", "content-type: application/json",
                        "-d", BODY.decode(), "-w", "\n%{http_code}")
@@ -202,14 +202,14 @@ def test_route_mode_never_sends_a_pooled_key_to_the_named_host():
     target itself (an attacker in the URL, an API name in Host) sees nothing."""
     with FakeLLM(formats={"chat", "messages"}, path_prefix="/v1", models=["gpt-4o"],
                  auth={POOLED}) as fake:
-        port = config(accounts=[account("p", "openai-compatible", base_url=fake.url + "/v1",
-                                        api_key=POOLED)])
-        with attacker() as att, tokn(port):
-            spoof = raw(port, http_request(
+        config(accounts=[account("p", "openai-compatible", base_url=fake.url + "/v1",
+                                 api_key=POOLED)])
+        with attacker() as att, tokn() as t:
+            spoof = raw(t.port, http_request(
                 "POST", f"http://{att.authority}/v1/chat/completions",
                 [("host", "api.openai.com"), ("proxy-authorization", basic()),
                  ("content-type", "application/json")], BODY))
-            honest = raw(port, http_request(
+            honest = raw(t.port, http_request(
                 "POST", "http://api.openai.com/v1/chat/completions",
                 [("host", "api.openai.com"), ("proxy-authorization", basic()),
                  ("content-type", "application/json")], BODY))
@@ -231,9 +231,9 @@ def test_a_fully_qualified_api_name_gets_no_usable_certificate(public_ca, tls_co
     but the leaf names the host as spelled, outside the CA's name constraints:
     a client checking tokn's CA refuses it, so nothing is sent anywhere."""
     with attacker(tls=tls_context_for("api.openai.com")) as att:
-        port = config(proxy_mode={"upstream_overrides": {"api.openai.com": att.authority}})
-        with tokn(port):
-            out = curl("--proxy", f"http://{PROXY}:{port}", "--cacert", _ca_file(),
+        config(proxy_mode={"upstream_overrides": {"api.openai.com": att.authority}})
+        with tokn() as t:
+            out = curl("--proxy", f"http://{PROXY}:{t.port}", "--cacert", _ca_file(),
                        "https://api.openai.com.:443/v1/chat/completions",
                        "-H", "x-tokn-route-mode: switch", "-H", "content-type: application/json",
                        "-d", BODY.decode())
