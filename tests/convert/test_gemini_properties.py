@@ -44,6 +44,7 @@ def maybe(draw, strategy):
 @st.composite
 def model_turns(draw):
     parts = []
+    ids = iter(draw(st.lists(call_id, min_size=3, max_size=3, unique=True)))
     thought = maybe(draw, text)
     words = maybe(draw, text)
     sig = maybe(draw, signature) if (thought or words) else None
@@ -56,7 +57,7 @@ def model_turns(draw):
     calls = []
     for _ in range(draw(st.integers(0 if parts else 1, 3))):
         fc = {"name": draw(name), "args": draw(args)}
-        cid = maybe(draw, call_id)
+        cid = next(ids) if draw(st.booleans()) else None
         if cid:
             fc = {"id": cid, **fc}
         part = {"functionCall": fc}

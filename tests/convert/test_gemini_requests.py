@@ -141,6 +141,19 @@ def test_function_calls_without_ids_get_stable_synthetic_ids_matched_by_name_and
         {"text": "thanks"}]}]
 
 
+def test_a_repeated_gemini_call_id_does_not_repeat_in_chat():
+    chat = gemini_request_to_chat({"contents": [
+        {"role": "model", "parts": [{"functionCall": {"id": "0", "name": "a", "args": {}}},
+                                    {"functionCall": {"id": "0", "name": "b", "args": {}}}]},
+        {"role": "user", "parts": [
+            {"functionResponse": {"id": "0", "name": "b", "response": {"output": "B"}}},
+            {"functionResponse": {"id": "0", "name": "a", "response": {"output": "A"}}}]}]})
+    calls = chat["messages"][0]["tool_calls"]
+    assert [c["id"] for c in calls] == ["0", "gcall_0_1"]
+    assert [(m["tool_call_id"], m["content"]) for m in chat["messages"][1:]] == [
+        ("gcall_0_1", "B"), ("0", "A")]
+
+
 def test_an_orphan_function_response_becomes_user_text():
     chat = gemini_request_to_chat({"contents": [
         {"role": "user", "parts": [{"functionResponse": {"name": "ls",

@@ -86,7 +86,8 @@ def _simplify(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 class _Calls:
-    """The function calls of the latest model turn, for matching responses."""
+    """The function calls of the latest model turn, for matching responses: by id when
+    the id names a call of that function, else the oldest open call of that name."""
 
     def __init__(self) -> None:
         self.by_id: dict[str, str] = {}
@@ -98,11 +99,11 @@ class _Calls:
         self.by_name.setdefault(name, []).append(chat_id)
 
     def match(self, gemini_id: str | None, name: str) -> str | None:
-        chat_id = self.by_id.pop(gemini_id, None) if gemini_id else None
         queue = self.by_name.get(name) or []
-        if chat_id is None and queue:
-            chat_id = queue[0]
-        if chat_id in queue:
+        chat_id = self.by_id.get(gemini_id or "")
+        if chat_id not in queue:
+            chat_id = queue[0] if queue else None
+        if chat_id is not None:
             queue.remove(chat_id)
         return chat_id
 
@@ -111,10 +112,12 @@ def model_message(parts: list[dict[str, Any]], synthetic_id: Callable[[int], str
                   calls: _Calls | None = None) -> dict[str, Any]:
     """Model parts as a chat assistant message (generated images as ``images``).
 
-    ``synthetic_id(part_index)`` names calls that have no Gemini id.
+    ``synthetic_id(part_index)`` names calls that have no Gemini id, or one an
+    earlier call of the turn already used (chat ids must be unique).
     """
     texts, thoughts, tool_calls, images = [], [], [], []
     signature = None
+    seen: set[str] = set()
     for i, part in enumerate(parts):
         if field(part, "inlineData"):
             images.append(blob_to_chat(field(part, "inlineData")))
@@ -123,9 +126,11 @@ def model_message(parts: list[dict[str, Any]], synthetic_id: Callable[[int], str
         fc = field(part, "functionCall")
         if isinstance(fc, dict):
             name = str(fc.get("name") or "")
-            chat_id = encode_call_id(fc.get("id") or synthetic_id(i), sig)
+            gemini_id = fc.get("id") if fc.get("id") not in seen else None
+            seen.add(gemini_id or "")
+            chat_id = encode_call_id(gemini_id or synthetic_id(i), sig)
             if calls is not None:
-                calls.add(fc.get("id"), name, chat_id)
+                calls.add(gemini_id, name, chat_id)
             args = dumps(fc.get("args") or {})
             tool_calls.append({"id": chat_id, "type": "function",
                                "function": {"name": name, "arguments": args}})
