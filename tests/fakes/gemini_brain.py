@@ -10,8 +10,8 @@ Replies (same rules as :class:`tests.fakes.llm.FakeLLM`):
 * ``"echo: <text of the last user turn>"``; with ``responseMimeType:
   application/json`` the text is ``{"echo": "<that text>"}``;
 * with function declarations and ``tool_trigger`` ("weather") in the last user
-  text: one ``functionCall`` of the first declared function with
-  ``tool_arguments``;
+  text: one ``functionCall`` of ``tool_name`` when declared (else the first
+  declared function) with ``tool_arguments``;
 * after function responses: ``"tool said: <output>"`` (``response.output``,
   else the response as JSON);
 * ``thinkingConfig.includeThoughts``: a thought part ``"thinking about:
@@ -120,10 +120,11 @@ class Plan:
 
 
 class GeminiBrain:
-    def __init__(self, *, tool_trigger: str = "weather",
+    def __init__(self, *, tool_trigger: str = "weather", tool_name: str | None = None,
                  tool_arguments: dict[str, Any] | None = None, cached_tokens: int = 0,
                  call_ids: bool = False, signatures: bool = True) -> None:
         self.tool_trigger = tool_trigger
+        self.tool_name = tool_name
         self.tool_arguments = tool_arguments or {"location": "Paris", "unit": "celsius"}
         self.cached_tokens = cached_tokens
         self.call_ids = call_ids
@@ -274,7 +275,9 @@ class GeminiBrain:
             said = resp.get("output") if isinstance(resp, dict) and "output" in resp else resp
             plan.text = f"tool said: {said if isinstance(said, str) else json.dumps(said)}"
         elif decls and self.tool_trigger and self.tool_trigger in last_text.lower():
-            plan.kind, plan.tool_name = "tool", str(decls[0].get("name"))
+            names = [str(d.get("name")) for d in decls]
+            plan.kind = "tool"
+            plan.tool_name = self.tool_name if self.tool_name in names else names[0]
             plan.arguments = dict(self.tool_arguments)
         else:
             plan.text = f"echo: {last_text}"

@@ -72,6 +72,14 @@ DEFAULT_MODELS = [
      "displayName": "Gemini 3 Pro Preview", "inputTokenLimit": 1048576,
      "outputTokenLimit": 65536, "thinking": True,
      "supportedGenerationMethods": ["generateContent", "countTokens"]},
+    {"name": "models/gemini-3.1-pro-preview", "version": "3.1-pro-preview-02-2026",
+     "displayName": "Gemini 3.1 Pro Preview", "inputTokenLimit": 1048576,
+     "outputTokenLimit": 65536, "thinking": True,
+     "supportedGenerationMethods": ["generateContent", "countTokens"]},
+    {"name": "models/gemini-3-flash-preview", "version": "3-flash-preview-12-2025",
+     "displayName": "Gemini 3 Flash Preview", "inputTokenLimit": 1048576,
+     "outputTokenLimit": 65536, "thinking": True,
+     "supportedGenerationMethods": ["generateContent", "countTokens"]},
     {"name": "models/text-embedding-004", "version": "004", "displayName": "Text Embedding 004",
      "inputTokenLimit": 2048, "outputTokenLimit": 1,
      "supportedGenerationMethods": ["embedContent"]},
@@ -292,7 +300,8 @@ class FakeCodeAssist(_GoogleFake):
                  tier: str = "free-tier", project: str = "tokn-fake-project-4f2a",
                  onboard_polls: int = 1,
                  models: tuple[str, ...] = ("gemini-2.5-pro", "gemini-2.5-flash",
-                                            "gemini-3-pro-preview", "gemini-3-flash-preview"),
+                                            "gemini-3-pro-preview", "gemini-3.1-pro-preview",
+                                            "gemini-3-flash-preview"),
                  **kw: Any) -> None:
         super().__init__(**kw)
         self.oauth = oauth
