@@ -11,6 +11,7 @@ import json
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.convert.test_properties import args, name, text
 from tokn.convert.common import Usage
 from tokn.convert.gemini import (
     ChatToGeminiStream,
@@ -24,16 +25,8 @@ from tokn.convert.gemini import (
 )
 from tokn.convert.gemini.base import decode_call_id, is_json_object
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
-name = st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True)
 call_id = st.from_regex(r"[a-zA-Z0-9]{1,10}", fullmatch=True)
 signature = st.from_regex(r"[A-Za-z0-9+/]{4,40}={0,2}", fullmatch=True)
-json_value = st.recursive(
-    st.none() | st.booleans() | st.integers() | text,
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(name, c, max_size=3),
-    max_leaves=6,
-)
-args = st.dictionaries(name, json_value, max_size=3)
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -268,15 +261,19 @@ def _without_synthetic_ids(msg):
     return out
 
 
+def _run(stage_class, events):
+    stage = stage_class(ids=lambda p: p + "x", clock=lambda: 1)
+    frames = []
+    for event in events:
+        frames += stage.feed(None, event)
+    return frames + stage.close()
+
+
 @SETTINGS
 @given(gemini_responses(), st.lists(st.integers(0, 200), max_size=4))
 def test_gemini_stream_to_chat_equals_nonstream(body, cuts):
-    stage = GeminiToChatStream(ids=lambda p: p + "x", clock=lambda: 1)
-    frames = []
-    for event in _as_gemini_stream(body, cuts):
-        frames += stage.feed(None, event)
-    frames += stage.close()
-    msg, finish, usage = _accumulate_chat(frames)
+    msg, finish, usage = _accumulate_chat(_run(GeminiToChatStream,
+                                               _as_gemini_stream(body, cuts)))
     whole = gemini_response_to_chat(body)
     choice = whole["choices"][0]
     expected = dict(choice["message"])
@@ -352,11 +349,7 @@ def _as_chat_stream(body, cuts):
 @SETTINGS
 @given(chat_answers(), st.lists(st.integers(0, 200), max_size=4))
 def test_chat_stream_to_gemini_equals_nonstream(body, cuts):
-    stage = ChatToGeminiStream(ids=lambda p: p + "x", clock=lambda: 1)
-    frames = []
-    for event in _as_chat_stream(body, cuts):
-        frames += stage.feed(None, event)
-    frames += stage.close()
+    frames = _run(ChatToGeminiStream, _as_chat_stream(body, cuts))
     parts, finish, usage = _accumulate_gemini(frames)
     whole = chat_response_to_gemini(body)
     cand = whole["candidates"][0]

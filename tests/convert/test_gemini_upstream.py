@@ -110,15 +110,20 @@ def test_thoughts_and_text_signature_survive_a_chat_client(api):
                                       "thoughtSignature": first["reasoning_signature"]}
 
 
-def test_stream_from_the_fake_reads_into_chat(api):
-    r = send(api, {"model": "gemini-2.5-flash", "stream": True, "reasoning_effort": "medium",
-                   "messages": [{"role": "user", "content": "one two"}]})
+def chat_frames(raw: bytes) -> list:
+    """A Gemini (or Code Assist) SSE answer through :class:`GeminiToChatStream`."""
     stage = GeminiToChatStream()
     frames = []
     parser = SSEParser()
-    for ev in parser.feed(r.content) + parser.close():
+    for ev in parser.feed(raw) + parser.close():
         frames += stage.feed(ev.event, json.loads(ev.data))
-    frames += stage.close()
+    return frames + stage.close()
+
+
+def test_stream_from_the_fake_reads_into_chat(api):
+    r = send(api, {"model": "gemini-2.5-flash", "stream": True, "reasoning_effort": "medium",
+                   "messages": [{"role": "user", "content": "one two"}]})
+    frames = chat_frames(r.content)
     chunks = [d for _, d in frames if d != "[DONE]"]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     thought = "".join(c["choices"][0]["delta"].get("reasoning_content") or ""
@@ -186,13 +191,7 @@ def test_code_assist_round_trip_with_the_envelope():
         r = httpx.post(fake.url + code_assist_path("streamGenerateContent"), json=env,
                        headers={"Authorization": "Bearer ya29.t"})
         assert r.status_code == 200, r.text
-        stage = GeminiToChatStream()
-        frames = []
-        parser = SSEParser()
-        for ev in parser.feed(r.content) + parser.close():
-            frames += stage.feed(ev.event, json.loads(ev.data))
-        frames += stage.close()
-        chunks = [d for _, d in frames if d != "[DONE]"]
+        chunks = [d for _, d in chat_frames(r.content) if d != "[DONE]"]
         assert chunks[0]["id"].startswith("chatcmpl-")  # the traceId
         assert "".join(c["choices"][0]["delta"].get("content") or ""
                        for c in chunks if c["choices"]) == "echo: ping"
