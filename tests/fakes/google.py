@@ -35,8 +35,7 @@ google-gemini/gemini-cli#29425 and googleapis/python-genai#2114):
   an unknown model -> 404; quota -> 429 with ``QuotaFailure``, ``Help`` and
   ``RetryInfo`` and "Please retry in Xs." in the message.
 
-SSE events end with ``\\r\\n\\r\\n`` as Google's do. Answers come from
-:class:`tests.fakes.gemini_brain.GeminiBrain`.
+SSE events end with CRLF CRLF as Google's do; answers come from ``gemini_brain``.
 """
 
 from __future__ import annotations
@@ -86,7 +85,7 @@ DEFAULT_MODELS = [
 ]
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float) -> str:  # Google's duration strings: "7984.5s"
     return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
 
 
@@ -104,6 +103,10 @@ class _GoogleFake(FakeServer):
     def __init__(self, *, brain: GeminiBrain | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.brain = brain or GeminiBrain()
+        self.quota: dict[str, Any] | None = None  # set by exhaust_quota()
+
+    def restore_quota(self) -> None:
+        self.quota = None
 
     def error_payload(self, status: int, message: str | None,
                       req: CapturedRequest) -> tuple[Any, dict[str, str]]:
@@ -310,15 +313,11 @@ class FakeCodeAssist(_GoogleFake):
         self.onboard_polls = onboard_polls
         self.models = set(models)
         self.operations: dict[str, int] = {}  # operation name -> polls left
-        self.quota: dict[str, Any] | None = None
 
     def exhaust_quota(self, *, model: str | None = None, reset_in: float = 33740.91,
                       reason: str = "QUOTA_EXHAUSTED") -> None:
         """Generate calls (for ``model``, or all) get 429 until :meth:`restore_quota`."""
         self.quota = {"model": model, "reset_in": reset_in, "reason": reason}
-
-    def restore_quota(self) -> None:
-        self.quota = None
 
     def route(self, ex: Exchange) -> bool:
         req = ex.req
@@ -492,13 +491,9 @@ class FakeGeminiAPI(_GoogleFake):
         super().__init__(**kw)
         self.api_keys = set(api_keys or {"AIzaSy-fake-gemini-key"})
         self.models = list(models or DEFAULT_MODELS)
-        self.quota: dict[str, Any] | None = None
 
     def exhaust_quota(self, *, retry_in: float = 41.48, daily: bool = False) -> None:
         self.quota = {"retry_in": retry_in, "daily": daily}
-
-    def restore_quota(self) -> None:
-        self.quota = None
 
     def _model(self, mid: str) -> dict[str, Any] | None:
         return next((m for m in self.models if m["name"] == f"models/{mid}"), None)
