@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sse import SSEEvent, SSEParser, encode_event
-from . import anthropic, responses
+from .anthropic import request as a_req
+from .anthropic import response as a_resp
+from .anthropic import stream as a_stream
 from .chat import ChatNormalizeStream
 from .common import (
     Clock,
@@ -26,6 +28,9 @@ from .common import (
     usage_from_chat,
     usage_from_responses,
 )
+from .responses import request as r_req
+from .responses import response as r_resp
+from .responses import stream as r_stream
 
 __all__ = [
     "FORMATS",
@@ -42,28 +47,28 @@ FORMATS = ("chat", "messages", "responses")
 Body = dict[str, Any]
 
 _REQ_TO_CHAT: dict[str, Callable[[Body], Body]] = {
-    "messages": anthropic.messages_request_to_chat,
-    "responses": responses.responses_request_to_chat,
+    "messages": a_req.messages_request_to_chat,
+    "responses": r_req.responses_request_to_chat,
 }
 _REQ_FROM_CHAT: dict[str, Callable[[Body], Body]] = {
-    "messages": anthropic.chat_request_to_messages,
-    "responses": responses.chat_request_to_responses,
+    "messages": a_req.chat_request_to_messages,
+    "responses": r_req.chat_request_to_responses,
 }
 _RESP_TO_CHAT = {
-    "messages": anthropic.messages_response_to_chat,
-    "responses": responses.responses_response_to_chat,
+    "messages": a_resp.messages_response_to_chat,
+    "responses": r_resp.responses_response_to_chat,
 }
 _RESP_FROM_CHAT = {
-    "messages": anthropic.chat_response_to_messages,
-    "responses": responses.chat_response_to_responses,
+    "messages": a_resp.chat_response_to_messages,
+    "responses": r_resp.chat_response_to_responses,
 }
 _STREAM_TO_CHAT: dict[str, type[Stage]] = {
-    "messages": anthropic.MessagesToChatStream,
-    "responses": responses.ResponsesToChatStream,
+    "messages": a_stream.MessagesToChatStream,
+    "responses": r_stream.ResponsesToChatStream,
 }
 _STREAM_FROM_CHAT: dict[str, type[Stage]] = {
-    "messages": anthropic.ChatToMessagesStream,
-    "responses": responses.ChatToResponsesStream,
+    "messages": a_stream.ChatToMessagesStream,
+    "responses": r_stream.ChatToResponsesStream,
 }
 
 

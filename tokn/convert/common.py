@@ -213,6 +213,15 @@ def text_of(content: Any, sep: str = "") -> str:
     return str(content)
 
 
+def reasoning_of(obj: dict[str, Any]) -> str | None:
+    """Reasoning text of a chat message or delta, whichever field the upstream uses."""
+    for key in ("reasoning_content", "reasoning", "reasoning_text"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
 def drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 

@@ -1,41 +1,19 @@
-"""Anthropic Messages <-> OpenAI Chat Completions: requests, responses, streams.
-
-Non-standard chat fields used to carry what chat cannot say:
-``reasoning_content`` on assistant messages / deltas (thinking text, as
-DeepSeek, Z.ai and Copilot-style upstreams use; ``reasoning`` and
-``reasoning_text`` are read too) and ``reasoning_signature`` (the thinking
-block's signature, so it survives messages -> chat -> messages).
-"""
+"""Anthropic Messages <-> OpenAI Chat Completions: request bodies."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from . import common
-from .common import (
-    ANTHROPIC_TO_CHAT_STOP,
-    CHAT_TO_ANTHROPIC_STOP,
+from ..common import (
     EFFORT_BUDGETS,
-    ChatReader,
-    Frame,
-    FromChatStage,
-    Stage,
-    Usage,
-    chat_error,
-    chat_stream_tail,
     drop_none,
     dumps,
     effort_for_budget,
-    error_message,
     parse_args,
     parse_data_url,
-    stronger_finish,
+    reasoning_of,
     text_of,
-    usage_from_anthropic,
-    usage_from_chat,
-    usage_to_anthropic,
-    usage_to_chat,
 )
 
 DEFAULT_MAX_TOKENS = 8192
@@ -63,15 +41,6 @@ def default_max_tokens(model: str | None) -> int:
         if m.startswith(prefix):
             return n
     return DEFAULT_MAX_TOKENS
-
-
-def reasoning_of(obj: dict[str, Any]) -> str | None:
-    """Reasoning text of a chat message or delta, whichever field the upstream uses."""
-    for key in ("reasoning_content", "reasoning", "reasoning_text"):
-        value = obj.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 # ---------------------------------------------------------------------------
@@ -279,7 +248,7 @@ def messages_request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
 _TOOL_ID_OK = re.compile(r"[^a-zA-Z0-9_-]")
 
 
-def _tool_id(value: str | None) -> str:
+def anthropic_tool_id(value: str | None) -> str:
     """Anthropic requires tool ids matching ``^[a-zA-Z0-9_-]+$``; map others stably."""
     return _TOOL_ID_OK.sub("_", value or "") or "toolu_missing"
 
@@ -334,7 +303,7 @@ def _chat_assistant_to_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
         blocks.append(
             {
                 "type": "tool_use",
-                "id": _tool_id(call.get("id")),
+                "id": anthropic_tool_id(call.get("id")),
                 "name": fn.get("name", ""),
                 "input": parse_args(fn.get("arguments")),
             }
@@ -367,7 +336,7 @@ def _chat_messages_to_anthropic(
             content = m.get("content")
             result: dict[str, Any] = {
                 "type": "tool_result",
-                "tool_use_id": _tool_id(m.get("tool_call_id")),
+                "tool_use_id": anthropic_tool_id(m.get("tool_call_id")),
             }
             if isinstance(content, list):
                 result["content"] = _chat_content_to_blocks(content)
@@ -447,363 +416,3 @@ def chat_request_to_messages(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("stream"):
         out["stream"] = True
     return out
-
-
-# ---------------------------------------------------------------------------
-# whole responses
-
-
-def chat_response_to_messages(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
-    """A chat.completion as an Anthropic message; all choices are merged (split choices)."""
-    thinking, signature, texts, calls, finish = [], None, [], [], None
-    for choice in body.get("choices") or []:
-        msg = choice.get("message") or {}
-        r = reasoning_of(msg)
-        if r:
-            thinking.append(r)
-        signature = msg.get("reasoning_signature") or signature
-        text = text_of(msg.get("content")) or msg.get("refusal") or ""
-        if text:
-            texts.append(text)
-        for call in msg.get("tool_calls") or []:
-            fn = call.get("function") or {}
-            calls.append(
-                {
-                    "type": "tool_use",
-                    "id": _tool_id(call.get("id") or common.make_id("toolu_")),
-                    "name": fn.get("name", ""),
-                    "input": parse_args(fn.get("arguments")),
-                }
-            )
-        finish = stronger_finish(finish, choice.get("finish_reason"))
-    content: list[dict[str, Any]] = []
-    if thinking:
-        content.append(
-            {"type": "thinking", "thinking": "".join(thinking), "signature": signature or ""}
-        )
-    if texts:
-        content.append({"type": "text", "text": "".join(texts)})
-    content += calls
-    stop = CHAT_TO_ANTHROPIC_STOP.get(finish or "", "tool_use" if calls else "end_turn")
-    return {
-        "id": _message_id(body.get("id")),
-        "type": "message",
-        "role": "assistant",
-        "model": model or body.get("model") or "",
-        "content": content,
-        "stop_reason": stop,
-        "stop_sequence": None,
-        "usage": usage_to_anthropic(usage_from_chat(body.get("usage"))),
-    }
-
-
-def _message_id(upstream_id: str | None) -> str:
-    if upstream_id and upstream_id.startswith("msg_"):
-        return upstream_id
-    return common.make_id("msg_")
-
-
-def messages_response_to_chat(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
-    texts, thinking, signature, calls = [], [], None, []
-    for b in body.get("content") or []:
-        kind = b.get("type")
-        if kind == "text":
-            texts.append(b.get("text", ""))
-        elif kind == "thinking":
-            thinking.append(b.get("thinking", ""))
-            signature = b.get("signature") or signature
-        elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": b.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": b.get("name", ""),
-                        "arguments": dumps(b.get("input") or {}),
-                    },
-                }
-            )
-    msg: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(texts) if texts or not calls else None,
-    }
-    if thinking:
-        msg["reasoning_content"] = "".join(thinking)
-        if signature:
-            msg["reasoning_signature"] = signature
-    if calls:
-        msg["tool_calls"] = calls
-    finish = ANTHROPIC_TO_CHAT_STOP.get(
-        body.get("stop_reason") or "", "tool_calls" if calls else "stop"
-    )
-    return {
-        "id": "chatcmpl-" + str(body.get("id") or common.make_id("")),
-        "object": "chat.completion",
-        "created": common.now(),
-        "model": model or body.get("model") or "",
-        "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}],
-        "usage": usage_to_chat(usage_from_anthropic(body.get("usage"))),
-    }
-
-
-# ---------------------------------------------------------------------------
-# streams: chat chunks -> Anthropic events
-
-
-class ChatToMessagesStream(FromChatStage):
-    """``chat.completion.chunk`` frames in, Anthropic Messages events out.
-
-    Upstream quirks are absorbed by :class:`ChatReader`. A new block starts
-    whenever the kind changes (thinking -> text -> tool_use) and for each tool
-    call. The message is finished at ``[DONE]``/``close()`` so that usage sent in
-    a trailing chunk is counted. Thinking signatures are never invented.
-    """
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.reader = ChatReader()
-        self.started = False
-        self.open_kind: str | None = None  # thinking / text / tool_use
-        self.open_index = -1
-        self.next_index = 0
-
-    def error(self, message: str) -> list[Frame]:
-        if self.done:
-            return []
-        self.done = True
-        return [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
-
-    # -- internals --
-    def _start(self, chunk: dict[str, Any]) -> list[Frame]:
-        if self.started:
-            return []
-        self.started = True
-        model = self.model_override or chunk.get("model") or ""
-        message = {
-            "id": self.ids("msg_"),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": self.reader.usage.input_tokens, "output_tokens": 0},
-        }
-        return [
-            ("message_start", {"type": "message_start", "message": message}),
-            ("ping", {"type": "ping"}),
-        ]
-
-    def _op(self, op: tuple[Any, ...]) -> list[Frame]:
-        kind = op[0]
-        if kind == "reasoning":
-            return self._block("thinking") + [
-                self._delta(self.open_index, {"type": "thinking_delta", "thinking": op[1]})
-            ]
-        if kind == "text":
-            return self._block("text") + [
-                self._delta(self.open_index, {"type": "text_delta", "text": op[1]})
-            ]
-        tool = op[1]
-        if kind == "tool":
-            block = {
-                "type": "tool_use",
-                "id": _tool_id(tool.id or self.ids("toolu_")),
-                "name": tool.name or "",
-                "input": {},
-            }
-            out = self._block("tool_use", block)
-            tool.slot = self.open_index
-            return out
-        # args; after a tool block was closed (interleaved upstream) its index is still used
-        return [self._delta(tool.slot, {"type": "input_json_delta", "partial_json": op[2]})]
-
-    def _block(self, kind: str, block: dict[str, Any] | None = None) -> list[Frame]:
-        if self.open_kind == kind and kind != "tool_use":
-            return []
-        out = self._close_block()
-        if block is None:
-            block = (
-                {"type": "thinking", "thinking": "", "signature": ""}
-                if kind == "thinking"
-                else {"type": "text", "text": ""}
-            )
-        self.open_kind, self.open_index = kind, self.next_index
-        self.next_index += 1
-        out.append(
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": self.open_index, "content_block": block},
-            )
-        )
-        return out
-
-    @staticmethod
-    def _delta(index: int, delta: dict[str, Any]) -> Frame:
-        return (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": index, "delta": delta},
-        )
-
-    def _close_block(self) -> list[Frame]:
-        if self.open_kind is None:
-            return []
-        self.open_kind = None
-        return [("content_block_stop", {"type": "content_block_stop", "index": self.open_index})]
-
-    def _finish(self) -> list[Frame]:
-        out = self._start({})
-        for op in self.reader.flush():
-            out += self._op(op)
-        out += self._close_block()
-        stop = CHAT_TO_ANTHROPIC_STOP.get(self.reader.final_finish(), "end_turn")
-        out.append(
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop, "stop_sequence": None},
-                    "usage": usage_to_anthropic(self.reader.usage),
-                },
-            )
-        )
-        out.append(("message_stop", {"type": "message_stop"}))
-        self.done = True
-        return out
-
-
-# ---------------------------------------------------------------------------
-# streams: Anthropic events -> chat chunks
-
-
-class MessagesToChatStream(Stage):
-    """Anthropic Messages events in, ``chat.completion.chunk`` frames out
-    (role first, tool calls by index, finish_reason, a usage chunk, ``[DONE]``)."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.id = ""
-        self.created = 0
-        self.model = self.model_override or ""
-        self.usage = Usage()
-        self.started = False
-        self.finished = False
-        self.tool_of_block: dict[int, int] = {}
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Frame:
-        return (
-            None,
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            },
-        )
-
-    def _begin(self) -> list[Frame]:
-        if self.started:
-            return []
-        self.started = True
-        self.id = self.id or self.ids("chatcmpl-")
-        self.created = self.clock()
-        return [self._chunk({"role": "assistant", "content": ""})]
-
-    def feed(self, event: str | None, data: Any) -> list[Frame]:
-        if self.done or not isinstance(data, dict):
-            return []
-        kind = data.get("type") or event
-        if kind == "error":
-            return self.error(error_message(data))
-        if kind == "message_start":
-            msg = data.get("message") or {}
-            self.model = self.model_override or msg.get("model") or self.model
-            usage_from_anthropic(msg.get("usage"), self.usage)
-            return self._begin()
-        out = self._begin()
-        if kind == "content_block_start":
-            out += self._block_start(int(data.get("index") or 0), data.get("content_block") or {})
-        elif kind == "content_block_delta":
-            out += self._block_delta(int(data.get("index") or 0), data.get("delta") or {})
-        elif kind == "message_delta":
-            usage_from_anthropic(data.get("usage"), self.usage)
-            stop = (data.get("delta") or {}).get("stop_reason")
-            if stop and not self.finished:
-                self.finished = True
-                out.append(self._chunk({}, ANTHROPIC_TO_CHAT_STOP.get(stop, "stop")))
-        elif kind == "message_stop":
-            out += self._end()
-        return out
-
-    def _block_start(self, index: int, block: dict[str, Any]) -> list[Frame]:
-        kind = block.get("type")
-        if kind in ("tool_use", "server_tool_use"):
-            n = self.tool_of_block[index] = len(self.tool_of_block)
-            args = dumps(block["input"]) if block.get("input") else ""
-            return [
-                self._chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": n,
-                                "id": block.get("id"),
-                                "type": "function",
-                                "function": {"name": block.get("name", ""), "arguments": args},
-                            }
-                        ]
-                    }
-                )
-            ]
-        if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning_content": block["thinking"]})]
-        return []
-
-    def _block_delta(self, index: int, delta: dict[str, Any]) -> list[Frame]:
-        kind = delta.get("type")
-        if not any(delta.get(k) for k in ("text", "thinking", "partial_json")):
-            return []  # empty fragments (e.g. Anthropic's first "" partial_json) say nothing
-        if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
-        if kind == "thinking_delta":
-            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
-        if kind == "input_json_delta" and index in self.tool_of_block:
-            return [
-                self._chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": self.tool_of_block[index],
-                                "function": {"arguments": delta.get("partial_json", "")},
-                            }
-                        ]
-                    }
-                )
-            ]
-        return []
-
-    def _end(self) -> list[Frame]:
-        out = self._begin()
-        if not self.finished:
-            self.finished = True
-            out.append(self._chunk({}, "tool_calls" if self.tool_of_block else "stop"))
-        out += chat_stream_tail(self.id, self.created, self.model, self.usage)
-        self.done = True
-        return out
-
-    def close(self) -> list[Frame]:
-        return [] if self.done else self._end()
-
-    def error(self, message: str) -> list[Frame]:
-        if self.done:
-            return []
-        self.done = True
-        return [(None, chat_error(message))]
-
-
-def usage_of_messages(body: dict[str, Any]) -> Usage:
-    return usage_from_anthropic(body.get("usage"))
