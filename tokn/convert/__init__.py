@@ -31,6 +31,7 @@ from .common import (
 from .responses import request as r_req
 from .responses import response as r_resp
 from .responses import stream as r_stream
+from .validate import check_request
 
 __all__ = [
     "FORMATS",
@@ -79,10 +80,15 @@ def _check(*fmts: str) -> None:
 
 
 def convert_request(src: str, dst: str, body: Body) -> Body:
-    """A request body in client format ``src`` as upstream format ``dst``."""
+    """A request body in client format ``src`` as upstream format ``dst``.
+
+    Raises :class:`~tokn.errors.ConversionError` for a body that does not have
+    the shape of a ``src`` request (see :mod:`tokn.convert.validate`).
+    """
     _check(src, dst)
     if src == dst:
         return body
+    check_request(src, body)
     chat = body if src == "chat" else _REQ_TO_CHAT[src](body)
     return chat if dst == "chat" else _REQ_FROM_CHAT[dst](chat)
 

@@ -39,7 +39,7 @@ class ChatNormalizeStream(Stage):
         for choice in data["choices"]:
             delta = dict(choice.get("delta") or {})
             if delta.get("tool_calls"):
-                delta["tool_calls"] = [self._renumber(choice.get("index", 0), tc)
+                delta["tool_calls"] = [self._renumber(choice.get("index") or 0, tc)
                                        for tc in delta["tool_calls"]]
             finish = choice.get("finish_reason")
             if finish:
@@ -59,7 +59,7 @@ class ChatNormalizeStream(Stage):
         return [(None, chat_error(message))]
 
     def _renumber(self, choice: int, call: dict[str, Any]) -> dict[str, Any]:
-        key = (choice, call.get("index", 0))
+        key = (choice, call.get("index") or 0)
         new_id = call.get("id")
         if key not in self._index or (new_id and self._ids.get(key) not in (None, new_id)):
             self._index[key] = len(self._index)
@@ -79,19 +79,19 @@ class ChatNormalizeStream(Stage):
 def completion_to_chunks(resp: dict[str, Any]) -> list[dict[str, Any]]:
     """A whole ``chat.completion`` as the chunks a stream of it would carry:
     role and content, reasoning, tool calls by index, finish, then usage."""
-    base = {"id": resp.get("id", "chatcmpl-tokn"), "object": "chat.completion.chunk",
-            "created": resp.get("created", 0), "model": resp.get("model")}
+    base = {"id": resp.get("id") or "chatcmpl-tokn", "object": "chat.completion.chunk",
+            "created": resp.get("created") or 0, "model": resp.get("model")}
     out: list[dict[str, Any]] = []
     for choice in resp.get("choices") or []:
         message = choice.get("message") or {}
-        delta: dict[str, Any] = {"role": message.get("role", "assistant")}
+        delta: dict[str, Any] = {"role": message.get("role") or "assistant"}
         for key in ("content", "reasoning_content", "refusal"):
             if message.get(key):
                 delta[key] = message[key]
         if message.get("tool_calls"):
             delta["tool_calls"] = [{**call, "index": i}
                                    for i, call in enumerate(message["tool_calls"])]
-        index = choice.get("index", 0)
+        index = choice.get("index") or 0
         out.append({**base, "choices": [{"index": index, "delta": delta,
                                          "finish_reason": None}]})
         out.append({**base, "choices": [{"index": index, "delta": {},

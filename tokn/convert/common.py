@@ -206,7 +206,7 @@ def text_of(content: Any, sep: str = "") -> str:
         return content
     if isinstance(content, list):
         return sep.join(
-            p.get("text", "")
+            p.get("text") or ""
             for p in content
             if isinstance(p, dict) and isinstance(p.get("text"), str)
         )

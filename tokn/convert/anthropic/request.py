@@ -52,7 +52,7 @@ def _image_to_chat(block: dict[str, Any]) -> dict[str, Any] | None:
     if src.get("type") == "base64":
         url = f"data:{src.get('media_type', 'image/png')};base64,{src.get('data', '')}"
     elif src.get("type") == "url":
-        url = src.get("url", "")
+        url = src.get("url") or ""
     else:
         return None
     return {"type": "image_url", "image_url": {"url": url}}
@@ -61,13 +61,13 @@ def _image_to_chat(block: dict[str, Any]) -> dict[str, Any] | None:
 def _document_to_chat(block: dict[str, Any]) -> dict[str, Any] | None:
     src = block.get("source") or {}
     if src.get("type") == "text":
-        return {"type": "text", "text": src.get("data", "")}
+        return {"type": "text", "text": src.get("data") or ""}
     if src.get("type") == "base64":
         name = block.get("title") or "document.pdf"
         url = f"data:{src.get('media_type', 'application/pdf')};base64,{src.get('data', '')}"
         return {"type": "file", "file": {"filename": name, "file_data": url}}
     if src.get("type") == "url":
-        return {"type": "text", "text": src.get("url", "")}
+        return {"type": "text", "text": src.get("url") or ""}
     return None
 
 
@@ -76,7 +76,7 @@ def _user_parts_to_chat(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for b in blocks:
         kind = b.get("type")
         if kind == "text":
-            parts.append({"type": "text", "text": b.get("text", "")})
+            parts.append({"type": "text", "text": b.get("text") or ""})
         elif kind == "image":
             part = _image_to_chat(b)
             if part:
@@ -107,7 +107,7 @@ def _tool_result_to_chat(block: dict[str, Any]) -> tuple[dict[str, Any], list[di
         texts = []
         for part in content:
             if part.get("type") == "text":
-                texts.append(part.get("text", ""))
+                texts.append(part.get("text") or "")
             elif part.get("type") == "image":
                 img = _image_to_chat(part)
                 if img:
@@ -117,7 +117,7 @@ def _tool_result_to_chat(block: dict[str, Any]) -> tuple[dict[str, Any], list[di
         text = content if isinstance(content, str) else ""
     if block.get("is_error"):
         text = "Error: " + text  # chat has no error flag: say it in the text
-    return {"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text}, images
+    return {"role": "tool", "tool_call_id": block.get("tool_use_id") or "", "content": text}, images
 
 
 def _assistant_to_chat(blocks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,17 +125,17 @@ def _assistant_to_chat(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     for b in blocks:
         kind = b.get("type")
         if kind == "text":
-            texts.append(b.get("text", ""))
+            texts.append(b.get("text") or "")
         elif kind == "thinking":
-            thinking.append(b.get("thinking", ""))
+            thinking.append(b.get("thinking") or "")
             signature = b.get("signature") or signature
         elif kind in ("tool_use", "server_tool_use"):
             calls.append(
                 {
-                    "id": b.get("id", ""),
+                    "id": b.get("id") or "",
                     "type": "function",
                     "function": {
-                        "name": b.get("name", ""),
+                        "name": b.get("name") or "",
                         "arguments": dumps(b.get("input") or {}),
                     },
                 }
@@ -258,10 +258,10 @@ def _chat_part_to_block(part: Any) -> dict[str, Any] | None:
         return {"type": "text", "text": part}
     kind = part.get("type")
     if kind in ("text", "input_text", "output_text"):
-        return {"type": "text", "text": part.get("text", "")}
+        return {"type": "text", "text": part.get("text") or ""}
     if kind == "image_url":
         url = part.get("image_url")
-        url = url.get("url", "") if isinstance(url, dict) else (url or "")
+        url = (url.get("url") or "") if isinstance(url, dict) else (url or "")
         data = parse_data_url(url)
         if data:
             return {
@@ -270,14 +270,14 @@ def _chat_part_to_block(part: Any) -> dict[str, Any] | None:
             }
         return {"type": "image", "source": {"type": "url", "url": url}}
     if kind == "file":
-        data = parse_data_url((part.get("file") or {}).get("file_data", ""))
+        data = parse_data_url((part.get("file") or {}).get("file_data") or "")
         if data:
             return {
                 "type": "document",
                 "source": {"type": "base64", "media_type": data[0], "data": data[1]},
             }
     if kind == "refusal":
-        return {"type": "text", "text": part.get("refusal", "")}
+        return {"type": "text", "text": part.get("refusal") or ""}
     return None
 
 
@@ -304,7 +304,7 @@ def _chat_assistant_to_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "type": "tool_use",
                 "id": anthropic_tool_id(call.get("id")),
-                "name": fn.get("name", ""),
+                "name": fn.get("name") or "",
                 "input": parse_args(fn.get("arguments")),
             }
         )

@@ -43,7 +43,7 @@ def chat_response_to_messages(body: dict[str, Any], *, model: str | None = None)
                 {
                     "type": "tool_use",
                     "id": anthropic_tool_id(call.get("id") or common.make_id("toolu_")),
-                    "name": fn.get("name", ""),
+                    "name": fn.get("name") or "",
                     "input": parse_args(fn.get("arguments")),
                 }
             )
@@ -80,9 +80,9 @@ def messages_response_to_chat(body: dict[str, Any], *, model: str | None = None)
     for b in body.get("content") or []:
         kind = b.get("type")
         if kind == "text":
-            texts.append(b.get("text", ""))
+            texts.append(b.get("text") or "")
         elif kind == "thinking":
-            thinking.append(b.get("thinking", ""))
+            thinking.append(b.get("thinking") or "")
             signature = b.get("signature") or signature
         elif kind == "tool_use":
             calls.append(
@@ -90,7 +90,7 @@ def messages_response_to_chat(body: dict[str, Any], *, model: str | None = None)
                     "id": b.get("id"),
                     "type": "function",
                     "function": {
-                        "name": b.get("name", ""),
+                        "name": b.get("name") or "",
                         "arguments": dumps(b.get("input") or {}),
                     },
                 }

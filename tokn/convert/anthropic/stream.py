@@ -226,7 +226,7 @@ class MessagesToChatStream(Stage):
                                 "index": n,
                                 "id": block.get("id"),
                                 "type": "function",
-                                "function": {"name": block.get("name", ""), "arguments": args},
+                                "function": {"name": block.get("name") or "", "arguments": args},
                             }
                         ]
                     }
@@ -243,9 +243,9 @@ class MessagesToChatStream(Stage):
         if not any(delta.get(k) for k in ("text", "thinking", "partial_json")):
             return []  # empty fragments (e.g. Anthropic's first "" partial_json) say nothing
         if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text", "")})]
+            return [self._chunk({"content": delta.get("text") or ""})]
         if kind == "thinking_delta":
-            return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
+            return [self._chunk({"reasoning_content": delta.get("thinking") or ""})]
         if kind == "input_json_delta" and index in self.tool_of_block:
             return [
                 self._chunk(
@@ -253,7 +253,7 @@ class MessagesToChatStream(Stage):
                         "tool_calls": [
                             {
                                 "index": self.tool_of_block[index],
-                                "function": {"arguments": delta.get("partial_json", "")},
+                                "function": {"arguments": delta.get("partial_json") or ""},
                             }
                         ]
                     }

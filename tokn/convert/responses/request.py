@@ -18,9 +18,9 @@ def _part_to_chat(part: Any) -> dict[str, Any] | None:
         return {"type": "text", "text": part}
     kind = part.get("type")
     if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
-        return {"type": "text", "text": part.get("text", "")}
+        return {"type": "text", "text": part.get("text") or ""}
     if kind == "refusal":
-        return {"type": "text", "text": part.get("refusal", "")}
+        return {"type": "text", "text": part.get("refusal") or ""}
     if kind == "input_image" and part.get("image_url"):
         image = drop_none({"url": part["image_url"], "detail": part.get("detail")})
         return {"type": "image_url", "image_url": image}
@@ -64,7 +64,7 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
             continue
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
-            role = item.get("role", "user")
+            role = item.get("role") or "user"
             if role == "assistant":
                 text = _content_to_chat(item.get("content"))
                 msg = assistant(fresh=True)
@@ -81,7 +81,7 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
                     "id": item.get("call_id") or item.get("id"),
                     "type": "function",
                     "function": {
-                        "name": item.get("name", ""),
+                        "name": item.get("name") or "",
                         "arguments": item.get("arguments") or "",
                     },
                 }
@@ -90,7 +90,7 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "role": "tool",
-                    "tool_call_id": item.get("call_id", ""),
+                    "tool_call_id": item.get("call_id") or "",
                     "content": _output_to_text(item.get("output")),
                 }
             )
@@ -119,7 +119,7 @@ def _format_to_chat(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
     if kind == "json_schema":
         schema = drop_none(
             {
-                "name": fmt.get("name", "response"),
+                "name": fmt.get("name") or "response",
                 "schema": fmt.get("schema"),  # type: ignore[union-attr]
                 "strict": fmt.get("strict"),
                 "description": fmt.get("description"),
@@ -180,12 +180,12 @@ def _part_to_responses(part: Any, role: str) -> dict[str, Any] | None:
     if kind in ("text", "input_text", "output_text"):
         return {
             "type": "output_text" if role == "assistant" else "input_text",
-            "text": part.get("text", ""),
+            "text": part.get("text") or "",
         }
     if kind == "image_url":
         url = part.get("image_url")
         url, detail = (
-            (url.get("url", ""), url.get("detail")) if isinstance(url, dict) else (url, None)
+            (url.get("url") or "", url.get("detail")) if isinstance(url, dict) else (url, None)
         )
         return {"type": "input_image", "image_url": url, "detail": detail or "auto"}
     if kind == "file":
@@ -225,8 +225,8 @@ def _chat_messages_to_input(
                 items.append(
                     {
                         "type": "function_call",
-                        "call_id": call.get("id", ""),
-                        "name": fn.get("name", ""),
+                        "call_id": call.get("id") or "",
+                        "name": fn.get("name") or "",
                         "arguments": fn.get("arguments") or "",
                     }
                 )
@@ -234,7 +234,7 @@ def _chat_messages_to_input(
             items.append(
                 {
                     "type": "function_call_output",
-                    "call_id": m.get("tool_call_id", ""),
+                    "call_id": m.get("tool_call_id") or "",
                     "output": text_of(m.get("content"), "\n"),
                 }
             )
@@ -285,7 +285,7 @@ def chat_request_to_responses(body: dict[str, Any]) -> dict[str, Any]:
             "format": drop_none(
                 {
                     "type": "json_schema",
-                    "name": js.get("name", "response"),
+                    "name": js.get("name") or "response",
                     "schema": js.get("schema"),
                     "strict": js.get("strict"),
                     "description": js.get("description"),

@@ -35,7 +35,7 @@ def responses_response_to_chat(body: dict[str, Any], *, model: str | None = None
         if kind == "message":
             for part in item.get("content") or []:
                 if part.get("type") == "output_text":
-                    texts.append(part.get("text", ""))
+                    texts.append(part.get("text") or "")
                 elif part.get("type") == "refusal":
                     refusal = part.get("refusal")
         elif kind == "reasoning":
@@ -48,7 +48,7 @@ def responses_response_to_chat(body: dict[str, Any], *, model: str | None = None
                     "id": item.get("call_id") or item.get("id"),
                     "type": "function",
                     "function": {
-                        "name": item.get("name", ""),
+                        "name": item.get("name") or "",
                         "arguments": item.get("arguments") or "",
                     },
                 }
@@ -165,7 +165,7 @@ def chat_response_to_responses(body: dict[str, Any], *, model: str | None = None
                 call_item(
                     common.make_id("fc_"),
                     call.get("id") or common.make_id("call_"),
-                    fn.get("name", ""),
+                    fn.get("name") or "",
                     fn.get("arguments") or "",
                 )
             )

@@ -289,9 +289,9 @@ class ResponsesToChatStream(Stage):
             return self.error(error_message(data))
         out = self._begin(data.get("response") if kind == "response.created" else None)
         if kind in ("response.output_text.delta", "response.refusal.delta"):
-            out.append(self._chunk({"content": data.get("delta", "")}))
+            out.append(self._chunk({"content": data.get("delta") or ""}))
         elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-            out.append(self._chunk({"reasoning_content": data.get("delta", "")}))
+            out.append(self._chunk({"reasoning_content": data.get("delta") or ""}))
         elif (
             kind == "response.output_item.added"
             and (data.get("item") or {}).get("type") == "function_call"
@@ -303,11 +303,11 @@ class ResponsesToChatStream(Stage):
                 "index": n,
                 "id": item.get("call_id") or item.get("id"),
                 "type": "function",
-                "function": {"name": item.get("name", ""), "arguments": ""},
+                "function": {"name": item.get("name") or "", "arguments": ""},
             }
             out.append(self._chunk({"tool_calls": [call]}))
         elif kind == "response.function_call_arguments.delta":
-            out += self._args(int(data.get("output_index") or 0), data.get("delta", ""))
+            out += self._args(int(data.get("output_index") or 0), data.get("delta") or "")
         elif (
             kind == "response.output_item.done"
             and (data.get("item") or {}).get("type") == "function_call"
