@@ -19,7 +19,15 @@ from typing import Any
 import httpx
 
 from tokn.config import Config
-from tokn.convert import convert_request, convert_response, extract_usage, stream_converter
+from tokn.convert import (
+    NO_HINTS,
+    Hints,
+    convert_request,
+    convert_response,
+    extract_usage,
+    response_hints,
+    stream_converter,
+)
 from tokn.convert.chat import completion_to_chunks
 from tokn.convert.tokens import count_tokens
 from tokn.errors import ConversionError, ToknError, error_body
@@ -189,7 +197,8 @@ class Pipeline:
         row = self._row(inbound, cand, target)
         # A ConversionError (the client's malformed body) goes up to handle() as a
         # 400; anything else a converter raises is a bug: a logged 500.
-        body = dict(convert_request(inbound.fmt, target, inbound.body)
+        body = dict(convert_request(inbound.fmt, target, inbound.body,
+                                    dialect=provider.dialect(target, cand.upstream_model))
                     if inbound.fmt in CONVERTIBLE else inbound.body)
         body["model"] = cand.upstream_model
         if target == "chat" and inbound.stream:
@@ -227,7 +236,8 @@ class Pipeline:
             return self._json_as_stream(inbound, cand, up, data, row, started)
         usage = extract_usage(up.fmt, data) if up.fmt in CONVERTIBLE else None
         if inbound.fmt in CONVERTIBLE and up.fmt != inbound.fmt:
-            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"))
+            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"),
+                                    hints=self._hints(inbound, cand, up))
             out = json.dumps(data).encode()
         else:
             out = raw
@@ -290,7 +300,8 @@ class Pipeline:
                       row: dict[str, Any], started: float) -> Reply:
         conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"),
                                 normalize=cand.provider.chat_stream_quirks,
-                                include_usage=inbound.wants_usage)
+                                include_usage=inbound.wants_usage,
+                                hints=self._hints(inbound, cand, up))
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
@@ -327,9 +338,10 @@ class Pipeline:
                         row: dict[str, Any], started: float) -> Reply:
         """The client asked to stream but the upstream answered one JSON body:
         replay it as the stream the client expects."""
-        chat = convert_response(up.fmt, "chat", data) if up.fmt != "chat" else data
+        hints = self._hints(inbound, cand, up)
+        chat = convert_response(up.fmt, "chat", data, hints=hints) if up.fmt != "chat" else data
         conv = stream_converter("chat", inbound.fmt, model=inbound.body.get("model"),
-                                include_usage=inbound.wants_usage)
+                                include_usage=inbound.wants_usage, hints=hints)
         sse = b"".join(encode_event(c) for c in completion_to_chunks(chat))
         out = conv.feed(sse + b"data: [DONE]\n\n") + conv.close()
         self._record(row, started, status=up.status, usage=extract_usage(up.fmt, data),
@@ -342,6 +354,14 @@ class Pipeline:
         return Reply(up.status, stream=once(), headers={**self._headers(cand),
                                                         "cache-control": "no-cache"},
                      media_type="text/event-stream")
+
+    @staticmethod
+    def _hints(inbound: Inbound, cand: Candidate, up: Any) -> Hints:
+        """What converting this upstream's answer back to the client needs to know."""
+        if inbound.fmt not in CONVERTIBLE or up.fmt not in CONVERTIBLE:
+            return NO_HINTS
+        return response_hints(inbound.fmt, inbound.body, up.fmt,
+                              cand.provider.dialect(up.fmt, cand.upstream_model))
 
     # --- bookkeeping ---------------------------------------------------------------
     @staticmethod

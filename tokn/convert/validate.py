@@ -281,7 +281,8 @@ def responses_request(body: Body) -> None:
                        "reasoning": ("object",), "user": ("string",),
                        "safety_identifier": ("string",), "prompt_cache_key": ("string",)})
     if isinstance(body.get("tool_choice"), dict):
-        _fields(body["tool_choice"], "tool_choice.", {"type": ("string",), "name": ("string",)})
+        _fields(body["tool_choice"], "tool_choice.", {"type": ("string",), "name": ("string",),
+                                                      "namespace": ("string",)})
     if isinstance(body.get("reasoning"), dict):
         _fields(body["reasoning"], "reasoning.", {"effort": ("string",)})
     text = body.get("text")

@@ -7,19 +7,21 @@ from typing import Any
 from ..common import (
     ANTHROPIC_TO_CHAT_STOP,
     CHAT_TO_ANTHROPIC_STOP,
+    Usage,
+    dumps,
+    usage_from_anthropic,
+    usage_to_anthropic,
+)
+from ..stage import (
     ChatReader,
     Frame,
     FromChatStage,
     Stage,
-    Usage,
     chat_error,
     chat_stream_tail,
-    dumps,
     error_message,
-    usage_from_anthropic,
-    usage_to_anthropic,
 )
-from .request import anthropic_tool_id
+from .request import REASONING_FORMAT, anthropic_tool_id
 
 # ---------------------------------------------------------------------------
 # streams: chat chunks -> Anthropic events
@@ -75,6 +77,14 @@ class ChatToMessagesStream(FromChatStage):
             return self._block("thinking") + [
                 self._delta(self.open_index, {"type": "thinking_delta", "thinking": op[1]})
             ]
+        if kind == "signature":  # the upstream's own (a Claude model behind chat)
+            out = self._block("thinking")
+            self.open_kind = "signed"  # a thinking block ends with its signature
+            return out + [self._delta(self.open_index,
+                                      {"type": "signature_delta", "signature": op[1]})]
+        if kind == "redacted":
+            out = self._block("redacted", {"type": "redacted_thinking", "data": op[1]})
+            return out + self._close_block()
         if kind == "text":
             return self._block("text") + [
                 self._delta(self.open_index, {"type": "text_delta", "text": op[1]})
@@ -131,7 +141,10 @@ class ChatToMessagesStream(FromChatStage):
         for op in self.reader.flush():
             out += self._op(op)
         out += self._close_block()
-        stop = CHAT_TO_ANTHROPIC_STOP.get(self.reader.final_finish(), "end_turn")
+        finish = self.reader.final_finish()
+        if self.reader.refused and finish == "stop":
+            finish = "content_filter"  # OpenAI's refusal is Anthropic's "refusal"
+        stop = CHAT_TO_ANTHROPIC_STOP.get(finish, "end_turn")
         out.append(
             (
                 "message_delta",
@@ -153,7 +166,15 @@ class ChatToMessagesStream(FromChatStage):
 
 class MessagesToChatStream(Stage):
     """Anthropic Messages events in, ``chat.completion.chunk`` frames out
-    (role first, tool calls by index, finish_reason, a usage chunk, ``[DONE]``)."""
+    (role first, tool calls by index, finish_reason, a usage chunk, ``[DONE]``).
+
+    Thinking streams as ``reasoning_content``; each signed or redacted thinking
+    block is repeated whole in ``reasoning_details`` (OpenRouter's shape, with
+    its ``index``) when it ends, so a chat client can send the blocks back.
+    With ``hints.json_tool`` the call of that tool is the answer: its arguments
+    stream as ``content``, and text around it is held back (and sent at the
+    end only if the tool was never called).
+    """
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -164,20 +185,15 @@ class MessagesToChatStream(Stage):
         self.started = False
         self.finished = False
         self.tool_of_block: dict[int, int] = {}
+        self.thinking: dict[int, dict[str, str]] = {}  # block index -> text, signature
+        self.details = 0  # reasoning_details sent
+        self.answer_block: int | None = None  # the json tool's block
+        self.held: list[str] = []  # text held back in json-tool mode
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Frame:
-        return (
-            None,
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [
-                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-                ],
-            },
-        )
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return (None, {"id": self.id, "object": "chat.completion.chunk",
+                       "created": self.created, "model": self.model, "choices": [choice]})
 
     def _begin(self) -> list[Frame]:
         if self.started:
@@ -199,73 +215,99 @@ class MessagesToChatStream(Stage):
             usage_from_anthropic(msg.get("usage"), self.usage)
             return self._begin()
         out = self._begin()
+        index = data.get("index") if isinstance(data.get("index"), int) else 0
         if kind == "content_block_start":
-            out += self._block_start(int(data.get("index") or 0), data.get("content_block") or {})
+            out += self._block_start(index, data.get("content_block") or {})
         elif kind == "content_block_delta":
-            out += self._block_delta(int(data.get("index") or 0), data.get("delta") or {})
+            out += self._block_delta(index, data.get("delta") or {})
+        elif kind == "content_block_stop":
+            out += self._block_stop(index)
         elif kind == "message_delta":
             usage_from_anthropic(data.get("usage"), self.usage)
             stop = (data.get("delta") or {}).get("stop_reason")
             if stop and not self.finished:
-                self.finished = True
-                out.append(self._chunk({}, ANTHROPIC_TO_CHAT_STOP.get(stop, "stop")))
+                out += self._finish(stop)
         elif kind == "message_stop":
             out += self._end()
         return out
 
+    def _text(self, text: str) -> list[Frame]:
+        if self.hints.json_tool and self.answer_block is None:
+            self.held.append(text)
+            return []
+        if self.answer_block is not None:
+            return []  # the answer is the tool's input, not the words around it
+        return [self._chunk({"content": text})]
+
+    def _detail(self, detail: dict[str, Any]) -> Frame:
+        detail = {"index": self.details, **detail, "format": REASONING_FORMAT}
+        self.details += 1
+        return self._chunk({"reasoning_details": [detail]})
+
     def _block_start(self, index: int, block: dict[str, Any]) -> list[Frame]:
         kind = block.get("type")
-        if kind in ("tool_use", "server_tool_use"):
+        answer = self.hints.json_tool
+        if kind == "tool_use" and answer and block.get("name") == answer:
+            self.answer_block, self.held = index, []
+            return [self._chunk({"content": dumps(block["input"])})] if block.get("input") else []
+        if kind == "tool_use":
             n = self.tool_of_block[index] = len(self.tool_of_block)
             args = dumps(block["input"]) if block.get("input") else ""
-            return [
-                self._chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": n,
-                                "id": block.get("id"),
-                                "type": "function",
-                                "function": {"name": block.get("name") or "", "arguments": args},
-                            }
-                        ]
-                    }
-                )
-            ]
+            call = {"index": n, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name") or "", "arguments": args}}
+            return [self._chunk({"tool_calls": [call]})]
         if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning_content": block["thinking"]})]
+            return self._text(block["text"])
+        if kind == "thinking":
+            self.thinking[index] = {"text": block.get("thinking") or "",
+                                    "signature": block.get("signature") or ""}
+            if block.get("thinking"):
+                return [self._chunk({"reasoning_content": block["thinking"]})]
+        if kind == "redacted_thinking":
+            return [self._detail({"type": "reasoning.encrypted", "data": block.get("data") or ""})]
         return []
 
     def _block_delta(self, index: int, delta: dict[str, Any]) -> list[Frame]:
         kind = delta.get("type")
+        if kind == "signature_delta" and index in self.thinking:
+            self.thinking[index]["signature"] += delta.get("signature") or ""
+            return []
         if not any(delta.get(k) for k in ("text", "thinking", "partial_json")):
             return []  # empty fragments (e.g. Anthropic's first "" partial_json) say nothing
         if kind == "text_delta":
-            return [self._chunk({"content": delta.get("text") or ""})]
+            return self._text(delta.get("text") or "")
         if kind == "thinking_delta":
+            if index in self.thinking:
+                self.thinking[index]["text"] += delta.get("thinking") or ""
             return [self._chunk({"reasoning_content": delta.get("thinking") or ""})]
+        if kind == "input_json_delta" and index == self.answer_block:
+            return [self._chunk({"content": delta.get("partial_json") or ""})]
         if kind == "input_json_delta" and index in self.tool_of_block:
-            return [
-                self._chunk(
-                    {
-                        "tool_calls": [
-                            {
-                                "index": self.tool_of_block[index],
-                                "function": {"arguments": delta.get("partial_json") or ""},
-                            }
-                        ]
-                    }
-                )
-            ]
+            call = {"index": self.tool_of_block[index],
+                    "function": {"arguments": delta.get("partial_json") or ""}}
+            return [self._chunk({"tool_calls": [call]})]
         return []
+
+    def _block_stop(self, index: int) -> list[Frame]:
+        block = self.thinking.pop(index, None)
+        if not block or not block["signature"]:
+            return []
+        return [self._detail({"type": "reasoning.text", "text": block["text"],
+                              "signature": block["signature"]})]
+
+    def _finish(self, stop: str | None) -> list[Frame]:
+        self.finished = True
+        out = [self._chunk({"content": "".join(self.held)})] if self.held else []
+        self.held = []
+        if stop == "tool_use" and self.answer_block is not None and not self.tool_of_block:
+            stop = "end_turn"
+        default = "tool_calls" if self.tool_of_block else "stop"
+        return out + [self._chunk({}, ANTHROPIC_TO_CHAT_STOP.get(stop or "", default))]
 
     def _end(self) -> list[Frame]:
         out = self._begin()
         if not self.finished:
-            self.finished = True
-            out.append(self._chunk({}, "tool_calls" if self.tool_of_block else "stop"))
+            out += self._finish(None)
         out += chat_stream_tail(self.id, self.created, self.model, self.usage)
         self.done = True
         return out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..common import (
-    drop_none,
-    text_of,
-)
+from ..chat import tidy_assistant
+from ..common import drop_none, dumps, text_of
+from ..context import PLAIN, Dialect
+from ..tools import flat_name, note_dropped, responses_tools_to_chat
 
 # ---------------------------------------------------------------------------
 # requests: responses -> chat
@@ -45,6 +45,14 @@ def _output_to_text(output: Any) -> str:
     return text_of(output, "\n") if isinstance(output, list) else str(output or "")
 
 
+def _instructions(value: Any) -> str:
+    """``instructions``: a string, or input items whose text is joined."""
+    if isinstance(value, str):
+        return value
+    return "\n\n".join(text_of(_content_to_chat(i.get("content")) if isinstance(i, dict)
+                                 else i) for i in value)
+
+
 def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     reasoning: list[str] = []  # reasoning items precede the assistant output they belong to
@@ -58,8 +66,19 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
             reasoning.clear()
         return msg
 
+    def flush() -> None:  # reasoning with no output after it is a turn of its own
+        if reasoning:
+            assistant(fresh=True)
+
+    def call(call_id: Any, name: str, arguments: str) -> None:
+        msg = assistant(fresh=False)
+        msg.setdefault("tool_calls", []).append(
+            {"id": call_id, "type": "function",
+             "function": {"name": name, "arguments": arguments}})
+
     for item in items:
         if isinstance(item, str):
+            flush()
             out.append({"role": "user", "content": item})
             continue
         kind = item.get("type") or ("message" if "role" in item else None)
@@ -70,51 +89,37 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
                 msg = assistant(fresh=True)
                 msg["content"] = text if isinstance(text, str) else text_of(text)
             else:
+                flush()
                 out.append({"role": role, "content": _content_to_chat(item.get("content"))})
         elif kind == "reasoning":
             parts = (item.get("summary") or []) + (item.get("content") or [])
             reasoning.append(text_of(parts, "\n"))
         elif kind == "function_call":
-            msg = assistant(fresh=False)
-            msg.setdefault("tool_calls", []).append(
-                {
-                    "id": item.get("call_id") or item.get("id"),
-                    "type": "function",
-                    "function": {
-                        "name": item.get("name") or "",
-                        "arguments": item.get("arguments") or "",
-                    },
-                }
-            )
-        elif kind == "function_call_output":
-            out.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": item.get("call_id") or "",
-                    "content": _output_to_text(item.get("output")),
-                }
-            )
-    return out
+            name = item.get("name") or ""
+            if item.get("namespace"):
+                name = flat_name(item["namespace"], name)
+            call(item.get("call_id") or item.get("id"), name, item.get("arguments") or "")
+        elif kind == "custom_tool_call":
+            call(item.get("call_id") or item.get("id"), item.get("name") or "",
+                 dumps({"input": item.get("input") or ""}))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            flush()
+            out.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
+                        "content": _output_to_text(item.get("output"))})
+    flush()
+    return tidy_assistant(out)
 
 
-def _tools_to_chat(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for t in tools:
-        if t.get("type") != "function":
-            continue  # built-in tools have no chat equivalent
-        fn = drop_none(
-            {
-                "name": t.get("name"),
-                "description": t.get("description"),
-                "parameters": t.get("parameters") or {"type": "object", "properties": {}},
-                "strict": t.get("strict"),
-            }
-        )
-        out.append({"type": "function", "function": fn})
-    return out
+def _tool_choice_to_chat(tc: Any) -> Any:
+    if tc in ("auto", "required", "none"):
+        return tc
+    if isinstance(tc, dict) and tc.get("type") in ("function", "custom") and tc.get("name"):
+        name = flat_name(tc["namespace"], tc["name"]) if tc.get("namespace") else tc["name"]
+        return {"type": "function", "function": {"name": name}}
+    return None
 
 
-def _format_to_chat(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
+def format_to_chat(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
     kind = (fmt or {}).get("type")
     if kind == "json_schema":
         schema = drop_none(
@@ -134,7 +139,7 @@ def _format_to_chat(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
 def responses_request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if body.get("instructions"):
-        messages.append({"role": "system", "content": body["instructions"]})
+        messages.append({"role": "system", "content": _instructions(body["instructions"])})
     inp = body.get("input")
     if isinstance(inp, str):
         messages.append({"role": "user", "content": inp})
@@ -143,23 +148,25 @@ def responses_request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
     if body.get("max_output_tokens") is not None:
         out["max_tokens"] = body["max_output_tokens"]
-    for key in ("temperature", "top_p", "parallel_tool_calls"):
+    for key in ("temperature", "top_p", "parallel_tool_calls", "prompt_cache_key"):
         if body.get(key) is not None:
             out[key] = body[key]
-    tools = _tools_to_chat(body.get("tools") or [])
+    tools, _, dropped = responses_tools_to_chat(body.get("tools") or [])
+    note_dropped("responses", dropped)
     if tools:
         out["tools"] = tools
-        tc = body.get("tool_choice")
-        if tc in ("auto", "required", "none"):
-            out["tool_choice"] = tc
-        elif isinstance(tc, dict) and tc.get("type") == "function" and tc.get("name"):
-            out["tool_choice"] = {"type": "function", "function": {"name": tc["name"]}}
+        choice = _tool_choice_to_chat(body.get("tool_choice"))
+        if choice is not None:
+            out["tool_choice"] = choice
     effort = (body.get("reasoning") or {}).get("effort")
     if effort:
         out["reasoning_effort"] = effort
-    fmt = _format_to_chat((body.get("text") or {}).get("format"))
+    text = body.get("text") or {}
+    fmt = format_to_chat(text.get("format"))
     if fmt:
         out["response_format"] = fmt
+    if text.get("verbosity"):
+        out["verbosity"] = text["verbosity"]
     user = body.get("user") or body.get("safety_identifier")
     if user:
         out["user"] = user
@@ -243,7 +250,7 @@ def _chat_messages_to_input(
     return instructions, items
 
 
-def chat_request_to_responses(body: dict[str, Any]) -> dict[str, Any]:
+def chat_request_to_responses(body: dict[str, Any], dialect: Dialect = PLAIN) -> dict[str, Any]:
     instructions, items = _chat_messages_to_input(body.get("messages") or [])
     out: dict[str, Any] = {"model": body.get("model"), "input": items}
     if instructions:
@@ -254,6 +261,8 @@ def chat_request_to_responses(body: dict[str, Any]) -> dict[str, Any]:
     for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
         if body.get(key) is not None:
             out[key] = body[key]
+    if body.get("prompt_cache_key") and dialect.prompt_cache_key:
+        out["prompt_cache_key"] = body["prompt_cache_key"]
     tools = []
     for t in body.get("tools") or []:
         fn = t.get("function") if t.get("type") == "function" else None
@@ -294,6 +303,8 @@ def chat_request_to_responses(body: dict[str, Any]) -> dict[str, Any]:
         }
     elif rf.get("type") == "json_object":
         out["text"] = {"format": {"type": "json_object"}}
+    if body.get("verbosity") and dialect.verbosity:
+        out.setdefault("text", {})["verbosity"] = body["verbosity"]
     if body.get("stream"):
         out["stream"] = True
     return out

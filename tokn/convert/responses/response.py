@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .. import common
@@ -15,6 +16,7 @@ from ..common import (
     usage_to_chat,
     usage_to_responses,
 )
+from ..context import NO_HINTS, Hints, ToolRef
 
 # ---------------------------------------------------------------------------
 # whole responses
@@ -27,7 +29,8 @@ def finish_of_response(body: dict[str, Any], has_calls: bool) -> str:
     return "tool_calls" if has_calls else "stop"
 
 
-def responses_response_to_chat(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+def responses_response_to_chat(body: dict[str, Any], *, model: str | None = None,
+                               hints: Hints = NO_HINTS) -> dict[str, Any]:
     texts, reasoning, calls = [], [], []
     refusal = None
     for item in body.get("output") or []:
@@ -135,20 +138,34 @@ def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
     return {"id": item_id, "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
 
 
-def call_item(
-    item_id: str, call_id: str, name: str, args: str, status: str = "completed"
-) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": args,
-    }
+def custom_input(arguments: str) -> str:
+    """The free-form input of a custom tool call made as a chat function call
+    (``{"input": "..."}``, see :mod:`tokn.convert.tools`)."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return arguments
+    return value["input"] if isinstance(value, dict) and isinstance(value.get("input"), str) \
+        else arguments
 
 
-def chat_response_to_responses(body: dict[str, Any], *, model: str | None = None) -> dict[str, Any]:
+def call_item(item_id: str, call_id: str, name: str, args: str, status: str = "completed",
+              names: dict[str, ToolRef] | None = None) -> dict[str, Any]:
+    """A ``function_call`` item for a chat tool call; a flattened namespace tool
+    gets its ``namespace`` and ``name`` back, a custom tool is a ``custom_tool_call``."""
+    ref = (names or {}).get(name)
+    if ref is not None and ref.kind == "custom":
+        return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id,
+                "name": ref.name, "input": custom_input(args)}
+    item = {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
+            "name": ref.name if ref else name, "arguments": args}
+    if ref is not None and ref.namespace:
+        item["namespace"] = ref.namespace
+    return item
+
+
+def chat_response_to_responses(body: dict[str, Any], *, model: str | None = None,
+                               hints: Hints = NO_HINTS) -> dict[str, Any]:
     texts, reasoning, output, finish = [], [], [], None
     calls: list[dict[str, Any]] = []
     for choice in body.get("choices") or []:
@@ -167,6 +184,7 @@ def chat_response_to_responses(body: dict[str, Any], *, model: str | None = None
                     call.get("id") or common.make_id("call_"),
                     fn.get("name") or "",
                     fn.get("arguments") or "",
+                    names=hints.tool_names,
                 )
             )
         finish = stronger_finish(finish, choice.get("finish_reason"))

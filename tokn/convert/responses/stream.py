@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..common import (
+    Usage,
+    usage_from_responses,
+)
+from ..stage import (
     ChatReader,
     Frame,
     FromChatStage,
     Stage,
-    Usage,
     chat_error,
     chat_stream_tail,
     error_message,
-    usage_from_responses,
 )
 from .response import (
     call_item,
@@ -99,6 +101,8 @@ class ChatToResponsesStream(FromChatStage):
                     logprobs=[],
                 )
             ]
+        if kind not in ("tool", "args"):
+            return []  # Anthropic thinking signatures: nothing to say in Responses
         tool = op[1]
         if kind == "tool":
             out = self._open("function_call", tool)
@@ -106,6 +110,8 @@ class ChatToResponsesStream(FromChatStage):
             return out
         slot = tool.slot
         slot["text"] += op[2]
+        if slot["custom"]:
+            return []  # a custom tool's input is sent whole when the call ends
         return [
             self._ev(
                 "response.function_call_arguments.delta",
@@ -159,15 +165,11 @@ class ChatToResponsesStream(FromChatStage):
             ]
         item_id = self.ids("fc_")
         call_id = tool.id or self.ids("call_")
-        self.open = {
-            "kind": kind,
-            "id": item_id,
-            "index": index,
-            "text": "",
-            "call_id": call_id,
-            "name": tool.name or "",
-        }
-        item = call_item(item_id, call_id, tool.name or "", "", "in_progress")
+        item = call_item(item_id, call_id, tool.name or "", "", "in_progress",
+                         names=self.hints.tool_names)
+        self.open = {"kind": kind, "id": item_id, "index": index, "text": "",
+                     "call_id": call_id, "name": tool.name or "",
+                     "custom": item["type"] == "custom_tool_call"}
         return out + [self._ev("response.output_item.added", output_index=index, item=item)]
 
     def _close_item(self) -> list[Frame]:
@@ -213,17 +215,18 @@ class ChatToResponsesStream(FromChatStage):
                     part=item["content"][0],
                 ),
             ]
+        elif it["custom"]:
+            item = call_item(it["id"], it["call_id"], it["name"], text,
+                             names=self.hints.tool_names)
+            out = [self._ev("response.custom_tool_call_input.delta", item_id=it["id"],
+                            output_index=i, delta=item["input"]),
+                   self._ev("response.custom_tool_call_input.done", item_id=it["id"],
+                            output_index=i, input=item["input"])]
         else:
-            item = call_item(it["id"], it["call_id"], it["name"], text)
-            out = [
-                self._ev(
-                    "response.function_call_arguments.done",
-                    item_id=it["id"],
-                    output_index=i,
-                    name=it["name"],
-                    arguments=text,
-                )
-            ]
+            item = call_item(it["id"], it["call_id"], it["name"], text,
+                             names=self.hints.tool_names)
+            out = [self._ev("response.function_call_arguments.done", item_id=it["id"],
+                            output_index=i, name=item["name"], arguments=text)]
         self.output.append(item)
         return out + [self._ev("response.output_item.done", output_index=i, item=item)]
 
