@@ -4,10 +4,18 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 
-from tokn.convert import Dialect, Usage, convert_request, extract_usage, response_hints
+from tokn.convert import (
+    Dialect,
+    Usage,
+    convert_request,
+    convert_response,
+    extract_usage,
+    response_hints,
+)
 from tokn.convert.anthropic.request import session_cache_key
 from tokn.errors import ConversionError
 
@@ -107,3 +115,26 @@ def test_a_plain_chat_upstream_gets_no_extensions():
     for field in ("cache_control", "prompt_cache_key", "reasoning_details", "verbosity"):
         assert field not in text
     assert out["messages"][0] == {"role": "system", "content": "S"}
+
+
+def test_long_or_odd_namespace_names_become_valid_function_names_that_map_back():
+    ns = "mcp__codex_apps__gmail.search-service" + "x" * 40
+    body = {"model": "m", "input": [
+        {"type": "function_call", "call_id": "c1", "namespace": ns, "name": "_search_emails",
+         "arguments": "{}"}],
+        "tools": [{"type": "namespace", "name": ns, "description": "Mail.", "tools": [
+            {"type": "function", "name": "_search_emails", "parameters": {}},
+            {"type": "custom", "name": "compose"}]}]}
+    chat = convert_request("responses", "chat", body)
+    names = [t["function"]["name"] for t in chat["tools"]]
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", n) for n in names)
+    assert chat["messages"][0]["tool_calls"][0]["function"]["name"] == names[0]
+    answer = {"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant",
+              "tool_calls": [{"id": "c2", "function": {"name": names[0], "arguments": "{}"}},
+                             {"id": "c3", "function": {"name": names[1],
+                                                       "arguments": '{"input": "hi"}'}}]}}]}
+    out = convert_response("chat", "responses", answer,
+                           hints=response_hints("responses", body, "chat"))
+    assert [(i["type"], i.get("namespace"), i["name"]) for i in out["output"]] == [
+        ("function_call", ns, "_search_emails"), ("custom_tool_call", ns, "compose")]
+    assert out["output"][1]["input"] == "hi"

@@ -6,8 +6,9 @@ request's other tools become function tools with names that map back:
 * a ``namespace`` tool (Codex's ``multi_agent_v1`` sub-agent tools, MCP
   servers) is flattened into one function tool per member, named
   ``<namespace>__<name>`` (Codex's own flat spelling: trailing ``_`` of the
-  namespace and leading ``_`` of the name dropped); a call of that name goes
-  back to the client as a ``function_call`` with ``namespace`` and ``name``;
+  namespace and leading ``_`` of the name dropped; cut to 64 characters with a
+  digest when longer); a call of that name goes back to the client as a
+  ``function_call`` with ``namespace`` and ``name``;
 * a ``custom`` (free-form) tool becomes a function tool taking one string,
   ``{"input": "..."}``; a call goes back as a ``custom_tool_call`` with that
   ``input``;
@@ -27,6 +28,7 @@ requested schema, and its call is turned back into the message content.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Any
@@ -41,8 +43,17 @@ log = logging.getLogger("tokn.convert")
 NAMESPACE_SEP = "__"
 
 
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+
+
 def flat_name(namespace: str, name: str) -> str:
-    return f"{namespace.rstrip('_')}{NAMESPACE_SEP}{name.lstrip('_')}"
+    """``<namespace>__<name>`` as a function name chat and Anthropic accept
+    (``^[a-zA-Z0-9_-]{1,64}$``): other characters become ``_`` and a longer
+    name keeps its start and a digest of the whole."""
+    flat = _NAME_CHARS.sub("_", f"{namespace.rstrip('_')}{NAMESPACE_SEP}{name.lstrip('_')}")
+    if len(flat) <= 64:
+        return flat
+    return f"{flat[:55]}_{hashlib.sha256(flat.encode()).hexdigest()[:8]}"
 
 
 def _function(name: str, description: str | None, parameters: Any,

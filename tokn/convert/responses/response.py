@@ -155,10 +155,11 @@ def call_item(item_id: str, call_id: str, name: str, args: str, status: str = "c
     gets its ``namespace`` and ``name`` back, a custom tool is a ``custom_tool_call``."""
     ref = (names or {}).get(name)
     if ref is not None and ref.kind == "custom":
-        return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id,
-                "name": ref.name, "input": custom_input(args)}
-    item = {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
-            "name": ref.name if ref else name, "arguments": args}
+        item = {"id": item_id, "type": "custom_tool_call", "status": status,
+                "call_id": call_id, "name": ref.name, "input": custom_input(args)}
+    else:
+        item = {"id": item_id, "type": "function_call", "status": status, "call_id": call_id,
+                "name": ref.name if ref else name, "arguments": args}
     if ref is not None and ref.namespace:
         item["namespace"] = ref.namespace
     return item
