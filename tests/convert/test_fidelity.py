@@ -138,3 +138,15 @@ def test_long_or_odd_namespace_names_become_valid_function_names_that_map_back()
     assert [(i["type"], i.get("namespace"), i["name"]) for i in out["output"]] == [
         ("function_call", ns, "_search_emails"), ("custom_tool_call", ns, "compose")]
     assert out["output"][1]["input"] == "hi"
+
+
+def test_a_breakpoint_inside_a_tool_result_is_kept_as_given():
+    body = {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f",
+                                           "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+            {"type": "text", "text": "r", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]}]}
+    chat = convert_request("messages", "chat", body, dialect=Dialect(cache_control="parts"))
+    assert chat["messages"][-1]["content"] == [
+        {"type": "text", "text": "r", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]

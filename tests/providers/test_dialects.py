@@ -26,6 +26,7 @@ def provider(pid: str):
     ("github-copilot", "messages", "claude-sonnet-4.5", PLAIN),
     ("openrouter", "chat", "anthropic/claude-sonnet-4.5",
      Dialect(cache_control="parts", reasoning_details=True)),
+    ("openrouter", "chat", "openai/gpt-5", Dialect(reasoning_details=True)),
     ("anthropic", "messages", "claude-sonnet-4-5-20250929", Dialect(structured_output=True)),
     ("anthropic", "messages", "claude-opus-4-1", Dialect(structured_output=True)),
     ("anthropic", "messages", "claude-sonnet-4-20250514", PLAIN),

@@ -138,9 +138,10 @@ class OpenRouterProvider(Provider):
         # openrouter.ai/docs/guides/best-practices/prompt-caching: Anthropic (and
         # Gemini, Qwen) models cache at `cache_control` breakpoints on content
         # parts; usage reports prompt_tokens_details.cached_tokens and
-        # cache_write_tokens. Reasoning docs: `reasoning_details` sent back keep
-        # Claude's signed / redacted thinking.
-        return Dialect(cache_control="parts", reasoning_details=True)
+        # cache_write_tokens; other models cache implicitly. Reasoning docs:
+        # `reasoning_details` sent back keep Claude's signed / redacted thinking.
+        explicit = model.lstrip("~").startswith(("anthropic/", "google/", "qwen/"))
+        return Dialect(cache_control="parts" if explicit else "", reasoning_details=True)
 
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
         """OpenRouter lists ``context_length`` and ``supported_parameters``

@@ -143,9 +143,9 @@ def _tool_result_to_chat(block: dict[str, Any]) -> tuple[dict[str, Any], list[di
     if block.get("is_error"):
         text = "Error: " + text  # chat has no error flag: say it in the text
     msg: dict[str, Any] = {"role": "tool", "tool_call_id": block.get("tool_use_id") or ""}
-    marked = block.get("cache_control") or any(
-        isinstance(p, dict) and p.get("cache_control") for p in content or []
-        if isinstance(content, list))
+    nested = [p["cache_control"] for p in content if p.get("cache_control")] \
+        if isinstance(content, list) else []
+    marked = block.get("cache_control") or (nested[-1] if nested else None)
     msg["content"] = ([{"type": "text", "text": text, "cache_control": marked}] if marked
                       else text)
     return msg, images
