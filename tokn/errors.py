@@ -21,6 +21,18 @@ class ToknError(Exception):
         self.retry_after = retry_after
 
 
+class ConversionError(ToknError):
+    """A request body the converters cannot read (wrong shape, or something the
+    chosen upstream cannot express): the client's mistake, answered with 400.
+
+    Only this is a client error; anything else a converter raises is a bug in
+    tokn and surfaces as a logged 500.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=400, code="invalid_request_body")
+
+
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",

@@ -19,10 +19,18 @@ from typing import Any
 import httpx
 
 from tokn.config import Config
-from tokn.convert import convert_request, convert_response, extract_usage, stream_converter
+from tokn.convert import (
+    NO_HINTS,
+    Hints,
+    convert_request,
+    convert_response,
+    extract_usage,
+    response_hints,
+    stream_converter,
+)
 from tokn.convert.chat import completion_to_chunks
 from tokn.convert.tokens import count_tokens
-from tokn.errors import ToknError, error_body
+from tokn.errors import ConversionError, ToknError, error_body
 from tokn.initiator import initiator_for
 from tokn.pool import Candidate, Pool, parse_retry_after
 from tokn.sse import encode_event
@@ -55,8 +63,6 @@ def log_request(row: dict[str, Any]) -> None:
         fields["latency_ms"], extra={"fields": fields})
 
 CONVERTIBLE = ("chat", "messages", "responses")
-# what converters raise on a body of the wrong shape (e.g. `messages: "hi"`)
-MALFORMED = (ValueError, TypeError, AttributeError, KeyError)
 
 
 @dataclass
@@ -149,18 +155,14 @@ class Pipeline:
     async def handle(self, inbound: Inbound) -> Reply:
         try:
             if inbound.fmt == "count_tokens":
-                try:
-                    tokens = count_tokens(inbound.body, "messages")
-                except MALFORMED as exc:
-                    return error_reply("messages", 400, f"malformed request body: {exc}")
-                return json_reply(200, {"input_tokens": tokens})
+                return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
                 return error_reply(self._err_fmt(inbound), 400,
                                    "`model` is required and must be a string.")
             candidates = await self.pool.candidates(model, inbound.headers, inbound.session_key)
             return await self._attempt(inbound, candidates)
-        except ToknError as exc:
+        except ToknError as exc:  # ConversionError (a malformed body) is one: a 400
             return error_reply(self._err_fmt(inbound), exc.status, exc.message, exc.code,
                                exc.retry_after)
 
@@ -193,11 +195,11 @@ class Pipeline:
         provider = cand.provider
         started = time.perf_counter()
         row = self._row(inbound, cand, target)
-        try:
-            body = dict(convert_request(inbound.fmt, target, inbound.body)
-                        if inbound.fmt in CONVERTIBLE else inbound.body)
-        except MALFORMED as exc:  # a converter rejected the request
-            return error_reply(self._err_fmt(inbound), 400, f"malformed request body: {exc}")
+        # A ConversionError (the client's malformed body) goes up to handle() as a
+        # 400; anything else a converter raises is a bug: a logged 500.
+        body = dict(convert_request(inbound.fmt, target, inbound.body,
+                                    dialect=provider.dialect(target, cand.upstream_model))
+                    if inbound.fmt in CONVERTIBLE else inbound.body)
         body["model"] = cand.upstream_model
         if target == "chat" and inbound.stream:
             options = body.get("stream_options")
@@ -205,8 +207,8 @@ class Pipeline:
                                       "include_usage": True}
         try:
             up = await provider.send(target, body, inbound.headers, stream=inbound.stream)
-        except ValueError as exc:  # a provider-side converter rejected it (e.g. too large)
-            return error_reply(self._err_fmt(inbound), 400, str(exc))
+        except ConversionError:  # a provider-side converter (Kiro's) rejected the body
+            raise
         except (httpx.HTTPError, ToknError) as exc:
             return self._account_failed(inbound, cand, row, started, exc)
         row["ttfb_ms"] = (time.perf_counter() - started) * 1000
@@ -225,14 +227,17 @@ class Pipeline:
         try:
             data = json.loads(raw)
         except ValueError:
+            data = None
+        if not isinstance(data, dict):
             self._record(row, started, status=502, error="upstream sent invalid JSON")
             return error_reply(self._err_fmt(inbound), 502,
-                               "the upstream answered with invalid JSON.")
+                               "the upstream answered with invalid JSON (not an object).")
         if inbound.stream and inbound.fmt in CONVERTIBLE and up.fmt in CONVERTIBLE:
             return self._json_as_stream(inbound, cand, up, data, row, started)
         usage = extract_usage(up.fmt, data) if up.fmt in CONVERTIBLE else None
         if inbound.fmt in CONVERTIBLE and up.fmt != inbound.fmt:
-            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"))
+            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"),
+                                    hints=self._hints(inbound, cand, up))
             out = json.dumps(data).encode()
         else:
             out = raw
@@ -295,7 +300,8 @@ class Pipeline:
                       row: dict[str, Any], started: float) -> Reply:
         conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"),
                                 normalize=cand.provider.chat_stream_quirks,
-                                include_usage=inbound.wants_usage)
+                                include_usage=inbound.wants_usage,
+                                hints=self._hints(inbound, cand, up))
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
@@ -332,9 +338,10 @@ class Pipeline:
                         row: dict[str, Any], started: float) -> Reply:
         """The client asked to stream but the upstream answered one JSON body:
         replay it as the stream the client expects."""
-        chat = convert_response(up.fmt, "chat", data) if up.fmt != "chat" else data
+        hints = self._hints(inbound, cand, up)
+        chat = convert_response(up.fmt, "chat", data, hints=hints) if up.fmt != "chat" else data
         conv = stream_converter("chat", inbound.fmt, model=inbound.body.get("model"),
-                                include_usage=inbound.wants_usage)
+                                include_usage=inbound.wants_usage, hints=hints)
         sse = b"".join(encode_event(c) for c in completion_to_chunks(chat))
         out = conv.feed(sse + b"data: [DONE]\n\n") + conv.close()
         self._record(row, started, status=up.status, usage=extract_usage(up.fmt, data),
@@ -347,6 +354,14 @@ class Pipeline:
         return Reply(up.status, stream=once(), headers={**self._headers(cand),
                                                         "cache-control": "no-cache"},
                      media_type="text/event-stream")
+
+    @staticmethod
+    def _hints(inbound: Inbound, cand: Candidate, up: Any) -> Hints:
+        """What converting this upstream's answer back to the client needs to know."""
+        if inbound.fmt not in CONVERTIBLE or up.fmt not in CONVERTIBLE:
+            return NO_HINTS
+        return response_hints(inbound.fmt, inbound.body, up.fmt,
+                              cand.provider.dialect(up.fmt, cand.upstream_model))
 
     # --- bookkeeping ---------------------------------------------------------------
     @staticmethod

@@ -10,9 +10,11 @@ Native format ``messages`` at ``POST {base}/v1/messages``, token counting at
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from tokn.convert import Dialect
 from tokn.errors import ToknError
 from tokn.providers.base import ModelInfo, Provider
 
@@ -32,6 +34,18 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 def version_headers(inbound: Mapping[str, str]) -> dict[str, str]:
     """``anthropic-version`` to add: none when the client sent its own."""
     return {} if header(inbound, "anthropic-version") else {"anthropic-version": ANTHROPIC_VERSION}
+
+
+# Models without structured outputs (`output_config.format`); platform.claude.com
+# docs, "Structured outputs": Sonnet 4.5, Opus 4.1, Haiku 4.5 and later have it.
+_NO_STRUCTURED_OUTPUT = re.compile(
+    r"^claude-(instant|[12]|3|(sonnet|opus)-4(-0|-2025\d{4})?$)")
+
+
+def structured_outputs(model: str) -> bool:
+    """Whether an Anthropic model id takes ``output_config.format``."""
+    model = model.lower()
+    return model.startswith("claude-") and not _NO_STRUCTURED_OUTPUT.match(model)
 
 
 class AnthropicProvider(Provider):
@@ -96,6 +110,9 @@ class AnthropicProvider(Provider):
 
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
         return ModelInfo(str(item.get("id")), formats=self.formats, raw=item)
+
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        return Dialect(structured_output=structured_outputs(model))
 
 
 PROVIDERS = [AnthropicProvider]

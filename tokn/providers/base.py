@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import httpx
 
 from tokn.config import AccountConfig
+from tokn.convert import PLAIN, Dialect
 from tokn.errors import ToknError
 
 # Inbound headers never forwarded upstream (hop-by-hop, credentials, tokn's own).
@@ -192,6 +193,12 @@ class Provider:
         if model is not None and model.formats:
             return model.formats
         return self.formats
+
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        """What this upstream accepts beyond plain ``fmt`` requests for ``model``
+        (the upstream id): where cache breakpoints go, ``prompt_cache_key``,
+        structured output (:class:`tokn.convert.Dialect`). Plain by default."""
+        return PLAIN
 
     # --- HTTP --------------------------------------------------------------------
     async def url_for(self, fmt: str) -> str:

@@ -43,6 +43,7 @@ import httpx
 from tokn import state
 from tokn.auth.github import DEFAULT_API_URL, DEFAULT_GITHUB_URL, api_url_for
 from tokn.config import AccountConfig, mask
+from tokn.convert import PLAIN, Dialect
 from tokn.errors import ToknError
 from tokn.initiator import MODES, has_image, initiator_for
 from tokn.providers.base import ModelInfo, Provider
@@ -377,6 +378,17 @@ class CopilotProvider(Provider):
         headers = {**self.static_headers(), **self.request_headers(fmt, body or {}),
                    "authorization": f"Bearer {mask(tok.token) if masked else tok.token}"}
         return headers
+
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        # Copilot's chat endpoint caches Claude models at `copilot_cache_control`
+        # markers on messages and tools (captured Copilot CLI traffic in
+        # github/gh-aw pkg/workflow/test_data/sample_copilot_log.txt; VS Code
+        # release notes 1.104); its Responses endpoint takes prompt_cache_key.
+        if fmt == "chat" and model.lower().startswith("claude"):
+            return Dialect(cache_control="copilot")
+        if fmt == "responses":
+            return Dialect(prompt_cache_key=True)
+        return PLAIN
 
     # --- models -------------------------------------------------------------------
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
