@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tokn.convert.anthropic import ChatToMessagesStream, MessagesToChatStream
+from tokn.convert.anthropic.stream import ChatToMessagesStream, MessagesToChatStream
 from tokn.convert.gemini import ChatToCodeAssistStream, ChatToGeminiStream, GeminiToChatStream
-from tokn.convert.responses import ChatToResponsesStream, ResponsesToChatStream
+from tokn.convert.responses.stream import ChatToResponsesStream, ResponsesToChatStream
 from tokn.sse import SSEParser, encode_event
 
 GOLDEN = Path(__file__).parent / "golden" / "gemini"

@@ -6,8 +6,7 @@ import json
 import re
 from typing import Any
 
-from ..anthropic import reasoning_of
-from ..common import drop_none, dumps, parse_args, parse_data_url, text_of
+from ..common import drop_none, dumps, parse_args, parse_data_url, reasoning_of, text_of
 from .base import GEN_TO_CHAT, Body, decode_call_id, guess_mime, is_json_object
 
 _BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576,

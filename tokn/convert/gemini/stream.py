@@ -25,18 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..common import (
+from ..common import Usage, drop_none, dumps, parse_args
+from ..stage import (
     ChatReader,
     Frame,
     FromChatStage,
     Stage,
-    Usage,
     chat_error,
     chat_stream_tail,
-    drop_none,
-    dumps,
     error_message,
-    parse_args,
 )
 from .base import SYNTHETIC_ID_PREFIX, decode_call_id, encode_call_id, field
 from .response import (
