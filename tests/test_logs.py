@@ -172,12 +172,25 @@ def test_logs_follow_real_process(tokn_home):
     path.write_text("2026-11-01 10:00:00,000 INFO tokn earlier\n")
     write_config({"logging": {"file": str(path)}})
     proc = subprocess.Popen([sys.executable, "-m", "tokn", "logs", "-f", "-n", "5"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, bufsize=0)  # unbuffered: select sees all
+
+    def line(timeout: float = 15.0) -> str:
+        import select
+
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        assert ready, "tokn logs -f printed nothing in time"
+        return proc.stdout.readline().decode().strip()
+
     try:
-        assert proc.stdout.readline().strip().endswith("earlier")
+        # written before `logs -f` has read anything or right after: neither
+        # lost (the tail/follow race) nor printed twice
+        with open(path, "a") as fh:
+            fh.write("2026-11-01 10:00:00,500 INFO tokn racing\n")
+        assert line().endswith("earlier")
+        assert line().endswith("racing")
         with open(path, "a") as fh:
             fh.write("2026-11-01 10:00:01,000 INFO tokn later\n")
-        assert proc.stdout.readline().strip().endswith("later")
+        assert line().endswith("later")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -129,10 +129,13 @@ def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
         yield level, current
 
 
-def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
-    """The last ``n`` records at ``min_level`` or above, as lines."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().splitlines()
+def tail(path: Path, n: int = 50, min_level: int = 0, end: int | None = None) -> list[str]:
+    """The last ``n`` records at ``min_level`` or above, as lines; only the
+    first ``end`` bytes are read when given (``follow(start=end)`` goes on
+    from there, so a line written in between is neither lost nor repeated)."""
+    with open(path, "rb") as fh:
+        lines = fh.read(end if end is not None else -1).decode(
+            "utf-8", "replace").splitlines()
     kept = [rec for level, rec in records(lines) if level >= min_level]
     if n >= 0:
         kept = kept[-n:] if n else []
@@ -141,9 +144,10 @@ def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
 
 def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = None,
            stop: Callable[[], bool] = lambda: False, poll: float = 0.2,
-           from_end: bool = True) -> None:
+           start: int | None = None) -> None:
     """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C).
 
+    Reading begins at byte ``start`` (default: the current end of the file).
     Survives rotation and truncation: when the file is replaced or shrinks it
     is reopened from its start.
     """
@@ -169,13 +173,15 @@ def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = 
                 try:
                     fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
                 except FileNotFoundError:
-                    from_end = False  # it appears later: read it whole
+                    start = 0  # it appears later: read it whole
                     time.sleep(poll)
                     continue
                 ino = os.fstat(fh.fileno()).st_ino
-                if from_end:
+                if start is None:
                     fh.seek(0, os.SEEK_END)
-                from_end = False  # files appearing later are read from the start
+                elif start:
+                    fh.seek(start)  # a byte offset is a valid cookie for UTF-8
+                start = 0  # files replaced later are read from their start
             chunk = fh.read()
             if chunk:
                 pending += chunk

@@ -134,12 +134,13 @@ def logs(follow_: bool, level: str, lines: int) -> None:
     if not path.exists() and not follow_:
         raise fail(f"no log file at {path} yet (\\[logging].file); it appears once "
                    "`tokn serve` has started with this config.")
-    if path.exists():
-        for line in tail(path, lines, min_level):
+    end = path.stat().st_size if path.exists() else 0
+    if end:
+        for line in tail(path, lines, min_level, end=end):
             typer.echo(line)
     if follow_:
         try:
-            follow(path, min_level, from_end=path.exists())
+            follow(path, min_level, start=end)
         except KeyboardInterrupt:  # Ctrl-C is how -f ends
             return
 
