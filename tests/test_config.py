@@ -77,7 +77,9 @@ def test_set_rejects_wrong_type_and_invalid_result_without_writing():
     doc = config.load_document()
     with pytest.raises(ConfigError, match="expected an integer"):
         config.set_key(doc, "server.port", "abc")
-    config.set_key(doc, "pool.strategy", "random")
+    with pytest.raises(ConfigError, match="round_robin"):
+        config.set_key(doc, "pool.strategy", "random")
+    doc["pool"] = {"strategy": "random"}          # edited past set_key: save still checks
     with pytest.raises(ConfigError, match="round_robin"):
         config.save_document(doc)
     assert not paths.config_file().exists()
