@@ -56,3 +56,16 @@ def test_unreachable_socks_proxy_is_a_clear_error_in_the_callers_format(openai_b
     assert answer.status_code >= 500
     assert answer.json()["error"]["message"]
     assert not net.tunnels
+
+
+def test_import_verifies_the_key_the_way_serve_will_call(openai_by_name, monkeypatch):
+    """`tokn import` checks the key through [proxy] and the upstream CA bundle too."""
+    fake, net = openai_by_name
+    runner = CliRunner()
+    assert runner.invoke(app, ["config", "set", "proxy.url", net.socks_url]).exit_code == 0
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-pooled")
+    result = runner.invoke(app, ["import", "--from", "env", "--provider", "openai"])
+    assert result.exit_code == 0, result.output
+    assert "saved account o (openai)" in result.output
+    assert fake.requests_to("/v1/models")[-1].bearer() == "sk-pooled"
+    assert ("socks5", "api.openai.com:443") in net.tunnels

@@ -46,9 +46,15 @@ def register(app: typer.Typer) -> None:
 # --- helpers -----------------------------------------------------------------------
 
 def _client(timeout: float = 30.0):
+    """The HTTP client ``tokn serve`` would use (``[proxy]``, upstream CA bundle), with a
+    shorter timeout: a key verified here travels the same way later."""
     import httpx
 
-    return httpx.AsyncClient(timeout=timeout)
+    from tokn.runtime import make_client
+
+    client = make_client(load_config_or_exit())
+    client.timeout = httpx.Timeout(timeout)
+    return client
 
 
 def _provider_class(provider_id: str):

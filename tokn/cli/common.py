@@ -9,9 +9,11 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
-# emoji=False: ":AB:" in a fingerprint must not become an emoji
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
+# emoji=False: ":AB:" in a fingerprint must not become an emoji.  soft_wrap: no
+# hard line breaks in what we print (paths and URLs must stay pasteable); tables
+# still fit the terminal.
+console = Console(emoji=False, soft_wrap=True)
+err_console = Console(stderr=True, emoji=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tokn import config, paths
+from tokn import config, config_keys, paths
 from tokn.cli.common import cli_errors, console, err_console, fail
 
 app = typer.Typer(help="Show and edit tokn's config file (TOML, mode 0600).", no_args_is_help=True,
@@ -57,8 +58,12 @@ def list_cmd(
         typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
         return
     table = Table("key", "value", title=escape(str(paths.config_file())), title_justify="left")
+    if show_defaults:
+        table.add_column("about", style="dim")
     for key, value in config.flatten(data):
-        table.add_row(escape(key), escape(_shown(value)))
+        row = config_keys.KEYS.get(re.sub(r"\[[^]]*\]", "", key))
+        about = [escape(row.doc if row else "")] if show_defaults else []
+        table.add_row(escape(key), escape(_shown(value)), *about)
     console.print(table)
     for warning in cfg.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
