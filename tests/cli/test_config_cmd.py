@@ -272,3 +272,12 @@ def test_intercept_hosts_add_offers_to_regenerate_at_a_terminal(tokn_home):
     assert "need a new CA" in output and "new CA" in output
     assert ca.ca_files().cert_path.read_bytes() != before
     assert ca.constraints_outdated() == []
+
+
+def test_error_messages_keep_their_brackets(tmp_path):
+    missing = tmp_path / "corp-ca.pem"
+    paths.write_private(paths.config_file(),
+                        f'[proxy_mode]\nupstream_ca_bundle = "{missing}"\n')
+    result = runner.invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 1
+    assert "error: [proxy_mode].upstream_ca_bundle" in result.output

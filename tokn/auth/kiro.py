@@ -412,6 +412,19 @@ def save_account(values: dict[str, Any], path: Path | None = None) -> Path:
     return where
 
 
+def _account_for(fields: dict[str, Any], account_id: str | None, *, base_url: str | None,
+                 refresh_url: str | None, save: bool,
+                 config_path: Path | None) -> dict[str, Any]:
+    """The account table for signed-in ``fields`` (id: given, else the matching or next
+    free one), saved to the config file when ``save``."""
+    doc = config.load_document(config_path)
+    values = account_values(fields, account_id=account_id or _default_id(doc, fields),
+                            base_url=base_url, refresh_url=refresh_url)
+    if save:
+        save_account(values, config_path)
+    return values
+
+
 def import_account(path: Path | None = None, account_id: str | None = None, *,
                    base_url: str | None = None, refresh_url: str | None = None,
                    save: bool = True, console: Any = None,
@@ -438,12 +451,8 @@ def import_account(path: Path | None = None, account_id: str | None = None, *,
     if not fields.get("refresh_token"):
         raise ToknError(f"{fields.get('source', path)} holds no refresh token; sign in to "
                         "Kiro again.", status=400, code="bad_token_file")
-    doc = config.load_document(config_path)
-    account_id = account_id or _default_id(doc, fields)
-    values = account_values(fields, account_id=account_id, base_url=base_url,
-                            refresh_url=refresh_url)
-    if save:
-        save_account(values, config_path)
+    values = _account_for(fields, account_id, base_url=base_url, refresh_url=refresh_url,
+                          save=save, config_path=config_path)
     _say(console, f"imported Kiro {values.get('auth_method', 'social')} sign-in from "
                   f"{fields.get('source', path)}")
     return values
@@ -655,12 +664,8 @@ async def login(method: str = "builder-id", *, start_url: str | None = None,
         raise ToknError(f"cannot reach {exc.request.url}: {exc or type(exc).__name__}; "
                         "check the network (and HTTPS_PROXY, if you use one).", status=502,
                         code="kiro_unreachable") from None
-    doc = config.load_document(config_path)
-    account_id = account_id or _default_id(doc, tokens)
-    values = account_values(tokens, account_id=account_id, base_url=base_url,
-                            refresh_url=refresh_url)
-    if save:
-        save_account(values, config_path)
+    values = _account_for(tokens, account_id, base_url=base_url, refresh_url=refresh_url,
+                          save=save, config_path=config_path)
     _say(console, f"signed in to Kiro ({values['auth_method']})")
     return values
 

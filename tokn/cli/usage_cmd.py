@@ -126,13 +126,13 @@ def logs(follow_: bool, level: str, lines: int) -> None:
     cfg = load_config_or_exit()
     path = log_file(cfg)
     if path is None:
-        raise fail("\\[logging].file is not set, so tokn logs to stderr only and there is no "
+        raise fail("[logging].file is not set, so tokn logs to stderr only and there is no "
                    "file to read. Keep a log file with:\n"
                    f"    tokn config set logging.file {suggested_log_file()}\n"
                    "then restart `tokn serve` (add `tokn config set logging.format json` for "
                    "structured lines).")
     if not path.exists() and not follow_:
-        raise fail(f"no log file at {path} yet (\\[logging].file); it appears once "
+        raise fail(f"no log file at {path} yet ([logging].file); it appears once "
                    "`tokn serve` has started with this config.")
     if path.exists():
         for line in tail(path, lines, min_level):
