@@ -75,6 +75,8 @@ def _script(lines: list[str], api: int, proxy: int) -> str:
 
 @pytest.mark.skipif(not (shutil.which("bash") and shutil.which("curl")),
                     reason="needs bash and curl")
+@pytest.mark.skipif(not (ROOT / ".git").exists() or not shutil.which("git"),
+                    reason="copies the source tree of a git checkout")
 def test_readme_first_run_path_verbatim(tmp_path, public_ca, tls_context_for):
     lines = first_run_block()
     assert lines[0].startswith("python3 -m venv .venv && .venv/bin/pip install .")

@@ -15,7 +15,6 @@ in :mod:`tokn.config_keys`.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -368,7 +367,7 @@ def _like(parts: list[str], account: str | None,
             return common.get(parts[0], ""), f"accounts.{parts[0]}", None
         # a provider field (api_key, refresh_token, region...), unless it looks
         # like a typo of a common key (enabeld, base_ulr)
-        typo = difflib.get_close_matches(key, list(common), n=1, cutoff=0.85)
+        typo = config_keys.close_to(key, list(common), 0.85)
         if (len(parts) > 1 or (typo and not is_secret_key(key))) and not force:
             raise _unknown(key, list(common), "an account has enabled, models, base_url, "
                            "refresh_url, its provider's fields and settings.NAME options")

@@ -17,7 +17,6 @@ or each element of an array.  Account keys are rows under ``accounts.``;
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -224,11 +223,16 @@ def suggest(key: str, known: Iterable[str]) -> str | None:
     prefix, _, last = key.rpartition(".")
     siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == prefix}
     if siblings:   # a known section: only its own keys are candidates
-        near = difflib.get_close_matches(last, list(siblings), n=1, cutoff=0.7)
-        return siblings[near[0]] if near else None
-    near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-    if near:
-        return near[0]
+        near = close_to(last, list(siblings), 0.7)
+        return siblings[near] if near else None
     tails = {k.rpartition(".")[2]: k for k in known}
-    near = difflib.get_close_matches(last, list(tails), n=1, cutoff=0.8)
-    return tails[near[0]] if near else None
+    near = close_to(last, list(tails), 0.8)
+    return close_to(key, known, 0.75) or (tails[near] if near else None)
+
+
+def close_to(word: str, known: list[str], cutoff: float) -> str | None:
+    """The item of ``known`` closest to ``word`` when at least ``cutoff`` alike."""
+    import difflib
+
+    near = difflib.get_close_matches(word, known, n=1, cutoff=cutoff)
+    return near[0] if near else None
