@@ -264,9 +264,9 @@ class Pool:
         if not same:
             raise ToknError(
                 f"switch mode needs an account of provider {provider_id}, and none is "
-                f"configured: run "
-                f"`tokn login --provider {provider_id}` (or send x-tokn-route-mode: "
-                f"passthrough to use your own key).", status=400, code="no_account_for_provider")
+                f"configured: run `tokn login --provider {provider_id}` (or send "
+                "x-tokn-route-mode: passthrough to use your own key).", status=400,
+                code="no_account_for_provider")
         ordered = self._order([Candidate(p, None, "") for p in same], None)
         return ordered[0].provider
 
