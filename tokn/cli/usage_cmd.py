@@ -117,7 +117,14 @@ def usage(since: str | None, until: str | None, account: str | None, provider: s
 
 def logs(follow_: bool, level: str, lines: int) -> None:
     from tokn.cli.common import load_config_or_exit
-    from tokn.logs import follow, level_number, log_file, suggested_log_file, tail
+    from tokn.logs import (
+        follow,
+        level_number,
+        log_file,
+        suggested_log_file,
+        tail,
+        tail_for_follow,
+    )
 
     try:
         min_level = level_number(level)
@@ -134,12 +141,15 @@ def logs(follow_: bool, level: str, lines: int) -> None:
     if not path.exists() and not follow_:
         raise fail(f"no log file at {path} yet ([logging].file); it appears once "
                    "`tokn serve` has started with this config.")
+    start = None
     if path.exists():
-        for line in tail(path, lines, min_level):
+        shown, start = tail_for_follow(path, lines, min_level) if follow_ else \
+            (tail(path, lines, min_level), None)
+        for line in shown:
             typer.echo(line)
     if follow_:
         try:
-            follow(path, min_level, from_end=path.exists())
+            follow(path, min_level, from_end=False, start=start)
         except KeyboardInterrupt:  # Ctrl-C is how -f ends
             return
 
