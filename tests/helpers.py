@@ -134,3 +134,44 @@ def applied_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_in_pty(argv: list[str], answers: dict[str, str], timeout: float = 60) -> str:
+    """Run ``argv`` on a pseudo-terminal (so it sees a person at a terminal),
+    type each answer when its question appears; returns everything it printed."""
+    import pty  # noqa: F401 - POSIX only, like the feature under test
+    import select
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            start_new_session=True, env=dict(os.environ))
+    os.close(slave)
+    out, pending = b"", dict(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:   # EIO: the program exited and closed the terminal
+                    break
+                if not data:
+                    break
+                out += data
+                for question, answer in list(pending.items()):
+                    if question.encode() in out:
+                        os.write(master, answer.encode() + b"\n")
+                        del pending[question]
+            elif proc.poll() is not None:
+                break
+        proc.wait(max(deadline - time.monotonic(), 1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+    text = out.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert not pending, f"never asked {list(pending)}: {text}"
+    return text

@@ -129,13 +129,22 @@ def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
         yield level, current
 
 
-def tail(path: Path, n: int = 50, min_level: int = 0, end: int | None = None) -> list[str]:
-    """The last ``n`` records at ``min_level`` or above, as lines; only the
-    first ``end`` bytes are read when given (``follow(start=end)`` goes on
-    from there, so a line written in between is neither lost nor repeated)."""
+def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
+    """The last ``n`` records at ``min_level`` or above, as lines."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return _last(fh.read().splitlines(), n, min_level)
+
+
+def tail_for_follow(path: Path, n: int = 50, min_level: int = 0) -> tuple[list[str], int]:
+    """:func:`tail` of the complete lines, and the byte offset after them: where
+    :func:`follow` resumes, so a line written in between is not lost."""
     with open(path, "rb") as fh:
-        lines = fh.read(end if end is not None else -1).decode(
-            "utf-8", "replace").splitlines()
+        raw = fh.read()
+    end = raw.rfind(b"\n") + 1
+    return _last(raw[:end].decode("utf-8", "replace").splitlines(), n, min_level), end
+
+
+def _last(lines: list[str], n: int, min_level: int) -> list[str]:
     kept = [rec for level, rec in records(lines) if level >= min_level]
     if n >= 0:
         kept = kept[-n:] if n else []
@@ -144,10 +153,11 @@ def tail(path: Path, n: int = 50, min_level: int = 0, end: int | None = None) ->
 
 def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = None,
            stop: Callable[[], bool] = lambda: False, poll: float = 0.2,
-           start: int | None = None) -> None:
-    """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C).
+           from_end: bool = True, start: int | None = None) -> None:
+    """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C),
+    from byte ``start`` (what :func:`tail_for_follow` read up to), else from its
+    end (``from_end``) or its start.
 
-    Reading begins at byte ``start`` (default: the current end of the file).
     Survives rotation and truncation: when the file is replaced or shrinks it
     is reopened from its start.
     """
@@ -173,15 +183,15 @@ def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = 
                 try:
                     fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
                 except FileNotFoundError:
-                    start = 0  # it appears later: read it whole
+                    from_end = False  # it appears later: read it whole
                     time.sleep(poll)
                     continue
                 ino = os.fstat(fh.fileno()).st_ino
-                if start is None:
+                if start is not None:
+                    fh.seek(start)  # a line boundary: the UTF-8 decoder starts clean
+                elif from_end:
                     fh.seek(0, os.SEEK_END)
-                elif start:
-                    fh.seek(start)  # a byte offset is a valid cookie for UTF-8
-                start = 0  # files replaced later are read from their start
+                from_end, start = False, None  # files appearing later: from the start
             chunk = fh.read()
             if chunk:
                 pending += chunk

@@ -24,6 +24,7 @@ from tokn.providers import ModelInfo, Provider, provider_class
 MODELS_TTL = 600.0
 MAX_RETRY_AFTER = 86400.0  # an upstream's Retry-After is honoured up to a day
 STICKY_MAX = 10000  # session keys remembered (oldest forgotten first)
+LAST_OK_SAVE_SECS = 60.0  # how stale `tokn account show`'s "last ok" may be
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Pool:
             self.health[account_id] = Health(**known)
         self._rr = itertools.count()
         self._sticky: dict[str, str] = {}
+        self._ok_saved: dict[str, float] = {}  # last_ok as last written to the state file
         self._models_at: dict[str, float] = {}
         self._refresh_task: asyncio.Task | None = None
 
@@ -261,18 +263,23 @@ class Pool:
             same = [p for p in self.providers.values() if cls is not None and type(p) is cls]
         if not same:
             raise ToknError(
-                f"switch mode needs a {provider_id} account, and none is configured: run "
-                f"`tokn login --provider {provider_id}` (or send x-tokn-route-mode: "
-                f"passthrough to use your own key).", status=400, code="no_account_for_provider")
+                f"switch mode needs an account of provider {provider_id}, and none is "
+                f"configured: run `tokn login --provider {provider_id}` (or send "
+                "x-tokn-route-mode: passthrough to use your own key).", status=400,
+                code="no_account_for_provider")
         ordered = self._order([Candidate(p, None, "") for p in same], None)
         return ordered[0].provider
 
     # --- health --------------------------------------------------------------------
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:
         health = self.health[account_id]
-        changed = health.failures or health.cooldown_until or health.last_error
+        now = self.clock()
+        # the state file is written when health changes, and for last_ok at most
+        # once per LAST_OK_SAVE_SECS (not on every request)
+        changed = health.failures or health.cooldown_until or health.last_error or \
+            now - self._ok_saved.get(account_id, 0.0) >= LAST_OK_SAVE_SECS
         health.failures, health.cooldown_until, health.last_error = 0, 0.0, ""
-        health.last_ok = self.clock()
+        health.last_ok = now
         if session_key and self.cfg.pool.sticky_sessions:
             self._sticky.pop(session_key, None)
             self._sticky[session_key] = account_id
@@ -299,6 +306,7 @@ class Pool:
         return wait
 
     def _save(self, account_id: str) -> None:
+        self._ok_saved[account_id] = self.health[account_id].last_ok
         try:
             state.update("health", account_id, asdict(self.health[account_id]))
         except OSError:

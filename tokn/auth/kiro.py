@@ -131,8 +131,9 @@ def _pick(data: dict[str, Any], *names: str) -> Any:
 
 
 def _say(console: Any, text: str) -> None:
+    """Print for the person signing in; never hard-wrapped (URLs must stay pasteable)."""
     if console is not None and hasattr(console, "print"):
-        console.print(text, highlight=False)
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
     else:
         print(text, file=sys.stderr)
 
@@ -411,6 +412,19 @@ def save_account(values: dict[str, Any], path: Path | None = None) -> Path:
     return where
 
 
+def _account_for(fields: dict[str, Any], account_id: str | None, *, base_url: str | None,
+                 refresh_url: str | None, save: bool,
+                 config_path: Path | None) -> dict[str, Any]:
+    """The account table for signed-in ``fields`` (id: given, else the matching or next
+    free one), saved to the config file when ``save``."""
+    doc = config.load_document(config_path)
+    values = account_values(fields, account_id=account_id or _default_id(doc, fields),
+                            base_url=base_url, refresh_url=refresh_url)
+    if save:
+        save_account(values, config_path)
+    return values
+
+
 def import_account(path: Path | None = None, account_id: str | None = None, *,
                    base_url: str | None = None, refresh_url: str | None = None,
                    save: bool = True, console: Any = None,
@@ -437,12 +451,8 @@ def import_account(path: Path | None = None, account_id: str | None = None, *,
     if not fields.get("refresh_token"):
         raise ToknError(f"{fields.get('source', path)} holds no refresh token; sign in to "
                         "Kiro again.", status=400, code="bad_token_file")
-    doc = config.load_document(config_path)
-    account_id = account_id or _default_id(doc, fields)
-    values = account_values(fields, account_id=account_id, base_url=base_url,
-                            refresh_url=refresh_url)
-    if save:
-        save_account(values, config_path)
+    values = _account_for(fields, account_id, base_url=base_url, refresh_url=refresh_url,
+                          save=save, config_path=config_path)
     _say(console, f"imported Kiro {values.get('auth_method', 'social')} sign-in from "
                   f"{fields.get('source', path)}")
     return values
@@ -646,6 +656,26 @@ async def login(method: str = "builder-id", *, start_url: str | None = None,
     if no_browser:
         open_browser = False
     kind = method.strip().lower().replace("_", "-")
+    try:
+        tokens = await _sign_in(kind, method, transport, region=region, start_url=start_url,
+                                oidc_url_override=oidc_url_override, auth_url=auth_url, idp=idp,
+                                console=console, open_browser=open_browser, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise ToknError(f"cannot reach {exc.request.url}: {exc or type(exc).__name__}; "
+                        "check the network (and HTTPS_PROXY, if you use one).", status=502,
+                        code="kiro_unreachable") from None
+    values = _account_for(tokens, account_id, base_url=base_url, refresh_url=refresh_url,
+                          save=save, config_path=config_path)
+    _say(console, f"signed in to Kiro ({values['auth_method']})")
+    return values
+
+
+async def _sign_in(kind: str, method: str, transport: httpx.AsyncBaseTransport | None, *,
+                   region: str, start_url: str | None, oidc_url_override: str | None,
+                   auth_url: str | None, idp: str | None, console: Any,
+                   open_browser: bool | Callable[[str], Any],
+                   timeout: float | None) -> dict[str, Any]:
+    """The sign-in of :func:`login` for method ``kind``; returns the token fields."""
     async with _client(transport) as client:
         if kind in ("builder-id", "builderid", "idc", "sso", "identity-center"):
             if kind in ("idc", "sso", "identity-center") and not start_url:
@@ -665,14 +695,7 @@ async def login(method: str = "builder-id", *, start_url: str | None = None,
         else:
             raise ToknError(f"unknown Kiro sign-in method {method!r}; use builder-id, idc, "
                             "google or github.", status=400, code="bad_method")
-    doc = config.load_document(config_path)
-    account_id = account_id or _default_id(doc, tokens)
-    values = account_values(tokens, account_id=account_id, base_url=base_url,
-                            refresh_url=refresh_url)
-    if save:
-        save_account(values, config_path)
-    _say(console, f"signed in to Kiro ({values['auth_method']})")
-    return values
+    return tokens
 
 
 # --- persistence of refreshed tokens ------------------------------------------------------

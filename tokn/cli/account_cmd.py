@@ -32,7 +32,7 @@ HEALTH_STATE = "health"
 ACCOUNT_STATE_FILES = ("copilot-tokens", "health", "account-info")
 IMPORT_SOURCES = ("gh", "copilot-plugin", "env", "kiro")
 
-account_app = typer.Typer(help="List, inspect and remove pooled accounts.",
+account_app = typer.Typer(help="List, inspect and remove pooled accounts.", suggest_commands=False,
                           no_args_is_help=True)
 
 
@@ -46,9 +46,15 @@ def register(app: typer.Typer) -> None:
 # --- helpers -----------------------------------------------------------------------
 
 def _client(timeout: float = 30.0):
+    """The HTTP client ``tokn serve`` would use (``[proxy]``, upstream CA bundle), with a
+    shorter timeout: a key verified here travels the same way later."""
     import httpx
 
-    return httpx.AsyncClient(timeout=timeout)
+    from tokn.runtime import make_client
+
+    client = make_client(load_config_or_exit())
+    client.timeout = httpx.Timeout(timeout)
+    return client
 
 
 def _provider_class(provider_id: str):
@@ -303,7 +309,7 @@ async def _device_login(github_url: str | None, no_browser: bool) -> str:
 
     device = await github.start_device_flow(github_url=github_url or github.DEFAULT_GITHUB_URL)
     console.print(f"Open [bold]{escape(device.verification_uri)}[/] and enter the code "
-                  f"[bold cyan]{escape(device.user_code)}[/]", highlight=False)
+                  f"[bold cyan]{escape(device.user_code)}[/]", highlight=False, soft_wrap=True)
     if not no_browser and _has_display():
         import webbrowser
 
@@ -345,6 +351,16 @@ def _key_login(cls: Any, provider: str, account_id: str | None, base_url: str | 
 
 # --- import -----------------------------------------------------------------------------
 
+def _no_env_vars(provider: str) -> str:
+    """Why ``--from env`` has nothing to read for ``provider``, and what to do instead."""
+    if provider == "kiro":
+        return ("Kiro accounts are not read from environment variables (a Kiro sign-in is "
+                "a refresh token plus its client and region): use `tokn import --from kiro` "
+                "for the Kiro IDE's or kiro-cli's sign-in, or `tokn login --provider kiro`.")
+    return (f"provider {provider!r} has no standard environment variable; name the one "
+            "holding the key with --env-var NAME.")
+
+
 def import_cmd(
     source: str = typer.Option(..., "--from",
                                help="Where to import from: gh, copilot-plugin, env, kiro."),
@@ -384,7 +400,9 @@ def import_cmd(
             found, cls = importers.from_copilot_plugin(host=host), _provider_class(COPILOT)
         else:
             cls = _provider_class(provider)
-            names = [env_var] if env_var else list(cls.env_vars or importers.DEFAULT_ENV_VARS)
+            names = [env_var] if env_var else list(cls.env_vars)
+            if not names:
+                raise ToknError(_no_env_vars(provider), status=400, code="no_env_vars")
             found = importers.from_env(names)
         console.print(escape(f"found a token in {found.source}: {config.mask(found.token)}"),
                       highlight=False)

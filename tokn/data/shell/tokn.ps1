@@ -1,6 +1,6 @@
 # tokn shell integration for PowerShell (pwsh 7+ and Windows PowerShell 5.1).
 #
-#   . /path/to/tokn/shell/tokn.ps1    # in $PROFILE
+#   . /path/to/tokn.ps1    # in $PROFILE (`tokn paths shell-pwsh` prints the path)
 #   Enable-Tokn     # (alias tokn_on)  this session now goes through the tokn proxy
 #   Disable-Tokn    # (alias tokn_off) and no longer does
 #

@@ -1,6 +1,7 @@
 # tokn shell integration for fish.
 #
-#   source /path/to/tokn/shell/tokn.fish    # in ~/.config/fish/config.fish
+#   source /path/to/tokn.fish    # in ~/.config/fish/config.fish
+#                                # (`tokn paths shell-fish` prints the path)
 #   tokn_on      # this shell now goes through the tokn proxy
 #   tokn_off     # and no longer does
 #

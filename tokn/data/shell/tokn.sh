@@ -1,6 +1,7 @@
 # tokn shell integration for sh, bash and zsh.
 #
-#   . /path/to/tokn/shell/tokn.sh      # in ~/.bashrc, ~/.zshrc or ~/.profile
+#   . /path/to/tokn.sh                 # in ~/.bashrc, ~/.zshrc or ~/.profile
+#                                      # (`tokn paths shell-sh` prints the path)
 #   tokn_on                            # this shell now goes through the tokn proxy
 #   tokn_off                           # and no longer does
 #
