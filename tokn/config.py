@@ -12,7 +12,9 @@ whose message names the file, the key and the fix.  Unknown keys only warn.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,27 @@ class ServerConfig:
     port: int = 4141
     route_mode: str = "route"
     api_key: str = ""
+    # on SIGTERM/SIGINT: seconds in-flight requests may take to finish
+    drain_secs: float = 30.0
+    # the longest server-sent-event line tokn accepts from an upstream
+    max_sse_line_mb: float = 16.0
+    # idle seconds before the listener closes a keep-alive connection
+    keep_alive_secs: float = 5.0
+
+
+@dataclass
+class TimeoutsConfig:
+    """How long tokn waits on an upstream (``[timeouts]``, per account
+    ``[accounts.timeouts]``)."""
+
+    connect_secs: float = 15.0
+    # to the response headers of a streaming request (also bounds a model
+    # listing or token exchange)
+    first_byte_secs: float = 300.0
+    # a whole non-stream answer, headers and body
+    response_secs: float = 600.0
+    # the longest gap between two chunks of a stream
+    stream_idle_secs: float = 120.0
 
 
 @dataclass
@@ -108,6 +131,8 @@ class AccountConfig:
     models: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
+    # [timeouts] with this account's [accounts.timeouts] overrides applied
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -123,6 +148,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     accounts: list[AccountConfig] = field(default_factory=list)
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
@@ -140,8 +166,14 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "ca": CAConfig,
     "models": ModelsConfig,
+    "timeouts": TimeoutsConfig,
 }
-_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings"}
+_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings",
+                  "timeouts"}
+# numbers that must be above zero
+_POSITIVE = {("server", "drain_secs"), ("server", "max_sse_line_mb"),
+             ("server", "keep_alive_secs"),
+             *(("timeouts", name) for name in TimeoutsConfig.__dataclass_fields__)}
 _CHOICES = {
     ("server", "route_mode"): ROUTE_MODES,
     ("proxy_mode", "route_mode"): ROUTE_MODES,
@@ -190,8 +222,29 @@ def _parse_section(name: str, raw: Any, src: str, warnings: list[str]) -> Any:
             raise ConfigError(
                 f"{src}: {name}.{key} = {value!r} is not valid; use one of: {', '.join(choices)}."
             )
+        if (name, key) in _POSITIVE and value <= 0:
+            raise ConfigError(f"{src}: {name}.{key} must be above 0, got {value!r}.")
         setattr(obj, key, value)
     return obj
+
+
+def _account_timeouts(account_id: str, raw: Any, base: TimeoutsConfig,
+                      src: str) -> TimeoutsConfig:
+    """``[timeouts]`` with an account's ``[accounts.timeouts]`` table applied."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: accounts.{account_id}.timeouts must be a table, "
+                          f"got {raw!r}.")
+    out = TimeoutsConfig(**vars(base))
+    for key, value in raw.items():
+        if key not in TimeoutsConfig.__dataclass_fields__:
+            raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} is not a timeout; "
+                              f"use one of: {', '.join(TimeoutsConfig.__dataclass_fields__)}.")
+        value = _check_type(f"accounts.{account_id}.timeouts.", key, _plain(value), 0.0, src)
+        if value <= 0:
+            raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} must be above 0, "
+                              f"got {value!r}.")
+        setattr(out, key, value)
+    return out
 
 
 def _parse_account(i: int, raw: Any, src: str, seen: set[str]) -> AccountConfig:
@@ -233,6 +286,10 @@ def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
             cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
         else:
             cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
+    accounts = _plain(data.get("accounts"))
+    for acc, raw in zip(cfg.accounts, accounts or ()):
+        acc.timeouts = _account_timeouts(acc.id, _plain(raw.get("timeouts", {})), cfg.timeouts,
+                                         src)
     for provider, mode in cfg.proxy_mode.provider_modes.items():
         if mode not in ROUTE_MODES:
             raise ConfigError(
@@ -251,6 +308,11 @@ def load_document(path: Path | None = None) -> tomlkit.TOMLDocument:
         return tomlkit.document()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+            f"save it as UTF-8 or fix it with `tokn config edit`.") from None
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
@@ -267,12 +329,38 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def save_document(doc: tomlkit.TOMLDocument, path: Path | None = None) -> Path:
-    """Validate then write atomically with mode 0600 (directory 0700)."""
+    """Validate then write atomically with mode 0600 (directory 0700).
+
+    Writers that read the file first use :func:`editing` instead, which holds
+    the cross-process lock from the read to the write.
+    """
     path = path or paths.config_file()
     text = tomlkit.dumps(doc)
     parse_config(tomlkit.parse(text).unwrap(), str(path))
     paths.write_private(path, text)
     return path
+
+
+@contextlib.contextmanager
+def editing(path: Path | None = None) -> Iterator[tomlkit.TOMLDocument]:
+    """Read-modify-write of the config file under its cross-process lock.
+
+    The document is read inside the lock, so a change made meanwhile by another
+    process (``tokn config set``, the server saving a rotated refresh token) is
+    kept: edits merge instead of overwriting.  It is validated and saved when
+    the block ends without an exception (and only when something changed).
+    """
+    path = path or paths.config_file()
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(paths.locked(path))
+        except TimeoutError as exc:
+            raise ConfigError(str(exc)) from None
+        doc = load_document(path)
+        before = tomlkit.dumps(doc)
+        yield doc
+        if tomlkit.dumps(doc) != before:
+            save_document(doc, path)
 
 
 # --- dotted-key editing -----------------------------------------------------------

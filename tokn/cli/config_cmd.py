@@ -76,10 +76,9 @@ def set_cmd(
     add: bool = typer.Option(False, "--add", help="Append VALUE to an array instead of replacing."),
 ) -> None:
     """Set a key, keeping the existing value's type; validated before saving."""
-    with cli_errors():
-        doc = config.load_document()
+    with cli_errors(), config.editing() as doc:
         stored = config.set_key(doc, key, value, account=account, add=add)
-        where = config.save_document(doc)
+    where = paths.config_file()
     shown = config.mask(str(stored)) if config.is_secret_key(key) else json.dumps(stored)
     console.print(f"{key} = {shown}  [dim]({where})[/]", highlight=False)
 
@@ -88,13 +87,11 @@ def set_cmd(
 def unset_cmd(key: str = typer.Argument(..., help="Dotted key to remove."),
               account: str | None = ACCOUNT_OPT) -> None:
     """Remove a key (it falls back to its default)."""
-    with cli_errors():
-        doc = config.load_document()
+    with cli_errors(), config.editing() as doc:
         try:
             config.unset_key(doc, key, account)
         except KeyError:
             raise fail(f"{key} is not set in {paths.config_file()}.") from None
-        config.save_document(doc)
     console.print(f"unset {key}")
 
 
