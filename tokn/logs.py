@@ -129,10 +129,12 @@ def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
         yield level, current
 
 
-def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
-    """The last ``n`` records at ``min_level`` or above, as lines."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().splitlines()
+def tail(path: Path, n: int = 50, min_level: int = 0, size: int | None = None) -> list[str]:
+    """The last ``n`` records at ``min_level`` or above, as lines (of the
+    file's first ``size`` bytes, when given)."""
+    with open(path, "rb") as fh:
+        data = fh.read() if size is None else fh.read(size)
+    lines = data.decode("utf-8", errors="replace").splitlines()
     kept = [rec for level, rec in records(lines) if level >= min_level]
     if n >= 0:
         kept = kept[-n:] if n else []
@@ -141,11 +143,13 @@ def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
 
 def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = None,
            stop: Callable[[], bool] = lambda: False, poll: float = 0.2,
-           from_end: bool = True) -> None:
+           from_end: bool = True, start: int | None = None) -> None:
     """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C).
 
-    Survives rotation and truncation: when the file is replaced or shrinks it
-    is reopened from its start.
+    ``start``: the byte offset to begin at (where a :func:`tail` stopped, so
+    no line written in between is lost); else the end (``from_end``) or the
+    start.  Survives rotation and truncation: when the file is replaced or
+    shrinks it is reopened from its start.
     """
     out: Callable[[str], Any] = write or _stdout_writer(sys.stdout)
     fh: TextIO | None = None
@@ -173,9 +177,11 @@ def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = 
                     time.sleep(poll)
                     continue
                 ino = os.fstat(fh.fileno()).st_ino
-                if from_end:
+                if start is not None:
+                    fh.seek(start)
+                elif from_end:
                     fh.seek(0, os.SEEK_END)
-                from_end = False  # files appearing later are read from the start
+                from_end, start = False, None  # files appearing later: from the start
             chunk = fh.read()
             if chunk:
                 pending += chunk

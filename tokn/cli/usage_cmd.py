@@ -134,12 +134,14 @@ def logs(follow_: bool, level: str, lines: int) -> None:
     if not path.exists() and not follow_:
         raise fail(f"no log file at {path} yet (\\[logging].file); it appears once "
                    "`tokn serve` has started with this config.")
+    start = None
     if path.exists():
-        for line in tail(path, lines, min_level):
+        start = path.stat().st_size  # follow from here: nothing written meanwhile is lost
+        for line in tail(path, lines, min_level, size=start):
             typer.echo(line)
     if follow_:
         try:
-            follow(path, min_level, from_end=path.exists())
+            follow(path, min_level, start=start, from_end=False)
         except KeyboardInterrupt:  # Ctrl-C is how -f ends
             return
 
