@@ -143,13 +143,13 @@ class Relay:
             await self.finish(ending)
 
     async def finish(self, ending: Ending | None) -> None:
-        """Close the upstream and report the ending (once; also for a body
-        that was never iterated: then the client went away first)."""
-        if self._finished:
-            return
-        self._finished = True
+        """Report the ending (once) and close the upstream.  Also called for a
+        body that was never iterated (the client went away first); reporting
+        comes before the close, which a cancellation may interrupt."""
+        if not self._finished:
+            self._finished = True
+            self.on_end(ending, self.sent)
         await self.up.aclose()
-        self.on_end(ending, self.sent)
 
     async def abandon(self) -> None:
         await self.finish(endings.shut_down(self.drain_secs) if self.flight.cut
