@@ -89,10 +89,9 @@ class Relay:
                     else:
                         ending = endings.no_answer(window, stream=True)
                     break
-                if chunk is not None:
-                    out = conv.feed(chunk)
-                    if out:
-                        self._head.append(out)
+                out = conv.feed(chunk) if chunk is not None else conv.flush()
+                if out:
+                    self._head.append(out)
             else:
                 ending = self._verdict()
         except BROKEN as exc:
@@ -118,10 +117,9 @@ class Relay:
                 while conv.invalid is None and conv.upstream_error is None \
                         and not self._exhausted:
                     chunk = await self._next(self.idle_secs)
-                    if chunk is not None:
-                        out = conv.feed(chunk)
-                        if out:
-                            yield self._out(out)
+                    out = conv.feed(chunk) if chunk is not None else conv.flush()
+                    if out:
+                        yield self._out(out)
                 ending = self._verdict()
             except TimeoutError:
                 ending = self._timed_out()

@@ -171,3 +171,52 @@ def test_through_the_proxy_route_and_passthrough_rows_are_honest(public_ca, tls_
             rows = wait_for_rows(3)
     assert (rows[-1]["route_mode"], rows[-1]["status"]) == ("passthrough", 502)
     assert rows[-1]["error"] == "upstream stream ended before its final event"
+
+
+class _Upstream:
+    """Just enough of an UpstreamResponse for a Relay: chunks, then the end."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self._chunks = chunks
+        self.closed = False
+
+    async def chunks(self):
+        for chunk in self._chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("dst", ["messages", "chat"])
+def test_a_final_event_without_its_blank_line_is_a_clean_end(dst):
+    import asyncio
+
+    from tokn.convert import stream_converter
+    from tokn.drain import InFlight
+    from tokn.streaming import Relay
+    from tokn.usage import BodyCapture
+
+    up = _Upstream(
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":'
+        b'"message","role":"assistant","model":"c","content":[],"usage":{"input_tokens":3}}}\n\n',
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"text","text":""}}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"hi"}}\n\n',
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+        b'"end_turn"},"usage":{"output_tokens":1}}\n\n',
+        b'event: message_stop\ndata: {"type":"message_stop"}')  # no blank line: EOF ends it
+    ended = []
+    relay = Relay(up, stream_converter("messages", dst), InFlight(), idle_secs=5, drain_secs=1,
+                  capture=BodyCapture(None), on_end=lambda ending, sent: ended.append(ending))
+
+    async def run() -> bytes:
+        assert await relay.look_ahead(5) is None
+        return b"".join([c async for c in relay.body()])
+
+    out = asyncio.run(run()).decode()
+    assert ended == [None] and up.closed
+    assert "error" not in out
+    assert ("message_stop" if dst == "messages" else "data: [DONE]") in out

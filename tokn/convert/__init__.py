@@ -182,6 +182,16 @@ class StreamConverter:
             return self._out(data)
         return self._out(self._run(frames, closing=False))
 
+    def flush(self) -> bytes:
+        """Take in what is left of the upstream's bytes (a last event without its
+        blank line) without ending the client's stream: call it when the
+        upstream is done, before deciding between :meth:`close` and :meth:`error`."""
+        frames = self._frames(self._parser.close())
+        if self._tail is not None:
+            self._tail.see(frames)
+            return b""  # the raw bytes went through in feed()
+        return self._out(self._run(frames, closing=False))
+
     def close(self) -> bytes:
         frames = self._frames(self._parser.close())
         if self._tail is not None:

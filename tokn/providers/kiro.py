@@ -279,7 +279,7 @@ class KiroProvider(Provider):
         """The account's refresh token as the config file holds it now."""
         try:
             data = tomllib.loads(paths.config_file().read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
+        except (OSError, ValueError):  # unreadable, not UTF-8, not TOML
             return ""
         for acc in data.get("accounts") or []:
             if isinstance(acc, dict) and acc.get("id") == self.account_id:
