@@ -12,7 +12,14 @@ import pytest
 
 from tests.fakes.faults import FaultyLLM
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, tokn_process, usage_rows, wait_for_rows, write_config
+from tests.helpers import (
+    account,
+    proxied_client,
+    tokn_process,
+    usage_rows,
+    wait_for_rows,
+    write_config,
+)
 from tokn import paths
 from tokn.sse import SSEParser
 from tokn.usage import default_path
@@ -83,3 +90,23 @@ def test_usage_database_deleted_while_running_is_recreated_and_logged():
     assert f"usage: {db} was deleted or replaced while tokn was running; creating it again" \
         in output
     assert oct(db.stat().st_mode & 0o777) == "0o600"
+
+
+def test_passthrough_line_over_the_cap_goes_through_unobserved(public_ca, tls_context_for):
+    _, root = public_ca
+    with FaultyLLM(fault="long_line", fault_after=200_000, formats={"chat"}, path_prefix="/v1",
+                   models=["gpt-4o"], ssl_context=tls_context_for("api.openai.com")) as fake:
+        write_config({"server": {"max_sse_line_mb": 0.1},
+                      "proxy_mode": {"route_mode": "passthrough", "upstream_ca_bundle": str(root),
+                                     "upstream_overrides": {
+                                         "api.openai.com": f"127.0.0.1:{fake.port}"}}})
+        with tokn_process(with_proxy=True) as tokn, \
+                proxied_client(tokn.proxy_url, timeout=30) as client:
+            resp = client.post("https://api.openai.com/v1/chat/completions",
+                               json={**CHAT, "model": "gpt-4o", "stream": True},
+                               headers={"authorization": "Bearer sk-client"})
+            rows = wait_for_rows(1)
+    assert resp.status_code == 200 and len(resp.content) > 200_000  # the client's bytes, intact
+    (row,) = rows
+    assert row["status"] == 200
+    assert row["error"].startswith("usage not observed: an event-stream line is longer than")

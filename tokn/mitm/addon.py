@@ -360,7 +360,8 @@ class ToknAddon:
             "model_requested": info.model, "model_served": served,
             "stream": int(info.stream),
             "status": ending.status if ending else response.status_code,
-            "error": ending.reason if ending else None,
+            "error": ending.reason if ending else (
+                f"usage not observed: {info.observe_error}" if info.observe_error else None),
             "ttfb_ms": info.ttfb * 1000 if info.ttfb is not None else None,
             "latency_ms": (time.perf_counter() - info.started) * 1000,
             "bytes_out": info.bytes_out or (len(response.raw_content or b"")
@@ -388,10 +389,9 @@ class ToknAddon:
                 return Ending(endings.UPSTREAM_FAILED, f"upstream connection failed: {message}")
             return Ending(endings.UPSTREAM_FAILED, f"upstream stream broke: {message}")
         conv = info.converter
-        if info.observe_error is not None:
-            return Ending(endings.UPSTREAM_FAILED, info.observe_error)
-        if conv is None or flow.response is None or flow.response.status_code >= 400:
-            return None
+        if conv is None or info.observe_error is not None or flow.response is None \
+                or flow.response.status_code >= 400:
+            return None  # (a stream tokn stopped observing went through unchanged)
         if conv.invalid is not None:
             return endings.invalid_event(conv.invalid)
         if conv.upstream_error is not None:
