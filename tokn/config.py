@@ -15,8 +15,10 @@ in :mod:`tokn.config_keys`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,27 @@ class ServerConfig:
     port: int = 4141
     route_mode: str = "route"
     api_key: str = ""
+    # on SIGTERM/SIGINT: seconds in-flight requests may take to finish
+    drain_secs: float = 30.0
+    # the longest server-sent-event line tokn accepts from an upstream
+    max_sse_line_mb: float = 16.0
+    # idle seconds before the listener closes a keep-alive connection
+    keep_alive_secs: float = 5.0
+
+
+@dataclass
+class TimeoutsConfig:
+    """How long tokn waits on an upstream (``[timeouts]``, per account
+    ``[accounts.timeouts]``)."""
+
+    connect_secs: float = 15.0
+    # to the response headers of a streaming request (also bounds a model
+    # listing or token exchange)
+    first_byte_secs: float = 300.0
+    # a whole non-stream answer, headers and body
+    response_secs: float = 600.0
+    # the longest gap between two chunks of a stream
+    stream_idle_secs: float = 120.0
 
 
 @dataclass
@@ -110,6 +133,8 @@ class AccountConfig:
     models: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
+    # [timeouts] with this account's [accounts.timeouts] overrides applied
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -125,6 +150,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     accounts: list[AccountConfig] = field(default_factory=list)
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
@@ -142,8 +168,10 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "ca": CAConfig,
     "models": ModelsConfig,
+    "timeouts": TimeoutsConfig,
 }
-_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings"}
+_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings",
+                  "timeouts"}
 
 
 def _plain(value: Any) -> Any:
@@ -200,6 +228,24 @@ def _check_value(key: str, value: Any, src: str, shown: str = "") -> None:
 def _literal(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
+def _account_timeouts(account_id: str, raw: Any, base: TimeoutsConfig,
+                      src: str) -> TimeoutsConfig:
+    """``[timeouts]`` with an account's ``[accounts.timeouts]`` table applied."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: accounts.{account_id}.timeouts must be a table, "
+                          f"got {raw!r}.")
+    out = TimeoutsConfig(**vars(base))
+    for key, value in raw.items():
+        if key not in TimeoutsConfig.__dataclass_fields__:
+            raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} is not a timeout; "
+                              f"use one of: {', '.join(TimeoutsConfig.__dataclass_fields__)}.")
+        value = _check_type(f"accounts.{account_id}.timeouts.", key, _plain(value), 0.0, src)
+        if value <= 0:
+            raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} must be above 0, "
+                              f"got {value!r}.")
+        setattr(out, key, value)
+    return out
+
 
 def _parse_account(i: int, raw: Any, src: str, seen: set[str]) -> AccountConfig:
     if not isinstance(raw, dict):
@@ -242,6 +288,10 @@ def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
             cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
         else:
             cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
+    accounts = _plain(data.get("accounts"))
+    for acc, raw in zip(cfg.accounts, accounts or ()):
+        acc.timeouts = _account_timeouts(acc.id, _plain(raw.get("timeouts", {})), cfg.timeouts,
+                                         src)
     return cfg
 
 
@@ -254,6 +304,11 @@ def load_document(path: Path | None = None) -> tomlkit.TOMLDocument:
         return tomlkit.document()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+            f"save it as UTF-8 or fix it with `tokn config edit`.") from None
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
@@ -270,7 +325,11 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def save_document(doc: tomlkit.TOMLDocument, path: Path | None = None) -> Path:
-    """Validate then write atomically with mode 0600 (directory 0700)."""
+    """Validate then write atomically with mode 0600 (directory 0700).
+
+    Writers that read the file first use :func:`editing` instead, which holds
+    the cross-process lock from the read to the write.
+    """
     path = path or paths.config_file()
     text = tomlkit.dumps(doc)
     parse_config(tomlkit.parse(text).unwrap(), str(path))
@@ -286,7 +345,33 @@ def save_text(text: str, path: Path | None = None) -> Path:
         doc = tomlkit.parse(text)
     except TOMLKitError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
-    return save_document(doc, path)
+    try:
+        with paths.locked(path):
+            return save_document(doc, path)
+    except TimeoutError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def editing(path: Path | None = None) -> Iterator[tomlkit.TOMLDocument]:
+    """Read-modify-write of the config file under its cross-process lock.
+
+    The document is read inside the lock, so a change made meanwhile by another
+    process (``tokn config set``, the server saving a rotated refresh token) is
+    kept: edits merge instead of overwriting.  It is validated and saved when
+    the block ends without an exception (and only when something changed).
+    """
+    path = path or paths.config_file()
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(paths.locked(path))
+        except TimeoutError as exc:
+            raise ConfigError(str(exc)) from None
+        doc = load_document(path)
+        before = tomlkit.dumps(doc)
+        yield doc
+        if tomlkit.dumps(doc) != before:
+            save_document(doc, path)
 
 
 # --- dotted-key editing -----------------------------------------------------------
@@ -327,8 +412,9 @@ def get_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> 
 def account_defaults() -> dict[str, Any]:
     """Defaults of the keys every account has (``enabled``, ``models``...)."""
     sample = AccountConfig(id="", provider="")
-    return {k: getattr(sample, k) for k in ("base_url", "refresh_url", "enabled", "models",
-                                            "settings")}
+    out = {k: getattr(sample, k) for k in ("base_url", "refresh_url", "enabled", "models",
+                                           "settings")}
+    return {**out, "timeouts": {}}  # overrides of [timeouts]; none by default
 
 
 def known_keys() -> list[str]:

@@ -61,6 +61,13 @@ def at_least(low: float) -> Check:
     return check
 
 
+def above(low: float) -> Check:
+    def check(value: Any) -> None:
+        if value <= low:
+            raise ValueError(f"must be above {low:g}")
+    return check
+
+
 def port(value: Any) -> None:
     if not 0 <= value <= 65535:
         raise ValueError("must be a port number from 0 to 65535")
@@ -141,6 +148,18 @@ KEYS: dict[str, Key] = {
     "server.port": Key("listener port", port),
     "server.route_mode": Key("default route mode of the listener", one_of(*ROUTE_MODES)),
     "server.api_key": Key("key clients must send (Bearer / x-api-key; proxy password)"),
+    "server.drain_secs": Key("on SIGTERM/SIGINT, seconds in-flight requests may take to finish",
+                             above(0)),
+    "server.max_sse_line_mb": Key("longest server-sent-event line accepted from an upstream, "
+                                  "in MiB", above(0)),
+    "server.keep_alive_secs": Key("idle seconds before the listener closes a keep-alive "
+                                  "connection", above(0)),
+    "timeouts.connect_secs": Key("connecting to an upstream", above(0)),
+    "timeouts.first_byte_secs": Key("to the response headers of a streaming request (also a "
+                                    "model listing or token exchange)", above(0)),
+    "timeouts.response_secs": Key("a whole non-stream answer", above(0)),
+    "timeouts.stream_idle_secs": Key("the longest gap between two chunks of a stream",
+                                     above(0)),
     "proxy_mode.host": Key("proxy address", host),
     "proxy_mode.port": Key("proxy port", port),
     "proxy_mode.route_mode": Key("default mode of intercepted flows", one_of(*ROUTE_MODES)),
@@ -180,6 +199,9 @@ KEYS: dict[str, Key] = {
     "accounts.enabled": Key("whether the pool uses the account"),
     "accounts.models": Key("models to offer even if the upstream does not list them"),
     "accounts.settings": Key("provider options (free-form table)"),
+    "accounts.timeouts": Key("this account's [timeouts] overrides (connect_secs, "
+                             "first_byte_secs, response_secs, stream_idle_secs)",
+                             item=above(0)),
 }
 
 # Tables whose sub-keys are free-form (``tokn config set --account ID settings.X V``).

@@ -37,7 +37,6 @@ import json
 import secrets
 import sqlite3
 import sys
-import threading
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
@@ -48,8 +47,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from tokn import config, state
+from tokn import config, paths, state
 from tokn.auth import json_object
+from tokn.endings import describe
 from tokn.errors import ToknError
 
 DEFAULT_REGION = "us-east-1"
@@ -71,7 +71,6 @@ CLI_TOKEN_KEYS = {"social": ":social:token", "idc": ":odic:token"}
 CLI_REGISTRATION_SUFFIX = ":odic:device-registration"
 
 # Serialises read-modify-write of the config file by this process.
-config_lock = threading.Lock()
 
 # Resolved at call time so tests can monkeypatch ``tokn.auth.kiro._sleep``.
 _sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
@@ -207,7 +206,7 @@ async def refresh(client: httpx.AsyncClient, *, auth_method: str, refresh_token:
             **(headers or {})})
     except httpx.HTTPError as exc:
         raise ToknError(f"cannot reach {url} to refresh Kiro account {account_id!r}: "
-                        f"{exc or type(exc).__name__}", status=502,
+                        f"{describe(exc)}", status=502,
                         code="kiro_refresh_failed") from exc
     if resp.status_code >= 400:
         detail = resp.text[:300].strip()
@@ -403,10 +402,9 @@ def account_values(fields: dict[str, Any], *, account_id: str, base_url: str | N
 
 def save_account(values: dict[str, Any], path: Path | None = None) -> Path:
     """Add (or update) the account in the config file and drop its cached tokens."""
-    with config_lock:
-        doc = config.load_document(path)
+    with config.editing(path) as doc:
         config.add_account(doc, values)
-        where = config.save_document(doc, path)
+    where = path or paths.config_file()
     with contextlib.suppress(OSError):
         state.update(TOKEN_STATE, values["id"], None)
     return where
@@ -706,8 +704,7 @@ def persist_tokens(account_id: str, tokens: dict[str, Any], *,
 
     Returns False when the file has no such account (e.g. an in-memory config).
     """
-    with config_lock:
-        doc = config.load_document(config_path)
+    with config.editing(config_path) as doc:
         table = next((t for t in doc.get("accounts", []) if t.get("id") == account_id), None)
         if table is None:
             return False
@@ -716,5 +713,4 @@ def persist_tokens(account_id: str, tokens: dict[str, Any], *,
                 table[key] = str(tokens[key])
         if tokens.get("expires_at"):
             table["expires_at"] = iso(float(tokens["expires_at"]))
-        config.save_document(doc, config_path)
     return True

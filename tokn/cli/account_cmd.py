@@ -24,6 +24,7 @@ from rich.table import Table
 
 from tokn import config, paths, state
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
+from tokn.endings import describe
 from tokn.errors import ToknError
 
 COPILOT = "github-copilot"
@@ -79,9 +80,9 @@ def _has_display() -> bool:
 
 
 def _save_account(values: dict[str, Any]) -> str:
-    doc = config.load_document()
-    config.add_account(doc, {k: v for k, v in values.items() if v not in (None, "")})
-    return str(config.save_document(doc))
+    with config.editing() as doc:
+        config.add_account(doc, {k: v for k, v in values.items() if v not in (None, "")})
+    return str(paths.config_file())
 
 
 def _existing_accounts() -> list[dict[str, Any]]:
@@ -198,7 +199,7 @@ async def _verify_key(cls: Any, account: config.AccountConfig) -> int:
         try:
             models = await provider.list_models()
         except httpx.TransportError as exc:
-            raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}; check "
+            raise ToknError(f"cannot reach {url}: {describe(exc)}; check "
                             "--base-url, or save the key unchecked with --no-verify.",
                             status=502, code="unreachable") from None
         except ToknError as exc:
@@ -638,8 +639,9 @@ def remove_cmd(
             typer.confirm(f"Remove account {account_id!r}?", abort=True)
         provider = next((t.get("provider") for t in doc.get("accounts", [])
                          if t.get("id") == account_id), None)
-        config.remove_account(doc, account_id)
-        where = config.save_document(doc)
+        with config.editing() as doc:
+            config.remove_account(doc, account_id)
+        where = paths.config_file()
         for name in ACCOUNT_STATE_FILES:
             if account_id in state.read(name):
                 state.update(name, account_id, None)

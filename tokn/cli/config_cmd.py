@@ -97,10 +97,9 @@ def set_cmd(
     force: bool = typer.Option(False, "--force", help="Set a key tokn does not know."),
 ) -> None:
     """Set a key, keeping its type; unknown keys and invalid values are refused."""
-    with cli_errors():
-        doc = config.load_document()
+    with cli_errors(), config.editing() as doc:
         stored = config.set_key(doc, key, value, account=account, add=add, force=force)
-        where = config.save_document(doc)
+    where = paths.config_file()
     shown = config.mask(str(stored)) if config.is_secret_key(key) else json.dumps(stored)
     console.print(f"{escape(key)} = {escape(shown)}  [dim]({escape(str(where))})[/]",
                   highlight=False, soft_wrap=True)
@@ -138,13 +137,11 @@ def _offer_ca_regeneration() -> None:
 def unset_cmd(key: str = typer.Argument(..., help="Dotted key to remove."),
               account: str | None = ACCOUNT_OPT) -> None:
     """Remove a key (it falls back to its default)."""
-    with cli_errors():
-        doc = config.load_document()
+    with cli_errors(), config.editing() as doc:
         try:
             config.unset_key(doc, key, account)
         except KeyError:
             raise fail(f"{key} is not set in {paths.config_file()}.") from None
-        config.save_document(doc)
     console.print(f"unset {escape(key)}", highlight=False)
 
 

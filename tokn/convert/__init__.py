@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..sse import SSEEvent, SSEParser, encode_event
+from ..sse import DEFAULT_MAX_LINE, SSEEvent, SSEParser, encode_event
 from .anthropic import request as a_req
 from .anthropic import response as a_resp
 from .anthropic import stream as a_stream
@@ -170,6 +170,14 @@ class StreamConverter:
     ``usage`` and ``model`` are filled from the upstream's events as they pass;
     ``first_output`` turns True once any client-visible bytes were produced.
     For ``src == dst`` bytes pass through unchanged.
+
+    How the upstream stream went, for an honest ending: ``events`` counts its
+    valid events; ``ended`` turns True
+    at its final event (``[DONE]``, ``message_stop``, ``response.completed``
+    ...); ``invalid`` holds the start of the first event whose data is not JSON
+    (later events of that ``feed`` are dropped); ``upstream_error`` the message
+    of an error event the upstream sent.  ``feed`` raises ``ValueError`` for a
+    line longer than ``max_line`` bytes.
     """
 
     def __init__(
@@ -183,13 +191,18 @@ class StreamConverter:
         normalize: bool = False,
         include_usage: bool = True,
         hints: Hints = NO_HINTS,
+        max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
         _check(src, dst)
         self.src, self.dst = src, dst
         self.usage = Usage()
         self.model: str | None = None
         self.first_output = False
-        self._parser = SSEParser()
+        self.events = 0
+        self.ended = False
+        self.invalid: str | None = None
+        self.upstream_error: str | None = None
+        self._parser = SSEParser(max_line)
         kw = {"model": model, "ids": ids or default_ids, "clock": clock or default_clock,
               "hints": hints}
         self._stages: list[Stage] = []
@@ -204,11 +217,26 @@ class StreamConverter:
             self._stages.append(ChatNormalizeStream(**kw))
         self._tail = _Tail(dst) if src == dst and not self._stages else None
 
+    @property
+    def passthrough(self) -> bool:
+        """Bytes go to the client unchanged (the upstream's own events)."""
+        return self._tail is not None
+
     def feed(self, data: bytes) -> bytes:
         frames = self._frames(self._parser.feed(data))
         if self._tail is not None:
             self._tail.see(frames)
             return self._out(data)
+        return self._out(self._run(frames, closing=False))
+
+    def flush(self) -> bytes:
+        """Take in what is left of the upstream's bytes (a last event without its
+        blank line) without ending the client's stream: call it when the
+        upstream is done, before deciding between :meth:`close` and :meth:`error`."""
+        frames = self._frames(self._parser.close())
+        if self._tail is not None:
+            self._tail.see(frames)
+            return b""  # the raw bytes went through in feed()
         return self._out(self._run(frames, closing=False))
 
     def close(self) -> bytes:
@@ -234,7 +262,14 @@ class StreamConverter:
         for ev in events:
             data = _parse(ev)
             if data is None:
+                if ev.data.strip() and self.invalid is None:
+                    self.invalid = ev.data.strip()[:200]
+                if self.invalid is not None:
+                    break
                 continue
+            self.events += 1
+            if data == "[DONE]":
+                self.ended = True
             self._observe(data)
             frames.append((ev.event, data))
         return frames
@@ -252,6 +287,18 @@ class StreamConverter:
     def _observe(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
+        kind = data.get("type")
+        error = data.get("error")
+        if kind in ("error", "response.failed") or (self.src == "chat" and error):
+            if kind == "response.failed":
+                error = (data.get("response") or {}).get("error")
+            message = error.get("message") if isinstance(error, dict) else None
+            self.upstream_error = str(message or data.get("message") or error or kind)[:500]
+            self.ended = True
+        elif kind in ("message_stop", "response.completed", "response.incomplete") or (
+                self.src == "chat" and any(isinstance(c, dict) and c.get("finish_reason")
+                                           for c in data.get("choices") or ())):
+            self.ended = True
         if self.src == "chat":
             self.model = self.model or data.get("model")
             if data.get("usage"):
@@ -390,6 +437,7 @@ def stream_converter(
     normalize: bool = False,
     include_usage: bool = True,
     hints: Hints = NO_HINTS,
+    max_line: int = DEFAULT_MAX_LINE,
 ) -> StreamConverter:
     """A converter for one stream; ``ids(prefix)`` / ``clock()`` make output deterministic.
 
@@ -398,6 +446,7 @@ def stream_converter(
     ``include_usage=False`` keeps the usage-only chunk from a chat client that
     did not ask for it (usage is still read into ``.usage``). ``hints``
     (:func:`response_hints`) say what the client's request needs back.
+    ``max_line`` caps one event-stream line (``[server].max_sse_line_mb``).
     """
     return StreamConverter(src, dst, model=model, ids=ids, clock=clock, normalize=normalize,
-                           include_usage=include_usage, hints=hints)
+                           include_usage=include_usage, hints=hints, max_line=max_line)

@@ -42,7 +42,7 @@ class StandaloneAddon:
         from tokn.mitm.addon import ToknAddon
         from tokn.mitm.modes import check_mode
         from tokn.mitm.runner import mitm_options
-        from tokn.runtime import Runtime, _bound_port, _make_uvicorn
+        from tokn.runtime import PROXY_KEEP_ALIVE, Runtime, _bound_port, _make_uvicorn
 
         try:
             cfg = load_config()
@@ -50,7 +50,8 @@ class StandaloneAddon:
             if mode:
                 check_mode(mode, "tokn_route_mode")
             self.runtime = Runtime(cfg)
-            self.server = _make_uvicorn(self.runtime.app, "127.0.0.1", 0, "warning")
+            self.server = _make_uvicorn(self.runtime.app, "127.0.0.1", 0, "warning", cfg,
+                                        keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
             serve_task = asyncio.get_running_loop().create_task(self.server.serve())
             while not self.server.started:
                 if serve_task.done():

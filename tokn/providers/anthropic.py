@@ -96,9 +96,7 @@ class AnthropicProvider(Provider):
         for _ in range(_MAX_MODEL_PAGES):
             resp = await self.client.get(url, headers=headers, params=params)
             if resp.status_code >= 400:
-                raise ToknError(
-                    f"{self.account_id}: GET {self.paths['models']} answered "
-                    f"{resp.status_code}: {resp.text[:200]}", status=502, code="upstream_error")
+                raise self.listing_refused(resp.status_code, resp.text, self.paths["models"])
             data = resp.json()
             items = data.get("data", []) if isinstance(data, dict) else []
             out.extend(self.model_from_listing(i) for i in items if isinstance(i, dict))

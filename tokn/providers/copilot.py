@@ -44,6 +44,7 @@ from tokn import state
 from tokn.auth.github import DEFAULT_API_URL, DEFAULT_GITHUB_URL, api_url_for
 from tokn.config import AccountConfig, mask
 from tokn.convert import PLAIN, Dialect
+from tokn.endings import describe
 from tokn.errors import ToknError
 from tokn.initiator import MODES, has_image, initiator_for
 from tokn.providers.base import ModelInfo, Provider
@@ -271,7 +272,7 @@ class CopilotProvider(Provider):
         except httpx.HTTPError as exc:
             raise ToknError(
                 f"cannot reach {url} to get a Copilot token for account {self.account_id!r}: "
-                f"{exc or type(exc).__name__}", status=502, code="token_exchange_failed") from exc
+                f"{describe(exc)}", status=502, code="token_exchange_failed") from exc
         try:
             data = resp.json()
         except ValueError:
@@ -432,7 +433,7 @@ class CopilotProvider(Provider):
         try:
             resp = await self.client.get(url, headers=self._github_headers())
         except httpx.HTTPError as exc:
-            raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}",
+            raise ToknError(f"cannot reach {url}: {describe(exc)}",
                             status=502, code="upstream_error") from exc
         if resp.status_code == 401:
             raise ToknError(f"GitHub token for account {self.account_id} was rejected; run "
