@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,6 +107,22 @@ def usage_rows(path: Any = None) -> list[dict[str, Any]]:
         conn.close()
 
 
+def wait_for_rows(n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The usage rows once there are at least ``n`` (a server commits them off
+    the request path), or whatever there is after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            rows = usage_rows()
+        except Exception:  # noqa: BLE001 - the store may not exist yet
+            rows = []
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -134,3 +151,118 @@ def applied_env(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def run_in_pty(argv: list[str], answers: dict[str, str], timeout: float = 60) -> str:
+    """Run ``argv`` on a pseudo-terminal (so it sees a person at a terminal),
+    type each answer when its question appears; returns everything it printed."""
+    import pty  # noqa: F401 - POSIX only, like the feature under test
+    import select
+    import time
+
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            start_new_session=True, env=dict(os.environ))
+    os.close(slave)
+    out, pending = b"", dict(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:   # EIO: the program exited and closed the terminal
+                    break
+                if not data:
+                    break
+                out += data
+                for question, answer in list(pending.items()):
+                    if question.encode() in out:
+                        os.write(master, answer.encode() + b"\n")
+                        del pending[question]
+            elif proc.poll() is not None:
+                break
+        proc.wait(max(deadline - time.monotonic(), 1))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+    text = out.decode("utf-8", "replace").replace("\r\n", "\n")
+    assert not pending, f"never asked {list(pending)}: {text}"
+    return text
+
+
+class ToknProcess:
+    """A real ``tokn serve`` process (see :func:`tokn_process`)."""
+
+    def __init__(self, proc: subprocess.Popen, log: Any, api_port: int,
+                 proxy_port: int | None) -> None:
+        self.proc = proc
+        self.log_path = log
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.proxy_url = f"http://127.0.0.1:{proxy_port}" if proxy_port else ""
+
+    def output(self) -> str:
+        """Everything the process printed so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@contextlib.contextmanager
+def tokn_process(*, with_proxy: bool = False, args: tuple[str, ...] = ()) -> Iterator[ToknProcess]:
+    """``tokn serve`` as its own process on free ports, from the current config;
+    its output goes to a file (a pipe nobody reads would block it)."""
+    import pathlib
+    import time
+
+    api_port = free_port()
+    proxy_port = free_port() if with_proxy else None
+    cmd = [sys.executable, "-m", "tokn", "serve", "--port", str(api_port), *args]
+    if proxy_port:
+        cmd += ["--with-proxy", "--proxy-port", str(proxy_port)]
+    log = pathlib.Path(os.environ["TOKN_HOME"]) / f"serve-{api_port}.out"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    handle = ToknProcess(proc, log, api_port, proxy_port)
+    try:
+        deadline = time.monotonic() + 60
+        for port in filter(None, (api_port, proxy_port)):
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"tokn serve exited: {handle.output()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(
+                            f"tokn serve did not start: {handle.output()}") from None
+                    time.sleep(0.05)
+        yield handle
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def proxied_client(proxy_url: str, **kw: Any) -> Any:
+    """An ``httpx.Client`` using tokn's proxy and trusting tokn's CA, as a
+    shell after ``eval "$(tokn proxy env)"`` would."""
+    import ssl
+
+    import httpx
+
+    from tokn.ca import ensure_ca
+
+    ctx = ssl.create_default_context(cafile=str(ensure_ca().cert_path))
+    return httpx.Client(proxy=proxy_url, verify=ctx, **kw)

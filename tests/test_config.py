@@ -77,7 +77,9 @@ def test_set_rejects_wrong_type_and_invalid_result_without_writing():
     doc = config.load_document()
     with pytest.raises(ConfigError, match="expected an integer"):
         config.set_key(doc, "server.port", "abc")
-    config.set_key(doc, "pool.strategy", "random")
+    with pytest.raises(ConfigError, match="round_robin"):
+        config.set_key(doc, "pool.strategy", "random")
+    doc["pool"] = {"strategy": "random"}          # edited past set_key: save still checks
     with pytest.raises(ConfigError, match="round_robin"):
         config.save_document(doc)
     assert not paths.config_file().exists()
@@ -113,3 +115,20 @@ def test_account_scoped_edit_and_mask():
 def test_tokn_home_puts_everything_under_it(tokn_home):
     for path in (paths.config_dir(), paths.state_dir(), paths.data_dir()):
         assert tokn_home in path.parents
+
+
+def test_every_config_key_has_a_row_and_every_row_a_key():
+    """tokn/config_keys.py KEYS is the one table of keys: a new dataclass field needs
+    a row there (its doc and check), and a row without a field is a typo."""
+    from tokn.config_keys import KEYS
+
+    rows = {k for k in KEYS if not k.startswith("accounts.")}
+    assert rows == set(config.known_keys())
+    account_rows = {k.removeprefix("accounts.") for k in KEYS if k.startswith("accounts.")}
+    assert account_rows == {"id", "provider", *config.account_defaults()}
+    assert all(row.doc for row in KEYS.values())
+
+
+def test_load_still_accepts_unknown_keys_with_a_hint():
+    cfg = parse_config({"server": {"prot": 1}}, "f")
+    assert cfg.warnings == ["f: unknown key server.prot (ignored; did you mean server.port?)"]

@@ -167,17 +167,48 @@ def test_logs_command_tail_and_level(tokn_home):
     assert runner.invoke(app, ["logs", "--level", "loud"]).exit_code == 2
 
 
+def test_follow_resumes_where_tail_stopped(tmp_path):
+    """A line written between the tail and the follow is printed (it was lost when
+    follow started from the end of the file)."""
+    from tokn.logs import tail_for_follow
+
+    path = tmp_path / "f.log"
+    path.write_text("2026-11-01 10:00:00,000 INFO tokn earlier\n"
+                    "2026-11-01 10:00:01,000 INFO tokn half")
+    shown, start = tail_for_follow(path, 5, 0)
+    assert shown == ["2026-11-01 10:00:00,000 INFO tokn earlier"]
+    with open(path, "a") as fh:
+        fh.write(" written\n2026-11-01 10:00:02,000 INFO tokn in between\n")
+    got: list[str] = []
+    done = threading.Event()
+    thread = threading.Thread(target=follow, kwargs=dict(
+        path=path, write=got.append, stop=done.is_set, poll=0.02, start=start))
+    thread.start()
+    try:
+        _wait(lambda: len(got) >= 2)
+    finally:
+        done.set()
+        thread.join(5)
+    assert got == ["2026-11-01 10:00:01,000 INFO tokn half written",
+                   "2026-11-01 10:00:02,000 INFO tokn in between"]
+
+
 def test_logs_follow_real_process(tokn_home):
+    import queue
+
     path = tokn_home / "tokn.log"
     path.write_text("2026-11-01 10:00:00,000 INFO tokn earlier\n")
     write_config({"logging": {"file": str(path)}})
     proc = subprocess.Popen([sys.executable, "-m", "tokn", "logs", "-f", "-n", "5"],
                             stdout=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout],
+                     daemon=True).start()
     try:
-        assert proc.stdout.readline().strip().endswith("earlier")
+        assert lines.get(timeout=30).strip().endswith("earlier")
         with open(path, "a") as fh:
             fh.write("2026-11-01 10:00:01,000 INFO tokn later\n")
-        assert proc.stdout.readline().strip().endswith("later")
+        assert lines.get(timeout=30).strip().endswith("later")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -74,3 +74,16 @@ def test_bad_route_mode_flag():
     assert result.returncode == 2
     flat = re.sub(r"[\s│]", "", result.stderr)  # rich wraps the message in a box
     assert "'x';useoneof:route,switch,passthrough" in flat
+
+
+def test_serve_on_all_interfaces_says_so_and_hints_at_adding_an_account():
+    api = free_port()
+    write_config({"server": {"port": api}})
+    proc = _start(["serve", "--host", "0.0.0.0", "--insecure-allow-remote",
+                   "--api-key", "k" * 32], api)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    output = " ".join(proc.stdout.read().decode().split())
+    assert f"tokn listener on http://0.0.0.0:{api} (all interfaces; from this machine " \
+           f"http://127.0.0.1:{api}) (0 accounts)" in output
+    assert "no accounts yet: add one with `tokn login`" in output

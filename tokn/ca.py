@@ -33,7 +33,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -418,24 +418,6 @@ def issue_leaf(
 
 # --- the CA on disk -------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Serialise CA creation between processes (two shells starting at once)."""
-    paths.ensure_private_dir(directory)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: best effort
-        yield
-        return
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def _load_cfg(cfg: Config | None) -> Config:
     if cfg is not None:
         return cfg
@@ -471,7 +453,7 @@ def ensure_ca(cfg: Config | None = None) -> CAFiles:
     files = ca_files()
     if files.exists():
         return files
-    with _locked(files.dir):
+    with paths.locked(files.cert_path):  # one writer at a time (two shells starting at once)
         if files.exists():
             return files
         if files.cert_path.exists() or files.key_path.exists():
@@ -492,7 +474,7 @@ def regenerate_ca(cfg: Config | None = None) -> CAFiles:
     must trust the new one."""
     cfg = _load_cfg(cfg)
     files = ca_files()
-    with _locked(files.dir):
+    with paths.locked(files.cert_path):
         _write_ca(files, cfg)
     ensure_bundle(cfg)
     return CAFiles.at(files.dir, created=True)

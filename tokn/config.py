@@ -7,25 +7,29 @@ Two views of one file:
 * the validated :class:`Config`, a plain dataclass tree the rest of tokn reads.
 
 Validation is pure (:func:`parse_config`); problems raise :class:`ConfigError`
-whose message names the file, the key and the fix.  Unknown keys only warn.
+whose message names the file, the key and the fix.  Unknown keys only warn when
+the file is read (a file written by a newer tokn still loads) but are refused
+by :func:`set_key`.  The known keys, their docs and value checks are the table
+in :mod:`tokn.config_keys`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from tokn import paths
+from tokn import config_keys, paths
+from tokn.config_keys import LOG_FORMATS, LOG_LEVELS, ROUTE_MODES, STRATEGIES
 
-ROUTE_MODES = ("route", "switch", "passthrough")
-STRATEGIES = ("round_robin", "fill_first")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("text", "json")
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "ROUTE_MODES", "STRATEGIES"]  # re-exported
 SECRET_KEY_RE = re.compile(r"(token|api_key|apikey|secret|password|(^|_)key$)", re.I)
 
 
@@ -50,6 +54,27 @@ class ServerConfig:
     body_timeout_secs: float = 60.0
     max_connections: int = 1000
     max_client_connections: int = 100
+    # on SIGTERM/SIGINT: seconds in-flight requests may take to finish
+    drain_secs: float = 30.0
+    # the longest server-sent-event line tokn accepts from an upstream
+    max_sse_line_mb: float = 16.0
+    # idle seconds before the listener closes a keep-alive connection
+    keep_alive_secs: float = 5.0
+
+
+@dataclass
+class TimeoutsConfig:
+    """How long tokn waits on an upstream (``[timeouts]``, per account
+    ``[accounts.timeouts]``)."""
+
+    connect_secs: float = 15.0
+    # to the response headers of a streaming request (also bounds a model
+    # listing or token exchange)
+    first_byte_secs: float = 300.0
+    # a whole non-stream answer, headers and body
+    response_secs: float = 600.0
+    # the longest gap between two chunks of a stream
+    stream_idle_secs: float = 120.0
 
 
 @dataclass
@@ -119,6 +144,8 @@ class AccountConfig:
     models: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] = field(default_factory=dict)
+    # [timeouts] with this account's [accounts.timeouts] overrides applied
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.fields.get(key, default)
@@ -134,6 +161,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     accounts: list[AccountConfig] = field(default_factory=list)
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
@@ -151,17 +179,10 @@ SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "ca": CAConfig,
     "models": ModelsConfig,
+    "timeouts": TimeoutsConfig,
 }
-POSITIVE = ("max_body_mb", "header_timeout_secs", "body_timeout_secs", "max_connections",
-            "max_client_connections")
-_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings"}
-_CHOICES = {
-    ("server", "route_mode"): ROUTE_MODES,
-    ("proxy_mode", "route_mode"): ROUTE_MODES,
-    ("pool", "strategy"): STRATEGIES,
-    ("logging", "level"): LOG_LEVELS,
-    ("logging", "format"): LOG_FORMATS,
-}
+_ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "models", "settings",
+                  "timeouts"}
 
 
 def _plain(value: Any) -> Any:
@@ -195,16 +216,46 @@ def _parse_section(name: str, raw: Any, src: str, warnings: list[str]) -> Any:
         raise ConfigError(f"{src}: [{name}] must be a table, got {raw!r}.")
     for key, value in raw.items():
         if not hasattr(obj, key):
-            warnings.append(f"{src}: unknown key {name}.{key} (ignored)")
+            close = config_keys.suggest(f"{name}.{key}", known_keys())
+            warnings.append(f"{src}: unknown key {name}.{key} (ignored"
+                            + (f"; did you mean {close}?)" if close else ")"))
             continue
         value = _check_type(f"{name}.", key, _plain(value), getattr(obj, key), src)
-        choices = _CHOICES.get((name, key))
-        if choices and value not in choices:
-            raise ConfigError(
-                f"{src}: {name}.{key} = {value!r} is not valid; use one of: {', '.join(choices)}."
-            )
+        _check_value(f"{name}.{key}", value, src)
         setattr(obj, key, value)
     return obj
+
+
+def _check_value(key: str, value: Any, src: str, shown: str = "") -> None:
+    """The key's row check (:mod:`tokn.config_keys`) as a ConfigError naming the fix."""
+    try:
+        config_keys.check(key, value)
+    except config_keys.Invalid as exc:
+        name = (shown or key) + exc.key[len(key):]
+        raise ConfigError(f"{src}: {name} = {_literal(exc.value)} is not valid; {exc.reason}; "
+                          "fix it with `tokn config set` or `tokn config edit`.") from None
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+def _account_timeouts(account_id: str, raw: Any, base: TimeoutsConfig,
+                      src: str) -> TimeoutsConfig:
+    """``[timeouts]`` with an account's ``[accounts.timeouts]`` table applied."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: accounts.{account_id}.timeouts must be a table, "
+                          f"got {raw!r}.")
+    out = TimeoutsConfig(**vars(base))
+    for key, value in raw.items():
+        if key not in TimeoutsConfig.__dataclass_fields__:
+            raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} is not a timeout; "
+                              f"use one of: {', '.join(TimeoutsConfig.__dataclass_fields__)}.")
+        value = _check_type(f"accounts.{account_id}.timeouts.", key, _plain(value), 0.0, src)
+        if value <= 0:
+            raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} must be above 0, "
+                              f"got {value!r}.")
+        setattr(out, key, value)
+    return out
 
 
 def _parse_account(i: int, raw: Any, src: str, seen: set[str]) -> AccountConfig:
@@ -222,11 +273,13 @@ def _parse_account(i: int, raw: Any, src: str, seen: set[str]) -> AccountConfig:
     if account_id in seen:
         raise ConfigError(f"{src}: two accounts are called {account_id!r}; ids must be unique.")
     seen.add(account_id)
+    _check_value("accounts.id", account_id, src, f"accounts[{i}].id")
     acc = AccountConfig(id=account_id, provider=provider)
     for key in ("base_url", "refresh_url", "enabled", "models", "settings"):
         if key in raw:
             value = _check_type(f"accounts.{account_id}.", key, _plain(raw[key]),
                                 getattr(acc, key), src)
+            _check_value(f"accounts.{key}", value, src, f"accounts.{account_id}.{key}")
             setattr(acc, key, value)
     acc.fields = {k: _plain(v) for k, v in raw.items() if k not in _ACCOUNT_KNOWN}
     return acc
@@ -246,16 +299,10 @@ def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
             cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
         else:
             cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
-    for name in POSITIVE:
-        if getattr(cfg.server, name) <= 0:
-            raise ConfigError(f"{src}: server.{name} must be greater than 0, got "
-                              f"{getattr(cfg.server, name)!r}.")
-    for provider, mode in cfg.proxy_mode.provider_modes.items():
-        if mode not in ROUTE_MODES:
-            raise ConfigError(
-                f"{src}: proxy_mode.provider_modes.{provider} = {mode!r} is not valid; "
-                f"use one of: {', '.join(ROUTE_MODES)}."
-            )
+    accounts = _plain(data.get("accounts"))
+    for acc, raw in zip(cfg.accounts, accounts or ()):
+        acc.timeouts = _account_timeouts(acc.id, _plain(raw.get("timeouts", {})), cfg.timeouts,
+                                         src)
     return cfg
 
 
@@ -268,6 +315,11 @@ def load_document(path: Path | None = None) -> tomlkit.TOMLDocument:
         return tomlkit.document()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+            f"save it as UTF-8 or fix it with `tokn config edit`.") from None
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
@@ -284,7 +336,11 @@ def load_config(path: Path | None = None) -> Config:
 
 
 def save_document(doc: tomlkit.TOMLDocument, path: Path | None = None) -> Path:
-    """Validate then write atomically with mode 0600 (directory 0700)."""
+    """Validate then write atomically with mode 0600 (directory 0700).
+
+    Writers that read the file first use :func:`editing` instead, which holds
+    the cross-process lock from the read to the write.
+    """
     path = path or paths.config_file()
     text = tomlkit.dumps(doc)
     parse_config(tomlkit.parse(text).unwrap(), str(path))
@@ -292,12 +348,55 @@ def save_document(doc: tomlkit.TOMLDocument, path: Path | None = None) -> Path:
     return path
 
 
+def save_text(text: str, path: Path | None = None) -> Path:
+    """Save a whole file's ``text`` (``tokn config edit``): nothing is written unless
+    it is valid TOML and a valid config."""
+    path = path or paths.config_file()
+    try:
+        doc = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from exc
+    try:
+        with paths.locked(path):
+            return save_document(doc, path)
+    except TimeoutError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def editing(path: Path | None = None) -> Iterator[tomlkit.TOMLDocument]:
+    """Read-modify-write of the config file under its cross-process lock.
+
+    The document is read inside the lock, so a change made meanwhile by another
+    process (``tokn config set``, the server saving a rotated refresh token) is
+    kept: edits merge instead of overwriting.  It is validated and saved when
+    the block ends without an exception (and only when something changed).
+    """
+    path = path or paths.config_file()
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(paths.locked(path))
+        except TimeoutError as exc:
+            raise ConfigError(str(exc)) from None
+        doc = load_document(path)
+        before = tomlkit.dumps(doc)
+        yield doc
+        if tomlkit.dumps(doc) != before:
+            save_document(doc, path)
+
+
 # --- dotted-key editing -----------------------------------------------------------
 
-def _split(key: str) -> list[str]:
+def _split(key: str, account: str | None = None) -> list[str]:
+    """``server.port`` -> ``["server", "port"]``; an entry of a table setting keeps
+    its dots (``proxy_mode.upstream_overrides.api.openai.com`` names one host)."""
     parts = key.split(".")
     if not key or any(not p for p in parts):
         raise ConfigError(f"{key!r} is not a valid key; use dotted names like server.port.")
+    section = SECTIONS.get(parts[0])
+    if not account and section and len(parts) > 3 and \
+            isinstance(getattr(section(), parts[1], None), dict):
+        return [*parts[:2], ".".join(parts[2:])]
     return parts
 
 
@@ -314,26 +413,101 @@ def _root(doc: tomlkit.TOMLDocument, account: str | None) -> Any:
 
 def get_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> Any:
     node: Any = _root(doc, account)
-    for part in _split(key):
+    for part in _split(key, account):
         if not isinstance(node, dict) or part not in node:
             raise KeyError(key)
         node = node[part]
     return _plain(node)
 
 
-def default_for(key: str) -> Any:
-    """The built-in default of a known ``section.key``, else ``None``."""
+def account_defaults() -> dict[str, Any]:
+    """Defaults of the keys every account has (``enabled``, ``models``...)."""
+    sample = AccountConfig(id="", provider="")
+    out = {k: getattr(sample, k) for k in ("base_url", "refresh_url", "enabled", "models",
+                                           "settings")}
+    return {**out, "timeouts": {}}  # overrides of [timeouts]; none by default
+
+
+def known_keys() -> list[str]:
+    """Every ``section.key`` of the dataclasses (what ``set`` accepts without --force)."""
+    return [f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in fields(cls)]
+
+
+def default_for(key: str, account: str | None = None) -> Any:
+    """The built-in default of a known key (an account's with ``account``), else ``None``."""
     parts = key.split(".")
+    if account:
+        return account_defaults().get(key)
     if len(parts) == 2 and parts[0] in SECTIONS:
         return getattr(SECTIONS[parts[0]](), parts[1], None)
     return None
 
 
+def _unknown(key: str, known: list[str], hint: str) -> ConfigError:
+    close = config_keys.suggest(key, known)
+    guess = f"; did you mean {close}?" if close else ""
+    return ConfigError(f"{key} is not a tokn setting{guess} ({hint}; --force sets it anyway).")
+
+
+def _like(parts: list[str], account: str | None,
+          force: bool) -> tuple[Any, str | None, str | None]:
+    """For the key ``parts``: the value a new one is parsed like, the row of
+    :mod:`tokn.config_keys` that checks it, and the table entry it names
+    (``proxy_mode.provider_modes.ENTRY``).  Raises for a key tokn does not
+    know, unless ``force``."""
+    key = ".".join(parts)
+    if account:
+        common = account_defaults()
+        if parts[0] == "settings":
+            return ({}, "accounts.settings", None) if len(parts) == 1 else (None, None, None)
+        if len(parts) == 1 and parts[0] in (*common, "id", "provider"):
+            return common.get(parts[0], ""), f"accounts.{parts[0]}", None
+        # a provider field (api_key, refresh_token, region...), unless it looks
+        # like a typo of a common key (enabeld, base_ulr)
+        typo = config_keys.close_to(key, list(common), 0.85)
+        if (len(parts) > 1 or (typo and not is_secret_key(key))) and not force:
+            raise _unknown(key, list(common), "an account has enabled, models, base_url, "
+                           "refresh_url, its provider's fields and settings.NAME options")
+        return ("" if is_secret_key(key) else None), None, None   # a provider field
+    section = SECTIONS.get(parts[0])
+    defaults = section() if section else None
+    if defaults is not None and len(parts) == 2 and hasattr(defaults, parts[1]):
+        return getattr(defaults, parts[1]), key, None
+    if defaults is not None and len(parts) == 3 and \
+            isinstance(getattr(defaults, parts[1], None), dict):
+        return "", ".".join(parts[:2]), parts[2]   # aliases, provider_modes... (strings)
+    if parts[0] == "accounts":
+        who, what = (parts[1], parts[2:]) if len(parts) > 2 else ("ID", parts[1:])
+        raise ConfigError(f"{key}: account keys are set with `tokn config set --account {who} "
+                          f"{'.'.join(what) or 'KEY'} VALUE`.")
+    if force:
+        return None, None, None
+    raise _unknown(key, known_keys(), "`tokn config list --defaults` lists every key")
+
+
+def check_known(key: str, account: str | None = None) -> None:
+    """ConfigError (with a did-you-mean) when ``key`` is not a setting tokn knows."""
+    _like(_split(key, account), account, force=False)
+
+
+def _parse_literal(raw: str) -> Any:
+    """``raw`` as JSON or a TOML value (``true``, ``[1, 2]``, ``{a = 1}``); KeyError if neither."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    try:
+        return tomlkit.parse(f"v = {raw}").unwrap()["v"]
+    except TOMLKitError:
+        raise KeyError(raw) from None
+
+
 def coerce(raw: str, like: Any) -> Any:
     """Parse the command-line string ``raw`` as the type of ``like``.
 
-    ``like`` is None for a new key: then a TOML literal (``42``, ``true``,
-    ``["a"]``) is honoured and anything else stays a string.
+    ``like`` is None for a new free-form key: then a JSON or TOML literal
+    (``42``, ``true``, ``["a"]``) is honoured and anything else stays a string.
+    Arrays and tables take JSON (what ``tokn config get`` prints) or TOML.
     """
     if isinstance(like, bool):
         low = raw.strip().lower()
@@ -356,30 +530,35 @@ def coerce(raw: str, like: Any) -> Any:
         return raw
     if isinstance(like, list):
         try:
-            value = tomlkit.parse(f"v = {raw}")["v"].unwrap()
-        except TOMLKitError:
+            value = _parse_literal(raw)
+        except KeyError:
             return [p.strip() for p in raw.split(",") if p.strip()]
         return value if isinstance(value, list) else [value]
     if isinstance(like, dict):
         try:
-            value = tomlkit.parse(f"v = {raw}")["v"].unwrap()
-        except TOMLKitError:
-            raise ValueError(f"expected an inline table like {{a = 1}}, got {raw!r}") from None
+            value = _parse_literal(raw)
+        except KeyError:
+            value = None
         if not isinstance(value, dict):
-            raise ValueError(f"expected an inline table like {{a = 1}}, got {raw!r}")
+            raise ValueError(f"expected a table like {{a = 1}} or {{\"a\": 1}}, got {raw!r}")
         return value
     try:
-        return tomlkit.parse(f"v = {raw}")["v"].unwrap()
-    except TOMLKitError:
+        value = _parse_literal(raw)
+    except KeyError:
         return raw
+    return value if isinstance(value, (bool, int, float, list, dict)) else raw
 
 
 def set_key(doc: tomlkit.TOMLDocument, key: str, raw: str, *, account: str | None = None,
-            add: bool = False) -> Any:
+            add: bool = False, force: bool = False) -> Any:
     """Set ``key`` to ``raw`` (keeping the existing value's type); ``add`` appends
-    to an array.  Returns the stored value."""
-    parts = _split(key)
-    node: Any = _root(doc, account)
+    to an array.  Unknown keys are refused (with a suggestion) unless ``force``;
+    the value is checked against its row in :mod:`tokn.config_keys`.  Returns
+    the stored value."""
+    parts = _split(key, account)
+    root: Any = _root(doc, account)
+    like, row, entry = _like(parts, account, force)
+    node = root
     for part in parts[:-1]:
         if part not in node:
             node[part] = tomlkit.table()
@@ -387,7 +566,7 @@ def set_key(doc: tomlkit.TOMLDocument, key: str, raw: str, *, account: str | Non
         if not isinstance(node, dict):
             raise ConfigError(f"{key}: {part} is not a table.")
     last = parts[-1]
-    existing = _plain(node[last]) if last in node else (None if account else default_for(key))
+    existing = _plain(node[last]) if last in node else like
     if add:
         if existing is None:
             existing = []
@@ -403,12 +582,19 @@ def set_key(doc: tomlkit.TOMLDocument, key: str, raw: str, *, account: str | Non
             value = coerce(raw, existing)
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}") from exc
+    if row:
+        try:
+            config_keys.check(row, {entry: value} if entry else value)
+        except config_keys.Invalid as exc:
+            where = key + exc.key[len(row):] if account else exc.key
+            raise ConfigError(f"{where} = {_literal(exc.value)} is not valid; "
+                              f"{exc.reason}.") from None
     node[last] = value
     return value
 
 
 def unset_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> None:
-    parts = _split(key)
+    parts = _split(key, account)
     node: Any = _root(doc, account)
     for part in parts[:-1]:
         if not isinstance(node, dict) or part not in node:

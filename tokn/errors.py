@@ -9,16 +9,29 @@ class ToknError(Exception):
     """A failure with a message fit for a user (what happened, what to do).
 
     ``status`` is the HTTP status the listener answers with; ``code`` a short
-    machine-readable reason.
+    machine-readable reason; ``account`` the account at fault, when one is.
     """
 
     def __init__(self, message: str, *, status: int = 500, code: str = "tokn_error",
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, account: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.account = account
+
+
+class ConversionError(ToknError):
+    """A request body the converters cannot read (wrong shape, or something the
+    chosen upstream cannot express): the client's mistake, answered with 400.
+
+    Only this is a client error; anything else a converter raises is a bug in
+    tokn and surfaces as a logged 500.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=400, code="invalid_request_body")
 
 
 _OPENAI_TYPES = {

@@ -141,7 +141,19 @@ def records(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
 def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
     """The last ``n`` records at ``min_level`` or above, as lines."""
     with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = fh.read().splitlines()
+        return _last(fh.read().splitlines(), n, min_level)
+
+
+def tail_for_follow(path: Path, n: int = 50, min_level: int = 0) -> tuple[list[str], int]:
+    """:func:`tail` of the complete lines, and the byte offset after them: where
+    :func:`follow` resumes, so a line written in between is not lost."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    end = raw.rfind(b"\n") + 1
+    return _last(raw[:end].decode("utf-8", "replace").splitlines(), n, min_level), end
+
+
+def _last(lines: list[str], n: int, min_level: int) -> list[str]:
     kept = [rec for level, rec in records(lines) if level >= min_level]
     if n >= 0:
         kept = kept[-n:] if n else []
@@ -150,8 +162,10 @@ def tail(path: Path, n: int = 50, min_level: int = 0) -> list[str]:
 
 def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = None,
            stop: Callable[[], bool] = lambda: False, poll: float = 0.2,
-           from_end: bool = True) -> None:
-    """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C).
+           from_end: bool = True, start: int | None = None) -> None:
+    """Print records appended to ``path`` until ``stop()`` is true (or Ctrl-C),
+    from byte ``start`` (what :func:`tail_for_follow` read up to), else from its
+    end (``from_end``) or its start.
 
     Survives rotation and truncation: when the file is replaced or shrinks it
     is reopened from its start.
@@ -182,9 +196,11 @@ def follow(path: Path, min_level: int = 0, write: Callable[[str], Any] | None = 
                     time.sleep(poll)
                     continue
                 ino = os.fstat(fh.fileno()).st_ino
-                if from_end:
+                if start is not None:
+                    fh.seek(start)  # a line boundary: the UTF-8 decoder starts clean
+                elif from_end:
                     fh.seek(0, os.SEEK_END)
-                from_end = False  # files appearing later are read from the start
+                from_end, start = False, None  # files appearing later: from the start
             chunk = fh.read()
             if chunk:
                 pending += chunk

@@ -8,7 +8,11 @@ test-suite does.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import platformdirs
@@ -71,3 +75,62 @@ def write_private(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def lock_file(path: Path) -> Path:
+    """The lock file guarding ``path``: ``.NAME.lock`` beside it."""
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` shared by every process and thread.
+
+    Read-modify-write of a file others also write (the config, state files)
+    happens inside it, so no writer overwrites another's change.  The lock is
+    an OS lock on a separate ``.NAME.lock`` file (released when the holder
+    dies); waiting is bounded by ``timeout`` (then :class:`TimeoutError`).
+    """
+    lock = lock_file(path)
+    ensure_private_dir(lock.parent)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} stayed locked by another tokn process for "
+                                   f"{timeout:.0f} s (lock file {lock}); try again")
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)

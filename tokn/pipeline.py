@@ -8,6 +8,7 @@ one pool, one converter and one usage log.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -18,14 +19,26 @@ from typing import Any
 
 import httpx
 
+from tokn import endings
 from tokn.config import Config
-from tokn.convert import convert_request, convert_response, extract_usage, stream_converter
+from tokn.convert import (
+    NO_HINTS,
+    Hints,
+    convert_request,
+    convert_response,
+    extract_usage,
+    response_hints,
+    stream_converter,
+)
 from tokn.convert.chat import completion_to_chunks
 from tokn.convert.tokens import count_tokens
-from tokn.errors import ToknError, error_body
+from tokn.drain import InFlight
+from tokn.endings import Ending, describe
+from tokn.errors import ConversionError, ToknError, error_body
 from tokn.initiator import initiator_for
 from tokn.pool import Candidate, Pool, parse_retry_after
 from tokn.sse import encode_event
+from tokn.streaming import Relay
 from tokn.usage import BodyCapture, UsageStore, capture_body
 
 log = logging.getLogger("tokn.request")
@@ -50,13 +63,11 @@ def log_request(row: dict[str, Any]) -> None:
               "input_tokens": row.get("input_tokens", 0),
               "output_tokens": row.get("output_tokens", 0), "error": error}
     (log.warning if status >= 500 or error else log.info)(
-        "%s %s %s %s/%s %s %d %.0fms", fields["request_id"], fields["mode"],
+        "%s %s %s %s/%s %s %d %.0fms%s", fields["request_id"], fields["mode"],
         fields["front_door"], fields["provider"], fields["account"], fields["model"], status,
-        fields["latency_ms"], extra={"fields": fields})
+        fields["latency_ms"], f" {error}" if error else "", extra={"fields": fields})
 
 CONVERTIBLE = ("chat", "messages", "responses")
-# what converters raise on a body of the wrong shape (e.g. `messages: "hi"`)
-MALFORMED = (ValueError, TypeError, AttributeError, KeyError)
 
 
 @dataclass
@@ -71,6 +82,8 @@ class Inbound:
     client: str = ""
     size: int | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    # the listener's registration of this request (bounded waits, drain)
+    flight: InFlight = field(default_factory=InFlight)
 
     @property
     def stream(self) -> bool:
@@ -149,18 +162,26 @@ class Pipeline:
     async def handle(self, inbound: Inbound) -> Reply:
         try:
             if inbound.fmt == "count_tokens":
-                try:
-                    tokens = count_tokens(inbound.body, "messages")
-                except MALFORMED as exc:
-                    return error_reply("messages", 400, f"malformed request body: {exc}")
-                return json_reply(200, {"input_tokens": tokens})
+                return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
                 return error_reply(self._err_fmt(inbound), 400,
                                    "`model` is required and must be a string.")
-            candidates = await self.pool.candidates(model, inbound.headers, inbound.session_key)
+            started = time.perf_counter()
+            try:
+                candidates = await self.pool.candidates(model, inbound.headers,
+                                                        inbound.session_key)
+            except ToknError as exc:  # no attempt was made: the row says why
+                self._record(self._row(inbound, exc.account), started,
+                             status=exc.status, error=exc.message)
+                raise
+            except asyncio.CancelledError:  # the client left while accounts were listed
+                ending = self._abandoned(inbound)
+                self._record(self._row(inbound, None), started, status=ending.status,
+                             error=ending.reason)
+                raise
             return await self._attempt(inbound, candidates)
-        except ToknError as exc:
+        except ToknError as exc:  # ConversionError (a malformed body) is one: a 400
             return error_reply(self._err_fmt(inbound), exc.status, exc.message, exc.code,
                                exc.retry_after)
 
@@ -190,66 +211,111 @@ class Pipeline:
         return last or error_reply(self._err_fmt(inbound), 503, "no account could serve this.")
 
     async def _try(self, inbound: Inbound, cand: Candidate, target: str) -> Any:
-        provider = cand.provider
-        started = time.perf_counter()
-        row = self._row(inbound, cand, target)
+        attempt = Attempt(self, self._row(inbound, cand.account_id, target))
         try:
-            body = dict(convert_request(inbound.fmt, target, inbound.body)
-                        if inbound.fmt in CONVERTIBLE else inbound.body)
-        except MALFORMED as exc:  # a converter rejected the request
-            return error_reply(self._err_fmt(inbound), 400, f"malformed request body: {exc}")
+            return await self._send(inbound, cand, target, attempt)
+        except asyncio.CancelledError:  # the client went away (or shutdown ran out)
+            attempt.finish(self._abandoned(inbound))
+            raise
+        except ConversionError as exc:  # the client's malformed body: a 400, recorded
+            attempt.finish(Ending(exc.status, exc.message))
+            raise
+
+    async def _send(self, inbound: Inbound, cand: Candidate, target: str,
+                    attempt: Attempt) -> Any:
+        provider = cand.provider
+        limits = provider.account.timeouts
+        # A ConversionError (the client's malformed body) goes up to handle() as a
+        # 400; anything else a converter raises is a bug: a logged 500.
+        body = dict(convert_request(inbound.fmt, target, inbound.body,
+                                    dialect=provider.dialect(target, cand.upstream_model))
+                    if inbound.fmt in CONVERTIBLE else inbound.body)
         body["model"] = cand.upstream_model
         if target == "chat" and inbound.stream:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
+        # a stream's headers come first; a plain answer's only with its whole body
+        window = limits.first_byte_secs if inbound.stream else limits.response_secs
+        deadline = time.perf_counter() + window
         try:
-            up = await provider.send(target, body, inbound.headers, stream=inbound.stream)
-        except ValueError as exc:  # a provider-side converter rejected it (e.g. too large)
-            return error_reply(self._err_fmt(inbound), 400, str(exc))
-        except (httpx.HTTPError, ToknError) as exc:
-            return self._account_failed(inbound, cand, row, started, exc)
-        row["ttfb_ms"] = (time.perf_counter() - started) * 1000
-        if up.status >= 400:
-            return await self._upstream_error(inbound, cand, target, up, row, started)
-        if inbound.stream and up.is_sse:
-            self.pool.mark_success(provider.account_id, inbound.session_key)
-            return self._stream_reply(inbound, cand, up, row, started)
-        try:
-            raw = await up.read()
+            async with inbound.flight.bounded(window):
+                up = await provider.send(target, body, inbound.headers, stream=inbound.stream)
+        except ConversionError:  # a provider-side converter (Kiro's) rejected the body
+            raise
+        except ToknError as exc:  # e.g. a rejected token: its status and fix
+            return self._account_failed(inbound, cand, attempt, Ending(exc.status, exc.message))
         except httpx.HTTPError as exc:
-            return self._account_failed(inbound, cand, row, started, exc)
-        finally:
-            await up.aclose()
-        self.pool.mark_success(provider.account_id, inbound.session_key)
+            return self._account_failed(inbound, cand, attempt, Ending(
+                502, f"cannot reach the upstream: {describe(exc)}"))
+        except TimeoutError:
+            return self._account_failed(inbound, cand, attempt,
+                                        endings.no_answer(window, stream=inbound.stream))
+        attempt.row["ttfb_ms"] = (time.perf_counter() - attempt.started) * 1000
+        if up.status >= 400:
+            return await self._upstream_error(inbound, cand, target, up, attempt,
+                                              deadline - time.perf_counter())
+        if inbound.stream and up.is_sse:
+            return await self._stream_reply(inbound, cand, up, attempt,
+                                            deadline - time.perf_counter())
+        if inbound.stream:  # a JSON answer to a stream request: its body is the answer
+            window = limits.response_secs
+            deadline = attempt.started + window
+        try:
+            raw = await self._read(inbound, up, deadline - time.perf_counter())
+        except httpx.HTTPError as exc:
+            return self._account_failed(inbound, cand, attempt, endings.upstream_broke(exc))
+        except TimeoutError:
+            return self._account_failed(inbound, cand, attempt,
+                                        endings.no_answer(window, stream=False))
         try:
             data = json.loads(raw)
         except ValueError:
-            self._record(row, started, status=502, error="upstream sent invalid JSON")
-            return error_reply(self._err_fmt(inbound), 502,
-                               "the upstream answered with invalid JSON.")
+            data = None
+        if not isinstance(data, dict):
+            return self._account_failed(inbound, cand, attempt, Ending(
+                502, f"upstream sent invalid JSON (not an object): {raw[:120]!r}"))
+        self.pool.mark_success(provider.account_id, inbound.session_key)
         if inbound.stream and inbound.fmt in CONVERTIBLE and up.fmt in CONVERTIBLE:
-            return self._json_as_stream(inbound, cand, up, data, row, started)
+            return self._json_as_stream(inbound, cand, up, data, attempt)
         usage = extract_usage(up.fmt, data) if up.fmt in CONVERTIBLE else None
         if inbound.fmt in CONVERTIBLE and up.fmt != inbound.fmt:
-            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"))
+            data = convert_response(up.fmt, inbound.fmt, data, model=inbound.body.get("model"),
+                                    hints=self._hints(inbound, cand, up))
             out = json.dumps(data).encode()
         else:
             out = raw
-        row["response_body"] = capture_body(self.cfg, out)
-        self._record(row, started, status=up.status, usage=usage,
-                     served=data.get("model") if isinstance(data, dict) else None,
-                     bytes_out=len(out), extra=up.extra_usage)
+        attempt.row["response_body"] = capture_body(self.cfg, out)
+        attempt.finish(None, status=up.status, usage=usage,
+                       served=data.get("model") if isinstance(data, dict) else None,
+                       bytes_out=len(out), extra=up.extra_usage)
         return Reply(up.status, out, headers=self._headers(cand))
 
-    def _account_failed(self, inbound: Inbound, cand: Candidate, row: dict[str, Any],
-                        started: float, exc: Exception) -> Reply:
-        """A connection-level failure: record it, rest the account, let the next try."""
-        message = str(exc) or type(exc).__name__
-        self._rest(cand, message)
-        self._record(row, started, status=502, error=message)
-        reply = error_reply(self._err_fmt(inbound), 502,
-                            f"account {cand.account_id} failed: {message}")
+    @staticmethod
+    async def _read(inbound: Inbound, up: Any, secs: float) -> bytes:
+        """The whole upstream body within ``secs`` (then TimeoutError); closed after."""
+        try:
+            async with inbound.flight.bounded(max(secs, 0.001)):
+                return await up.read()
+        finally:
+            await up.aclose()
+
+    def _abandoned(self, inbound: Inbound) -> Ending:
+        return endings.shut_down(self.cfg.server.drain_secs) if inbound.flight.cut \
+            else endings.client_closed()
+
+    def _account_failed(self, inbound: Inbound, cand: Candidate, attempt: Attempt,
+                        ending: Ending) -> Reply:
+        """The account failed before the client got a byte: record it, rest the
+        account, let the next one try.  A drain cut is no account's fault."""
+        if inbound.flight.cut:
+            ending = endings.shut_down(self.cfg.server.drain_secs)
+            attempt.finish(ending)
+            return error_reply(self._err_fmt(inbound), ending.status, ending.reason)
+        self._rest(cand, ending.reason)
+        attempt.finish(ending)
+        reply = error_reply(self._err_fmt(inbound), ending.status,
+                            f"account {cand.account_id} failed: {ending.reason}")
         reply.failover = True
         return reply
 
@@ -260,16 +326,14 @@ class Pipeline:
                                exhausted_until=exhausted_until, cooldown=cooldown)
 
     async def _upstream_error(self, inbound: Inbound, cand: Candidate, target: str,
-                              up: Any, row: dict[str, Any], started: float) -> Any:
+                              up: Any, attempt: Attempt, secs: float) -> Any:
         provider = cand.provider
         try:
-            raw = await up.read()
-        except httpx.HTTPError:
+            raw = await self._read(inbound, up, max(secs, 1.0))
+        except (httpx.HTTPError, TimeoutError):
             raw = b""
-        finally:
-            await up.aclose()
         message, code = _upstream_message(raw, up.status)
-        self._record(row, started, status=up.status, error=message)
+        attempt.finish(None, status=up.status, error=message)
         if code == "unsupported_api_for_model" and target != "responses" \
                 and "responses" in provider.formats and inbound.fmt in CONVERTIBLE:
             if cand.model is not None:
@@ -291,55 +355,48 @@ class Pipeline:
         reply.failover = True
         return reply
 
-    def _stream_reply(self, inbound: Inbound, cand: Candidate, up: Any,
-                      row: dict[str, Any], started: float) -> Reply:
+    async def _stream_reply(self, inbound: Inbound, cand: Candidate, up: Any,
+                            attempt: Attempt, window: float) -> Reply:
+        limits = cand.provider.account.timeouts
         conv = stream_converter(up.fmt, inbound.fmt, model=inbound.body.get("model"),
                                 normalize=cand.provider.chat_stream_quirks,
-                                include_usage=inbound.wants_usage)
+                                include_usage=inbound.wants_usage,
+                                hints=self._hints(inbound, cand, up),
+                                max_line=int(self.cfg.server.max_sse_line_mb * 1024 * 1024))
+        capture = BodyCapture(self.cfg)
 
-        async def body() -> AsyncIterator[bytes]:
-            sent = 0
-            error = None
-            cap = BodyCapture(self.cfg)
-            try:
-                async for chunk in up.chunks():
-                    out = conv.feed(chunk)
-                    if out:
-                        sent += len(out)
-                        cap.feed(out)
-                        yield out
-                tail = conv.close()
-                if tail:
-                    sent += len(tail)
-                    cap.feed(tail)
-                    yield tail
-            except (httpx.HTTPError, ValueError) as exc:
-                error = f"upstream stream broke: {exc or type(exc).__name__}"
-                tail = conv.error(error)
-                sent += len(tail)
-                yield tail
-            finally:
-                await up.aclose()
-                row["response_body"] = cap.text()
-                self._record(row, started, status=up.status if error is None else 502,
-                             error=error, usage=conv.usage, served=conv.model,
-                             bytes_out=sent, extra=up.extra_usage)
+        def on_end(ending: Ending | None, sent: int) -> None:
+            attempt.row["response_body"] = capture.text()
+            if ending is not None and ending.status in (endings.UPSTREAM_FAILED,
+                                                        endings.TIMED_OUT):
+                self._rest(cand, ending.reason)
+            attempt.finish(ending, status=up.status, usage=conv.usage, served=conv.model,
+                           bytes_out=sent, extra=up.extra_usage)
 
+        relay = Relay(up, conv, inbound.flight, idle_secs=limits.stream_idle_secs,
+                      drain_secs=self.cfg.server.drain_secs, capture=capture, on_end=on_end)
+        failed = await relay.look_ahead(max(window, 0.001))
+        if failed is not None:  # nothing reached the client: the next account may try
+            return self._account_failed(inbound, cand, attempt, failed)
+        self.pool.mark_success(cand.account_id, inbound.session_key)
+        inbound.flight.at_end(relay.abandon)
         headers = {**self._headers(cand), "cache-control": "no-cache"}
-        return Reply(up.status, stream=body(), headers=headers, media_type="text/event-stream")
+        return Reply(up.status, stream=relay.body(), headers=headers,
+                     media_type="text/event-stream")
 
     def _json_as_stream(self, inbound: Inbound, cand: Candidate, up: Any, data: Any,
-                        row: dict[str, Any], started: float) -> Reply:
+                        attempt: Attempt) -> Reply:
         """The client asked to stream but the upstream answered one JSON body:
         replay it as the stream the client expects."""
-        chat = convert_response(up.fmt, "chat", data) if up.fmt != "chat" else data
+        hints = self._hints(inbound, cand, up)
+        chat = convert_response(up.fmt, "chat", data, hints=hints) if up.fmt != "chat" else data
         conv = stream_converter("chat", inbound.fmt, model=inbound.body.get("model"),
-                                include_usage=inbound.wants_usage)
+                                include_usage=inbound.wants_usage, hints=hints)
         sse = b"".join(encode_event(c) for c in completion_to_chunks(chat))
         out = conv.feed(sse + b"data: [DONE]\n\n") + conv.close()
-        self._record(row, started, status=up.status, usage=extract_usage(up.fmt, data),
-                     served=data.get("model") if isinstance(data, dict) else None,
-                     bytes_out=len(out), extra=up.extra_usage)
+        attempt.finish(None, status=up.status, usage=extract_usage(up.fmt, data),
+                       served=data.get("model") if isinstance(data, dict) else None,
+                       bytes_out=len(out), extra=up.extra_usage)
 
         async def once() -> AsyncIterator[bytes]:
             yield out
@@ -348,23 +405,34 @@ class Pipeline:
                                                         "cache-control": "no-cache"},
                      media_type="text/event-stream")
 
+    @staticmethod
+    def _hints(inbound: Inbound, cand: Candidate, up: Any) -> Hints:
+        """What converting this upstream's answer back to the client needs to know."""
+        if inbound.fmt not in CONVERTIBLE or up.fmt not in CONVERTIBLE:
+            return NO_HINTS
+        return response_hints(inbound.fmt, inbound.body, up.fmt,
+                              cand.provider.dialect(up.fmt, cand.upstream_model))
+
     # --- bookkeeping ---------------------------------------------------------------
     @staticmethod
     def _headers(cand: Candidate) -> dict[str, str]:
         return {"x-tokn-account": cand.account_id,
                 "x-tokn-provider": cand.provider.account.provider}
 
-    def _row(self, inbound: Inbound, cand: Candidate, target: str) -> dict[str, Any]:
-        provider = cand.provider
+    def _row(self, inbound: Inbound, account: str | None,
+             target: str | None = None) -> dict[str, Any]:
+        """A usage row's request columns; ``account`` the one tried (or at fault)."""
+        provider = self.pool.providers.get(account) if account else None
         initiator = None
         if inbound.fmt in CONVERTIBLE:
-            initiator = initiator_for(inbound.fmt, inbound.body, inbound.headers.get("x-initiator"),
-                                      provider.setting("initiator_mode", "auto"))
+            mode = provider.setting("initiator_mode", "auto") if provider else "auto"
+            initiator = initiator_for(inbound.fmt, inbound.body,
+                                      inbound.headers.get("x-initiator"), mode)
         return {
             "request_id": inbound.request_id, "session_key": inbound.session_key,
             "front_door": inbound.front_door, "route_mode": inbound.route_mode,
             "client": inbound.client, "inbound_format": inbound.fmt, "upstream_format": target,
-            "provider": provider.account.provider, "account": provider.account_id,
+            "provider": provider.account.provider if provider else None, "account": account,
             "model_requested": inbound.body.get("model"), "initiator": initiator,
             "stream": int(inbound.stream), "bytes_in": inbound.size,
             "request_body": capture_body(self.cfg, inbound.body),
@@ -403,6 +471,9 @@ class Pipeline:
                 },
             }
         data = list(seen.values())
+        failing = self.pool.listing_errors()
+        if not data and failing:  # not "no models": say which accounts fail and why
+            raise self.pool.listing_failure(failing)
         if anthropic_shape:
             items = [{"type": "model", "id": m["id"],
                       "display_name": m["x_tokn"]["display_name"] or m["id"],
@@ -414,3 +485,27 @@ class Pipeline:
 
 
 _RETRY_RESPONSES = object()
+
+
+class Attempt:
+    """One upstream attempt's usage row, recorded exactly once however the
+    attempt ended (the first :meth:`finish` wins)."""
+
+    def __init__(self, pipeline: Pipeline, row: dict[str, Any]) -> None:
+        self.pipeline = pipeline
+        self.row = row
+        self.started = time.perf_counter()
+        self.done = False
+
+    def finish(self, ending: Ending | None, *, status: int = 0, error: str | None = None,
+               usage: Any = None, served: str | None = None, bytes_out: int | None = None,
+               extra: dict[str, Any] | None = None) -> None:
+        """Record the row: with ``ending`` its status and reason win over the
+        upstream's ``status`` / ``error``."""
+        if self.done:
+            return
+        self.done = True
+        if ending is not None:
+            status, error = ending.status, ending.reason
+        self.pipeline._record(self.row, self.started, status=status, error=error, usage=usage,
+                              served=served, bytes_out=bytes_out, extra=extra)

@@ -18,12 +18,16 @@ import httpx
 from tokn import state
 from tokn.config import Config
 from tokn.convert.models import close_matches, normalize_model
+from tokn.endings import describe
 from tokn.errors import ToknError
 from tokn.providers import ModelInfo, Provider, provider_class
 
 MODELS_TTL = 600.0
+LIST_RETRY_SECS = 1.0  # a failed model listing is retried at once, then after 1, 2, 4 ... s
+LIST_RETRY_MAX_SECS = 60.0
 MAX_RETRY_AFTER = 86400.0  # an upstream's Retry-After is honoured up to a day
 STICKY_MAX = 10000  # session keys remembered (oldest forgotten first)
+LAST_OK_SAVE_SECS = 60.0  # how stale `tokn account show`'s "last ok" may be
 
 
 @dataclass
@@ -69,6 +73,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 @dataclass
+class Unlisted:
+    """An account whose model listing failed: why, and when to try again."""
+
+    error: ToknError
+    retry_at: float
+    attempts: int
+
+
+@dataclass
 class Candidate:
     provider: Provider
     model: ModelInfo | None
@@ -105,17 +118,52 @@ class Pool:
             self.health[account_id] = Health(**known)
         self._rr = itertools.count()
         self._sticky: dict[str, str] = {}
+        self._ok_saved: dict[str, float] = {}  # last_ok as last written to the state file
         self._models_at: dict[str, float] = {}
+        self._unlisted: dict[str, Unlisted] = {}
         self._refresh_task: asyncio.Task | None = None
 
     # --- models --------------------------------------------------------------------
     async def models_of(self, provider: Provider) -> list[ModelInfo]:
+        """The account's models.  A listing that fails (with no earlier list or
+        configured models to fall back on) raises its error, naming the account
+        and the fix, and marks the account failing; it is retried with backoff
+        (at once, then after 1 s doubling to a minute), not on every request."""
+        aid = provider.account_id
         now = self.clock()
-        stale = now - self._models_at.get(provider.account_id, 0.0) > MODELS_TTL
-        models = await provider.models(refresh=stale and provider.account_id in self._models_at)
-        if stale and provider.has_models:
-            self._models_at[provider.account_id] = now
-        return models
+        unlisted = self._unlisted.get(aid)
+        if unlisted is not None and now < unlisted.retry_at:
+            raise unlisted.error
+        stale = now - self._models_at.get(aid, 0.0) > MODELS_TTL
+        secs = provider.account.timeouts.first_byte_secs
+        try:
+            async with asyncio.timeout(secs):
+                models = await provider.models(refresh=stale and aid in self._models_at)
+        except TimeoutError:
+            error = ToknError(f"account {aid} did not list its models within {secs:g} s "
+                              "([timeouts] first_byte_secs)", status=504, code="upstream_timeout")
+        except ToknError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - an unreadable listing fails the account
+            error = ToknError(f"account {aid}: listing its models failed ({describe(exc)})",
+                              status=502, code="upstream_error")
+        else:
+            if stale and provider.has_models:
+                self._models_at[aid] = now
+            if self._unlisted.pop(aid, None) is not None:
+                self.mark_success(aid)
+            return models
+        attempts = unlisted.attempts + 1 if unlisted is not None else 1
+        wait = 0.0 if attempts == 1 else min(LIST_RETRY_SECS * 2 ** (attempts - 2),
+                                              LIST_RETRY_MAX_SECS)
+        error.account = aid
+        self._unlisted[aid] = Unlisted(error, self.clock() + wait, attempts)
+        self.mark_failure(aid, error.message, cooldown=False)
+        raise error
+
+    def listing_errors(self) -> dict[str, ToknError]:
+        """Why each account whose last model listing failed is failing."""
+        return {aid: u.error for aid, u in self._unlisted.items()}
 
     async def all_models(self) -> list[tuple[Provider, ModelInfo]]:
         lists = await asyncio.gather(*(self.models_of(p) for p in self.providers.values()),
@@ -189,12 +237,29 @@ class Pool:
         if not found and self.cfg.pool.default_provider and not scoped:
             found = [Candidate(p, None, name) for p in everyone
                      if p.account.provider == self.cfg.pool.default_provider]
+        failing = {aid: err for aid, err in self.listing_errors().items()
+                   if any(p.account_id == aid for p in (scoped or everyone))}
+        if not found and failing:
+            raise self.listing_failure(failing)
         if not found:
             hints = close_matches(name, sorted(set(everything)))
             hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
             raise ToknError(f"The model `{model}` does not exist or no account serves it.{hint}",
                             status=404, code="model_not_found")
         return self._order(found, session_key)
+
+    @staticmethod
+    def listing_failure(failing: dict[str, ToknError]) -> ToknError:
+        """The answer when no account lists a model and some could not list at
+        all: their failure (naming account and fix), not "model not found"."""
+        if len(failing) == 1:
+            ((aid, err),) = failing.items()
+            return ToknError(err.message, status=err.status, code=err.code, account=aid)
+        statuses = {e.status for e in failing.values()}
+        return ToknError(
+            "accounts cannot list their models: " + "; ".join(e.message for e in failing.values()),
+            status=statuses.pop() if len(statuses) == 1 else 502, code="accounts_failing",
+            account=next(iter(failing)))
 
     @staticmethod
     def _filter(pool: list[Provider], wanted: tuple[str, ...] | None) -> list[Provider]:
@@ -212,7 +277,7 @@ class Pool:
         for provider in pool:
             try:
                 models = await self.models_of(provider)
-            except Exception:  # noqa: BLE001 - an unreachable account serves nothing
+            except ToknError:  # listing failed: candidates() reports it if nobody serves
                 models = []
             ids = [m.id for m in models]
             everything.extend(ids)
@@ -264,9 +329,10 @@ class Pool:
             same = [p for p in self.providers.values() if cls is not None and type(p) is cls]
         if not same:
             raise ToknError(
-                f"switch mode needs a {provider_id} account, and none is configured: run "
-                f"`tokn login --provider {provider_id}` (or send x-tokn-route-mode: "
-                f"passthrough to use your own key).", status=400, code="no_account_for_provider")
+                f"switch mode needs an account of provider {provider_id}, and none is "
+                f"configured: run `tokn login --provider {provider_id}` (or send "
+                "x-tokn-route-mode: passthrough to use your own key).", status=400,
+                code="no_account_for_provider")
         allowed = [p for p in same if accept(p)]
         if not allowed:
             raise ToknError(
@@ -280,9 +346,13 @@ class Pool:
     # --- health --------------------------------------------------------------------
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:
         health = self.health[account_id]
-        changed = health.failures or health.cooldown_until or health.last_error
+        now = self.clock()
+        # the state file is written when health changes, and for last_ok at most
+        # once per LAST_OK_SAVE_SECS (not on every request)
+        changed = health.failures or health.cooldown_until or health.last_error or \
+            now - self._ok_saved.get(account_id, 0.0) >= LAST_OK_SAVE_SECS
         health.failures, health.cooldown_until, health.last_error = 0, 0.0, ""
-        health.last_ok = self.clock()
+        health.last_ok = now
         if session_key and self.cfg.pool.sticky_sessions:
             self._sticky.pop(session_key, None)
             self._sticky[session_key] = account_id
@@ -309,6 +379,7 @@ class Pool:
         return wait
 
     def _save(self, account_id: str) -> None:
+        self._ok_saved[account_id] = self.health[account_id].last_ok
         try:
             state.update("health", account_id, asdict(self.health[account_id]))
         except OSError:

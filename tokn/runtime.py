@@ -76,10 +76,14 @@ def make_client(cfg: Config,
     mounts = None
     if proxy and cfg.proxy.no_proxy:
         mounts = {f"all://{host}": None for host in cfg.proxy.no_proxy}
+    limits = cfg.timeouts
+    # API calls set their own (per account); this bounds the rest: model
+    # listings, token exchanges and refreshes, plan and quota look-ups
     return httpx.AsyncClient(
         transport=transport, proxy=proxy, mounts=mounts, trust_env=False,
         verify=upstream_ssl_context(cfg),
-        timeout=httpx.Timeout(connect=15.0, read=600.0, write=60.0, pool=60.0),
+        timeout=httpx.Timeout(connect=limits.connect_secs, read=limits.first_byte_secs,
+                              write=limits.first_byte_secs, pool=limits.connect_secs),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
 
@@ -143,7 +147,16 @@ def client_caps(cfg: Config) -> ConnectionCaps:
     return ConnectionCaps(total=total, per_client=min(cfg.server.max_client_connections, total))
 
 
-def _make_uvicorn(app: Any, host: str, port: int, log_level: str, cfg: Config):
+# The proxy's own listener never closes an idle connection: mitmproxy reuses
+# its connection to the listener for the next request on the same client
+# tunnel, and a server-side keep-alive timeout firing just as that request is
+# sent answers it with "502 server closed connection".  mitmproxy closes these
+# connections itself, with the client's.
+PROXY_KEEP_ALIVE = 30 * 86400.0
+
+
+def _make_uvicorn(app: Any, host: str, port: int, log_level: str, cfg: Config, *,
+                  keep_alive: float | None = None, lifespan: str = "on"):
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -159,8 +172,11 @@ def _make_uvicorn(app: Any, host: str, port: int, log_level: str, cfg: Config):
 
     limits = ClientLimits(client_caps(cfg), header_timeout=cfg.server.header_timeout_secs,
                           body_timeout=cfg.server.body_timeout_secs)
+    # tokn drains in-flight requests itself (serve); uvicorn's own grace is a backstop
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=3,
+                            access_log=False, lifespan=lifespan,
+                            timeout_keep_alive=keep_alive or cfg.server.keep_alive_secs,
+                            timeout_graceful_shutdown=int(cfg.server.drain_secs) + 5,
                             http=guarded_protocol(limits))
     return _Server(config)
 
@@ -185,26 +201,30 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                 proxy_route_mode: str | None = None, listener_public: bool = True,
                 on_ready: Callable[[Bound], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set."""
+    """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set,
+    then drain: stop accepting, let what is in flight finish for up to
+    ``[server].drain_secs`` (a second signal cuts that short), end the rest
+    with an error its client understands, and stop."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_cancelled)
     stop = stop or asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):
             pass
     level = runtime.cfg.logging.level if runtime.cfg.logging.level != "info" else "warning"
     server = _make_uvicorn(runtime.app, host, port, level, runtime.cfg)
-    server_task = asyncio.create_task(server.serve())
+    servers = [server]
+    tasks = [asyncio.create_task(server.serve())]
     proxy = None
     try:
-        while not server.started:
-            if server_task.done():
-                exc = server_task.exception()
-                raise ToknError(f"the listener could not start on {host}:{port}"
-                                + (f": {exc}" if exc else " (is the port in use?)"), status=500)
-            await asyncio.sleep(0.01)
+        await _started(server, tasks[0], f"the listener could not start on {host}:{port}")
         api_port = _bound_port(server)
         runtime.pool.start_background_refresh()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
@@ -212,9 +232,14 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         if with_proxy:
             from tokn.mitm.runner import ProxyRunner
 
+            internal = _make_uvicorn(runtime.app, "127.0.0.1", 0, level, runtime.cfg,
+                                     keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
+            servers.append(internal)
+            tasks.append(asyncio.create_task(internal.serve()))
+            await _started(internal, tasks[-1], "the proxy's listener could not start")
             proxy = ProxyRunner(runtime, host=proxy_host, port=proxy_port,
                                 route_mode=proxy_route_mode,
-                                listener_url=f"http://{shown}:{api_port}",
+                                listener_url=f"http://127.0.0.1:{_bound_port(internal)}",
                                 proxy_key=runtime.state.api_key)
             await proxy.start()
             bound.proxy_url = proxy.url
@@ -223,6 +248,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         if on_ready:
             on_ready(bound)
         await stop.wait()
+        await _drain(runtime, servers, proxy, hurry)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -231,9 +257,41 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                 pass
         if proxy is not None:
             await proxy.stop()
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(server_task, 5)
-        except (TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
-            server_task.cancel()
+        for srv in servers:
+            srv.should_exit = True
+        for task in tasks:
+            try:
+                await asyncio.wait_for(task, 5)
+            except (TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
+                task.cancel()
         await runtime.aclose()
+
+
+async def _started(server: Any, task: asyncio.Task, failure: str) -> None:
+    while not server.started:
+        if task.done():
+            exc = task.exception()
+            raise ToknError(failure + (f": {exc}" if exc else " (is the port in use?)"),
+                            status=500)
+        await asyncio.sleep(0.01)
+
+
+async def _drain(runtime: Runtime, servers: list[Any], proxy: Any,
+                 hurry: asyncio.Event) -> None:
+    """Stop accepting; give in-flight requests ``[server].drain_secs``; cut the rest."""
+    drain = runtime.state.drain
+    drain.draining = True
+    secs = drain.secs = runtime.cfg.server.drain_secs
+    if proxy is not None:
+        await proxy.stop_listening()
+    for server in servers:
+        server.should_exit = True  # uvicorn closes its socket and idle connections
+    if drain.live:
+        log.warning("stopping: no new requests; waiting up to %g s for %d in flight "
+                    "(signal again to stop now)", secs, len(drain.live))
+    if await drain.wait(secs, hurry):
+        return
+    cut = drain.cut()
+    log.warning("stopping: ending %d request(s) still in flight after %g s "
+                "([server] drain_secs)", cut, secs)
+    await drain.wait(2.0)  # their error events and rows

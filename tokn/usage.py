@@ -4,7 +4,9 @@ request path by a single writer thread.
 Requests call :meth:`UsageStore.record`, which only puts a dict on a queue.
 The writer batches rows into transactions; :meth:`UsageStore.close` drains the
 queue, so a clean shutdown loses nothing.  A row the database refuses is
-logged and dropped; the writer never dies of it.
+logged and dropped; the writer never dies of it.  A database file deleted (or
+replaced) while tokn runs is noticed before the next write, logged, and
+created afresh, so rows never go to a file nobody can open.
 
 Units: ``ts`` is the time the attempt finished, in epoch **seconds** (REAL);
 ``ttfb_ms`` / ``latency_ms`` are milliseconds; ``bytes_*`` are bytes.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -218,6 +221,7 @@ class UsageStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
         connect(self.path).close()
+        self._inode: int | None = None  # of the file the writer's connection has open
         self.dropped = 0  # rows the database refused (logged)
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tokn-usage", daemon=True)
@@ -261,6 +265,24 @@ class UsageStore:
                 log.error("usage: dropped a row the store refused (%s: %s): %.300r",
                           type(exc).__name__, exc, r)
 
+    def _open(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        """The writer's connection, reopened when its file was deleted or replaced
+        (SQLite would keep writing into the unlinked file and lose every row)."""
+        try:
+            inode: int | None = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if conn is not None and inode is not None and inode == self._inode:
+            return conn
+        if conn is not None:
+            log.warning("usage: %s was deleted or replaced while tokn was running; "
+                        "creating it again", self.path)
+            with contextlib.suppress(Exception):
+                conn.close()
+        conn = connect(self.path)
+        self._inode = os.stat(self.path).st_ino
+        return conn
+
     def _reset(self, conn: sqlite3.Connection, cmd: _Reset) -> None:
         try:
             with conn:
@@ -282,8 +304,7 @@ class UsageStore:
                     break
                 batch.append(item)
             try:
-                if conn is None:
-                    conn = connect(self.path)
+                conn = self._open(conn)
                 rows: list[Any] = []
                 for b in batch:
                     if b is _STOP or isinstance(b, threading.Event | _Reset):

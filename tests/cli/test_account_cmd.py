@@ -396,3 +396,112 @@ def test_headers(github):
 def test_headers_without_copilot_account():
     result = invoke("headers")
     assert result.exit_code == 1 and "tokn login" in result.output
+
+
+# --- import --from env reads only the provider's own variables --------------------------------
+
+def test_import_env_for_kiro_never_reads_github_variables(monkeypatch):
+    monkeypatch.setenv("GH_TOKEN", GH_TOKEN)
+    result = invoke("import", "--from", "env", "--provider", "kiro")
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "tokn import --from kiro" in text and "tokn login --provider kiro" in text
+    assert "Traceback" not in result.output
+    assert accounts() == {}
+
+
+def test_import_env_names_the_providers_variable(monkeypatch):
+    monkeypatch.setenv("GH_TOKEN", GH_TOKEN)
+    result = invoke("import", "--from", "env", "--provider", "openai", "--no-verify")
+    assert result.exit_code == 1
+    assert "the environment variable OPENAI_API_KEY is not set" in result.output
+    assert accounts() == {}
+    result = invoke("import", "--from", "env", "--provider", "openai-compatible", "--no-verify",
+                    "--base-url", "http://127.0.0.1:9/v1")
+    assert result.exit_code == 1 and "--env-var NAME" in result.output
+    assert accounts() == {}
+
+
+# --- sign-in errors and URLs are one pasteable line -------------------------------------------
+
+def _offline(monkeypatch):
+    """No way out: every HTTPS request goes to a proxy port nobody listens on."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("args,host", [
+    (["login", "--provider", "kiro", "--no-browser"], "oidc.us-east-1.amazonaws.com"),
+    (["login", "--provider", "kiro", "--method", "idc", "--start-url",
+      "https://x.awsapps.com/start", "--region", "eu-west-1"], "oidc.eu-west-1.amazonaws.com"),
+    (["login", "--no-browser"], "github.com"),
+])
+def test_login_offline_is_one_clear_line(monkeypatch, args, host):
+    _offline(monkeypatch)
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "httpx" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: cannot reach https://" + host)
+
+
+def test_kiro_browser_url_is_printed_unwrapped(tmp_path):
+    """The real CLI on a narrow terminal: the sign-in URL stays one line, and it works."""
+    import os
+    import subprocess
+    import urllib.parse
+
+    import httpx
+
+    out = tmp_path / "out.txt"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokn", "login", "--provider", "kiro", "--method", "google",
+             "--no-browser"], stdout=sink, stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "40", "TERM": "xterm"})
+        try:
+            deadline = time.monotonic() + 30
+            url = None
+            while url is None and time.monotonic() < deadline:
+                url = next((line for line in out.read_text().splitlines()
+                            if line.startswith("https://")), None)
+                time.sleep(0.1)
+            assert url is not None, out.read_text()
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+            assert query["idp"] == "Google" and query["code_challenge_method"] == "S256"
+            # the browser comes back to the loopback callback: here, refused
+            callback = query["redirect_uri"].replace("localhost", "127.0.0.1")
+            httpx.get(callback, params={"error": "access_denied", "state": query["state"]},
+                      timeout=10, trust_env=False)
+            code = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out.read_text()
+    assert len(url) > 200 and code == 1
+    assert "error: Kiro sign-in failed: access_denied" in text
+    assert "Traceback" not in text
+
+
+# --- account show reports the last success --------------------------------------------------
+
+def test_account_show_json_has_last_ok_after_requests(openai_fake):
+    import httpx
+
+    from tests.helpers import running_tokn
+
+    save_accounts({"id": "o", "provider": "openai", "api_key": "sk-good-key-123456",
+                   "base_url": openai_fake.url + "/v1", "models": ["gpt-4o"]})
+    started = time.time()
+    with running_tokn() as tokn:
+        for _ in range(3):
+            answer = httpx.post(tokn.api_url + "/v1/chat/completions", timeout=30, json={
+                "model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+            assert answer.status_code == 200, answer.text
+        shown = invoke("account", "show", "o", "--json", "--no-live")
+    assert shown.exit_code == 0, shown.output
+    health = json.loads(shown.stdout)["health"]
+    assert health["status"] == "ok"
+    assert started <= health["last_ok"] <= time.time()
+

@@ -14,7 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tokn import ca, paths
+from tokn import ca, data, paths
 from tokn.cli.proxy_env import register
 from tokn.shellenv import VAR_NAMES
 
@@ -153,7 +153,7 @@ def test_tokn_sh_functions(sh, tmp_path):
     # the fake `tokn` drops the leading "proxy" group word, as our tiny app has no group
     fake.write_text(f'#!/bin/sh\nshift\nexec "{sys.executable}" "{tmp_path / "app.py"}" "$@"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
-    script = (f'. "{REPO / "shell" / "tokn.sh"}"\n'
+    script = (f'. "{data.path("shell-sh")}"\n'
               'tokn_on || exit 7\nprintf "%s\\n" "$HTTPS_PROXY" "$CURL_CA_BUNDLE"\n'
               'tokn_off\nprintf "%s\\n" "${HTTPS_PROXY-UNSET}" "${CURL_CA_BUNDLE-UNSET}"\n')
     env = _clean_env(PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")

@@ -1,16 +1,19 @@
 """Golden streams: ``golden/<src>_to_<dst>__<case>.in.sse`` converted must equal ``.out.sse``
 byte for byte, however the input is split. Ids and clock are deterministic.
+A ``.request.json`` beside the input holds the client's ``request`` (and the
+upstream's ``dialect``) when the conversion depends on it.
 
 Regenerate after an intended change with ``TOKN_REGEN_GOLDEN=1`` and review the diff.
 """
 
 import itertools
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from tokn.convert import stream_converter
+from tokn.convert import Dialect, response_hints, stream_converter
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(GOLDEN.glob("*.in.sse"))
@@ -19,7 +22,12 @@ CASES = sorted(GOLDEN.glob("*.in.sse"))
 def _convert(path: Path, step: int) -> bytes:
     src, dst = path.name.split("__")[0].split("_to_")
     n = itertools.count()
-    conv = stream_converter(src, dst, ids=lambda p: f"{p}{next(n):04d}", clock=lambda: 1700000000)
+    sidecar = path.with_name(path.name.replace(".in.sse", ".request.json"))
+    context = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    hints = response_hints(dst, context.get("request"), src,
+                           Dialect(**context.get("dialect", {})))
+    conv = stream_converter(src, dst, ids=lambda p: f"{p}{next(n):04d}", clock=lambda: 1700000000,
+                            hints=hints)
     raw = path.read_bytes()
     return b"".join(conv.feed(raw[i : i + step]) for i in range(0, len(raw), step)) + conv.close()
 

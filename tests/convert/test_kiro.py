@@ -33,7 +33,7 @@ from tokn.convert.kiro import (
     estimate_tokens,
     map_model,
 )
-from tokn.errors import ToknError
+from tokn.errors import ConversionError, ToknError
 from tokn.providers.kiro_eventstream import EventStreamDecoder, Message, decode_all
 
 TOOL = {
@@ -154,7 +154,7 @@ def test_profile_arn_omitted_and_conversation_id_generated():
 
 
 def test_empty_messages_rejected():
-    with pytest.raises(ValueError, match="messages"):
+    with pytest.raises(ConversionError, match="messages"):
         build_request({"messages": []}, model_id="auto", profile_arn=None)
 
 

@@ -261,7 +261,9 @@ def test_chat_to_messages_defaults_and_thinking():
     )
     assert out["max_tokens"] == 32000
     assert (
-        convert_request("chat", "messages", {"model": "gpt-4o", "messages": []})["max_tokens"]
+        convert_request("chat", "messages", {"model": "gpt-4o",
+                                            "messages": [{"role": "user", "content": "x"}]})[
+            "max_tokens"]
         == 8192
     )
     out = convert_request(

@@ -153,6 +153,8 @@ def test_messages_to_chat():
         "content": "Hi",
         "reasoning_content": "hmm",
         "reasoning_signature": "SIG",
+        "reasoning_details": [{"type": "reasoning.text", "text": "hmm", "signature": "SIG",
+                               "format": "anthropic-claude-v1"}],
         "tool_calls": [
             {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
         ],
@@ -161,7 +163,7 @@ def test_messages_to_chat():
         "prompt_tokens": 65,
         "completion_tokens": 4,
         "total_tokens": 69,
-        "prompt_tokens_details": {"cached_tokens": 50},
+        "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 5},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
 

@@ -113,7 +113,15 @@ class FakeLLM(FakeServer):
         tool_trigger: word in the last user text that triggers a tool call.
         tool_arguments: dict sent as the tool call's arguments.
         tool_preamble: text sent before a tool call (choice 0 under quirks).
-        cached_tokens / reasoning_tokens / cache_creation_tokens: usage extras.
+        cached_tokens / reasoning_tokens / cache_creation_tokens: usage extras (chat
+            answers report cache writes as OpenRouter does,
+            ``prompt_tokens_details.cache_write_tokens``).
+        redacted_thinking: with thinking on, a ``redacted_thinking`` block with this
+            ``data`` follows the thinking block (as Claude sends when its
+            reasoning was flagged).
+        cache_needs_marker: cache reads / writes happen only for a request that
+            carries a breakpoint (``cache_control`` on a part, block or tool, or
+            Copilot's ``copilot_cache_control``), as with Claude models.
         embedding_dim: length of embedding vectors (default 8).
         strict_models: unknown model ids -> 404 (OpenAI/Anthropic) / 400
             model_not_supported (Copilot).
@@ -148,6 +156,8 @@ class FakeLLM(FakeServer):
         cached_tokens: int = 0,
         reasoning_tokens: int = 0,
         cache_creation_tokens: int = 0,
+        cache_needs_marker: bool = False,
+        redacted_thinking: str | None = None,
         embedding_dim: int = 8,
         strict_models: bool = False,
         enforce_copilot_headers: bool = False,
@@ -196,6 +206,8 @@ class FakeLLM(FakeServer):
         self.cached_tokens = cached_tokens
         self.reasoning_tokens = reasoning_tokens
         self.cache_creation_tokens = cache_creation_tokens
+        self.cache_needs_marker = cache_needs_marker
+        self.redacted_thinking = redacted_thinking
         self.embedding_dim = embedding_dim
         self.strict_models = strict_models
         self.enforce_copilot_headers = enforce_copilot_headers
@@ -485,6 +497,21 @@ class FakeLLM(FakeServer):
         return str(content)
 
     @staticmethod
+    def _has_cache_marker(obj: Any) -> bool:
+        if isinstance(obj, dict):
+            if obj.get("cache_control") or obj.get("copilot_cache_control"):
+                return True
+            return any(FakeLLM._has_cache_marker(v) for v in obj.values()
+                       if isinstance(v, (dict, list)))
+        if isinstance(obj, list):
+            return any(FakeLLM._has_cache_marker(v) for v in obj)
+        return False
+
+    def _caches(self, body: dict[str, Any]) -> bool:
+        """Whether this request gets cache reads / writes."""
+        return not self.cache_needs_marker or self._has_cache_marker(body)
+
+    @staticmethod
     def _has_image(obj: Any) -> bool:
         if isinstance(obj, dict):
             if obj.get("type") in ("image_url", "input_image", "image"):
@@ -557,9 +584,28 @@ class FakeLLM(FakeServer):
                 if isinstance(b, dict) and b.get("type") == "thinking"
             ]
             req.meta["thinking_signatures"] = sigs
+            req.meta["redacted_thinking"] = [
+                b.get("data")
+                for m in msgs
+                if isinstance(m, dict) and isinstance(m.get("content"), list)
+                for b in m["content"]
+                if isinstance(b, dict) and b.get("type") == "redacted_thinking"
+            ]
         input_tokens = len(prompt_text) // 4 + 1
         trigger = (self.tool_trigger or "").lower()
-        if tool_name and last_kind == "user" and trigger and trigger in last_text.lower():
+        choice = body.get("tool_choice") if api == "messages" else None
+        choice = choice if isinstance(choice, dict) else {}
+        if choice.get("type") == "tool":  # Anthropic: a forced tool is always called
+            tool_name = choice.get("name")
+        fmt = (body.get("output_config") or {}).get("format") if api == "messages" else None
+        if choice.get("type") in ("tool", "any") and tool_name:
+            args = json.dumps(self.tool_arguments)
+            plan = {"kind": "tool", "tool_name": tool_name, "arguments": args, "text": "",
+                    "output_tokens": len(args) // 4 + 1}
+        elif isinstance(fmt, dict) and fmt.get("type") == "json_schema":  # structured output
+            text = json.dumps(self.tool_arguments)
+            plan = {"kind": "text", "text": text, "output_tokens": len(text) // 4 + 1}
+        elif tool_name and last_kind == "user" and trigger and trigger in last_text.lower():
             args = json.dumps(self.tool_arguments)
             plan = {
                 "kind": "tool",
@@ -678,12 +724,16 @@ class FakeLLM(FakeServer):
             return
         plan = self._plan("chat", body, req)
         inp, out = plan["input_tokens"], plan["output_tokens"]
-        cached = min(self.cached_tokens, inp)
+        cached = min(self.cached_tokens, inp) if self._caches(body) else 0
+        written = min(self.cache_creation_tokens, inp - cached) if self._caches(body) else 0
+        details: dict[str, int] = {"cached_tokens": cached, "audio_tokens": 0}
+        if written:
+            details["cache_write_tokens"] = written
         usage = {
             "prompt_tokens": inp,
             "completion_tokens": out,
             "total_tokens": inp + out,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "prompt_tokens_details": details,
             "completion_tokens_details": {
                 "reasoning_tokens": self.reasoning_tokens,
                 "audio_tokens": 0,
@@ -707,7 +757,7 @@ class FakeLLM(FakeServer):
                 inp=inp,
                 out=out,
                 cached=cached,
-                creation=0,
+                creation=written,
                 reasoning=self.reasoning_tokens,
             )
 
@@ -1123,9 +1173,15 @@ class FakeLLM(FakeServer):
     def _messages(self, ex: Exchange, body: dict[str, Any]) -> None:
         req = ex.req
         model = req.meta["model"]
+        choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+        thinking_on = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        if thinking_on and choice.get("type") in ("any", "tool"):
+            self._error(ex, 400, "Thinking may not be enabled when tool_choice forces tool use.")
+            return
         plan = self._plan("messages", body, req)
         total_in, out = plan["input_tokens"], plan["output_tokens"]
-        cached = min(self.cached_tokens, total_in)
+        cached = min(self.cached_tokens, total_in) if self._caches(body) else 0
+        creation = self.cache_creation_tokens if self._caches(body) else 0
         inp = total_in - cached
         thinking_cfg = body.get("thinking") or {}
         thinking = isinstance(thinking_cfg, dict) and thinking_cfg.get("type") in (
@@ -1135,7 +1191,7 @@ class FakeLLM(FakeServer):
         thinking_text = f"Thinking about: {req.meta['reply_text'] or 'the request'}"
         usage = {
             "input_tokens": inp,
-            "cache_creation_input_tokens": self.cache_creation_tokens,
+            "cache_creation_input_tokens": creation,
             "cache_read_input_tokens": cached,
             "output_tokens": out,
             "service_tier": "standard",
@@ -1148,6 +1204,8 @@ class FakeLLM(FakeServer):
             blocks.append(
                 {"type": "thinking", "thinking": thinking_text, "signature": THINKING_SIGNATURE}
             )
+            if self.redacted_thinking:
+                blocks.append({"type": "redacted_thinking", "data": self.redacted_thinking})
         if plan["text"]:
             blocks.append({"type": "text", "text": plan["text"]})
         if plan["kind"] == "tool":
@@ -1181,7 +1239,7 @@ class FakeLLM(FakeServer):
                 inp=inp,
                 out=out,
                 cached=cached,
-                creation=self.cache_creation_tokens,
+                creation=creation,
                 reasoning=0,
             )
 
@@ -1227,6 +1285,20 @@ class FakeLLM(FakeServer):
                 )
                 yield "content_block_stop", {"type": "content_block_stop", "index": idx}
                 idx += 1
+                if self.redacted_thinking:
+                    yield (
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": idx,
+                            "content_block": {
+                                "type": "redacted_thinking",
+                                "data": self.redacted_thinking,
+                            },
+                        },
+                    )
+                    yield "content_block_stop", {"type": "content_block_stop", "index": idx}
+                    idx += 1
             if plan["text"]:
                 yield (
                     "content_block_start",

@@ -27,6 +27,7 @@ from tests.helpers import (
     usage_rows,
     write_config,
 )
+from tokn import data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -222,7 +223,7 @@ def test_mitmdump_with_tokn_addon_routes_like_tokn_proxy():
         env = proxy_env()
         proc = subprocess.Popen(
             [str(mitmdump), "-q", "--listen-host", "127.0.0.1", "--listen-port", str(port),
-             "-s", str(ROOT / "addons" / "tokn_addon.py")],
+             "-s", str(data.path("addon"))],
             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         try:

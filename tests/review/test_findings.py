@@ -149,7 +149,10 @@ def test_object_user_field_with_sticky_sessions_is_not_a_500():
                               json={"model": "m1", "max_tokens": 10,
                                     "metadata": {"user_id": {"org": 1}},
                                     "messages": [{"role": "user", "content": "hi"}]})
-        assert resp.status_code == 200, resp.text
+        # Anthropic's API answers this body with a 400 too: user_id is a string
+        assert resp.status_code == 400, resp.text
+        assert "`metadata.user_id` must be a string, not an object" in \
+            resp.json()["error"]["message"]
 
 
 def test_route_mode_large_request_goes_to_the_pool_not_the_original_host(public_ca,

@@ -1,6 +1,5 @@
-"""Fixtures the security suite shares with other suites: the stand-in public CA
-of the proxy tests, and the network namespace of the LAN test (a real second
-network identity, to act as a LAN peer)."""
+"""The network namespace of the LAN test (a real second network identity, to
+act as a LAN peer), for the security suite too.  ``public_ca`` and
+``tls_context_for`` come from tests/conftest.py."""
 
-from tests.mitm.conftest import public_ca, tls_context_for  # noqa: F401
 from tests.test_lan_netns import netns  # noqa: F401

@@ -1,4 +1,4 @@
-"""Issue 12.3: ``mitmdump -s addons/tokn_addon.py`` (as the README shows) applies
+"""Issue 12.3: ``mitmdump -s "$(tokn paths addon)"`` (as the README shows) applies
 the same guard as ``tokn proxy``: loopback unless ``tokn_insecure_allow_remote``
 (and then only with a key), proxy authentication when ``[server].api_key`` is
 set, regular proxy mode only."""
@@ -29,6 +29,7 @@ from tests.security.helpers import (
     raw,
     status_of,
 )
+from tokn import data
 
 ROOT = Path(__file__).resolve().parents[2]
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
@@ -48,7 +49,7 @@ def mitmdump(tmp_path: Path, *args: str, quiet: bool = True) -> Iterator[tuple[s
     log = tmp_path / "mitmdump.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(MITMDUMP), *(["-q"] if quiet else []), *args, "-s",
-                                 str(ROOT / "addons" / "tokn_addon.py")],
+                                 str(data.path("addon"))],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tokn.auth import json_object
+from tokn.endings import describe
 from tokn.errors import ToknError
 
 CLIENT_ID = "Iv1.b507a08c87ecfe98"
@@ -86,7 +87,7 @@ async def start_device_flow(*, github_url: str = DEFAULT_GITHUB_URL, client_id: 
         try:
             resp = await client.post(url, json={"client_id": client_id, "scope": scope})
         except httpx.HTTPError as exc:
-            raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}",
+            raise ToknError(f"cannot reach {url}: {describe(exc)}",
                             status=502, code="github_unreachable") from exc
     data = json_object(resp)
     if resp.status_code >= 400 or "device_code" not in data:
@@ -149,7 +150,7 @@ async def poll_for_token(device: DeviceCode, *,
             except httpx.TransportError as exc:
                 transient += 1
                 if transient >= MAX_TRANSIENT_ERRORS:
-                    raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}",
+                    raise ToknError(f"cannot reach {url}: {describe(exc)}",
                                     status=502, code="github_unreachable") from exc
                 continue
             transient = 0

@@ -208,4 +208,6 @@ def from_env(names: Iterable[str] = DEFAULT_ENV_VARS,
         value = (env.get(name) or "").strip()
         if value:
             return FoundToken(value, f"environment variable {name}")
+    if len(names) == 1:
+        raise ToknError(f"the environment variable {names[0]} is not set (or is empty).")
     raise ToknError(f"none of the environment variables {', '.join(names) or '(none)'} is set.")

@@ -37,7 +37,6 @@ import json
 import secrets
 import sqlite3
 import sys
-import threading
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
@@ -48,8 +47,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
-from tokn import config, state
+from tokn import config, paths, state
 from tokn.auth import json_object
+from tokn.endings import describe
 from tokn.errors import ToknError
 
 DEFAULT_REGION = "us-east-1"
@@ -71,7 +71,6 @@ CLI_TOKEN_KEYS = {"social": ":social:token", "idc": ":odic:token"}
 CLI_REGISTRATION_SUFFIX = ":odic:device-registration"
 
 # Serialises read-modify-write of the config file by this process.
-config_lock = threading.Lock()
 
 # Resolved at call time so tests can monkeypatch ``tokn.auth.kiro._sleep``.
 _sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
@@ -131,8 +130,9 @@ def _pick(data: dict[str, Any], *names: str) -> Any:
 
 
 def _say(console: Any, text: str) -> None:
+    """Print for the person signing in; never hard-wrapped (URLs must stay pasteable)."""
     if console is not None and hasattr(console, "print"):
-        console.print(text, highlight=False)
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
     else:
         print(text, file=sys.stderr)
 
@@ -206,7 +206,7 @@ async def refresh(client: httpx.AsyncClient, *, auth_method: str, refresh_token:
             **(headers or {})})
     except httpx.HTTPError as exc:
         raise ToknError(f"cannot reach {url} to refresh Kiro account {account_id!r}: "
-                        f"{exc or type(exc).__name__}", status=502,
+                        f"{describe(exc)}", status=502,
                         code="kiro_refresh_failed") from exc
     if resp.status_code >= 400:
         detail = resp.text[:300].strip()
@@ -402,13 +402,25 @@ def account_values(fields: dict[str, Any], *, account_id: str, base_url: str | N
 
 def save_account(values: dict[str, Any], path: Path | None = None) -> Path:
     """Add (or update) the account in the config file and drop its cached tokens."""
-    with config_lock:
-        doc = config.load_document(path)
+    with config.editing(path) as doc:
         config.add_account(doc, values)
-        where = config.save_document(doc, path)
+    where = path or paths.config_file()
     with contextlib.suppress(OSError):
         state.update(TOKEN_STATE, values["id"], None)
     return where
+
+
+def _account_for(fields: dict[str, Any], account_id: str | None, *, base_url: str | None,
+                 refresh_url: str | None, save: bool,
+                 config_path: Path | None) -> dict[str, Any]:
+    """The account table for signed-in ``fields`` (id: given, else the matching or next
+    free one), saved to the config file when ``save``."""
+    doc = config.load_document(config_path)
+    values = account_values(fields, account_id=account_id or _default_id(doc, fields),
+                            base_url=base_url, refresh_url=refresh_url)
+    if save:
+        save_account(values, config_path)
+    return values
 
 
 def import_account(path: Path | None = None, account_id: str | None = None, *,
@@ -437,12 +449,8 @@ def import_account(path: Path | None = None, account_id: str | None = None, *,
     if not fields.get("refresh_token"):
         raise ToknError(f"{fields.get('source', path)} holds no refresh token; sign in to "
                         "Kiro again.", status=400, code="bad_token_file")
-    doc = config.load_document(config_path)
-    account_id = account_id or _default_id(doc, fields)
-    values = account_values(fields, account_id=account_id, base_url=base_url,
-                            refresh_url=refresh_url)
-    if save:
-        save_account(values, config_path)
+    values = _account_for(fields, account_id, base_url=base_url, refresh_url=refresh_url,
+                          save=save, config_path=config_path)
     _say(console, f"imported Kiro {values.get('auth_method', 'social')} sign-in from "
                   f"{fields.get('source', path)}")
     return values
@@ -646,6 +654,26 @@ async def login(method: str = "builder-id", *, start_url: str | None = None,
     if no_browser:
         open_browser = False
     kind = method.strip().lower().replace("_", "-")
+    try:
+        tokens = await _sign_in(kind, method, transport, region=region, start_url=start_url,
+                                oidc_url_override=oidc_url_override, auth_url=auth_url, idp=idp,
+                                console=console, open_browser=open_browser, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise ToknError(f"cannot reach {exc.request.url}: {exc or type(exc).__name__}; "
+                        "check the network (and HTTPS_PROXY, if you use one).", status=502,
+                        code="kiro_unreachable") from None
+    values = _account_for(tokens, account_id, base_url=base_url, refresh_url=refresh_url,
+                          save=save, config_path=config_path)
+    _say(console, f"signed in to Kiro ({values['auth_method']})")
+    return values
+
+
+async def _sign_in(kind: str, method: str, transport: httpx.AsyncBaseTransport | None, *,
+                   region: str, start_url: str | None, oidc_url_override: str | None,
+                   auth_url: str | None, idp: str | None, console: Any,
+                   open_browser: bool | Callable[[str], Any],
+                   timeout: float | None) -> dict[str, Any]:
+    """The sign-in of :func:`login` for method ``kind``; returns the token fields."""
     async with _client(transport) as client:
         if kind in ("builder-id", "builderid", "idc", "sso", "identity-center"):
             if kind in ("idc", "sso", "identity-center") and not start_url:
@@ -665,14 +693,7 @@ async def login(method: str = "builder-id", *, start_url: str | None = None,
         else:
             raise ToknError(f"unknown Kiro sign-in method {method!r}; use builder-id, idc, "
                             "google or github.", status=400, code="bad_method")
-    doc = config.load_document(config_path)
-    account_id = account_id or _default_id(doc, tokens)
-    values = account_values(tokens, account_id=account_id, base_url=base_url,
-                            refresh_url=refresh_url)
-    if save:
-        save_account(values, config_path)
-    _say(console, f"signed in to Kiro ({values['auth_method']})")
-    return values
+    return tokens
 
 
 # --- persistence of refreshed tokens ------------------------------------------------------
@@ -683,8 +704,7 @@ def persist_tokens(account_id: str, tokens: dict[str, Any], *,
 
     Returns False when the file has no such account (e.g. an in-memory config).
     """
-    with config_lock:
-        doc = config.load_document(config_path)
+    with config.editing(config_path) as doc:
         table = next((t for t in doc.get("accounts", []) if t.get("id") == account_id), None)
         if table is None:
             return False
@@ -693,5 +713,4 @@ def persist_tokens(account_id: str, tokens: dict[str, Any], *,
                 table[key] = str(tokens[key])
         if tokens.get("expires_at"):
             table["expires_at"] = iso(float(tokens["expires_at"]))
-        config.save_document(doc, config_path)
     return True

@@ -18,6 +18,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
+    suggest_commands=False,  # click (>= 8.4) suggests already; typer would say it twice
 )
 
 
@@ -48,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "usage": "usage_cmd",
     "logs": "usage_cmd",
     "lan": "lan_cmd",
+    "paths": "paths_cmd",
 }
 GROUPS = {"config_cmd": "config", "proxy_cmd": "proxy"}
 

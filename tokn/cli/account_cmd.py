@@ -24,6 +24,7 @@ from rich.table import Table
 
 from tokn import config, paths, state
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
+from tokn.endings import describe
 from tokn.errors import ToknError
 
 COPILOT = "github-copilot"
@@ -32,7 +33,7 @@ HEALTH_STATE = "health"
 ACCOUNT_STATE_FILES = ("copilot-tokens", "health", "account-info")
 IMPORT_SOURCES = ("gh", "copilot-plugin", "env", "kiro")
 
-account_app = typer.Typer(help="List, inspect and remove pooled accounts.",
+account_app = typer.Typer(help="List, inspect and remove pooled accounts.", suggest_commands=False,
                           no_args_is_help=True)
 
 
@@ -46,9 +47,15 @@ def register(app: typer.Typer) -> None:
 # --- helpers -----------------------------------------------------------------------
 
 def _client(timeout: float = 30.0):
+    """The HTTP client ``tokn serve`` would use (``[proxy]``, upstream CA bundle), with a
+    shorter timeout: a key verified here travels the same way later."""
     import httpx
 
-    return httpx.AsyncClient(timeout=timeout)
+    from tokn.runtime import make_client
+
+    client = make_client(load_config_or_exit())
+    client.timeout = httpx.Timeout(timeout)
+    return client
 
 
 def _provider_class(provider_id: str):
@@ -73,9 +80,9 @@ def _has_display() -> bool:
 
 
 def _save_account(values: dict[str, Any]) -> str:
-    doc = config.load_document()
-    config.add_account(doc, {k: v for k, v in values.items() if v not in (None, "")})
-    return str(config.save_document(doc))
+    with config.editing() as doc:
+        config.add_account(doc, {k: v for k, v in values.items() if v not in (None, "")})
+    return str(paths.config_file())
 
 
 def _existing_accounts() -> list[dict[str, Any]]:
@@ -192,7 +199,7 @@ async def _verify_key(cls: Any, account: config.AccountConfig) -> int:
         try:
             models = await provider.list_models()
         except httpx.TransportError as exc:
-            raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}; check "
+            raise ToknError(f"cannot reach {url}: {describe(exc)}; check "
                             "--base-url, or save the key unchecked with --no-verify.",
                             status=502, code="unreachable") from None
         except ToknError as exc:
@@ -303,7 +310,7 @@ async def _device_login(github_url: str | None, no_browser: bool) -> str:
 
     device = await github.start_device_flow(github_url=github_url or github.DEFAULT_GITHUB_URL)
     console.print(f"Open [bold]{escape(device.verification_uri)}[/] and enter the code "
-                  f"[bold cyan]{escape(device.user_code)}[/]", highlight=False)
+                  f"[bold cyan]{escape(device.user_code)}[/]", highlight=False, soft_wrap=True)
     if not no_browser and _has_display():
         import webbrowser
 
@@ -345,6 +352,16 @@ def _key_login(cls: Any, provider: str, account_id: str | None, base_url: str | 
 
 # --- import -----------------------------------------------------------------------------
 
+def _no_env_vars(provider: str) -> str:
+    """Why ``--from env`` has nothing to read for ``provider``, and what to do instead."""
+    if provider == "kiro":
+        return ("Kiro accounts are not read from environment variables (a Kiro sign-in is "
+                "a refresh token plus its client and region): use `tokn import --from kiro` "
+                "for the Kiro IDE's or kiro-cli's sign-in, or `tokn login --provider kiro`.")
+    return (f"provider {provider!r} has no standard environment variable; name the one "
+            "holding the key with --env-var NAME.")
+
+
 def import_cmd(
     source: str = typer.Option(..., "--from",
                                help="Where to import from: gh, copilot-plugin, env, kiro."),
@@ -384,7 +401,9 @@ def import_cmd(
             found, cls = importers.from_copilot_plugin(host=host), _provider_class(COPILOT)
         else:
             cls = _provider_class(provider)
-            names = [env_var] if env_var else list(cls.env_vars or importers.DEFAULT_ENV_VARS)
+            names = [env_var] if env_var else list(cls.env_vars)
+            if not names:
+                raise ToknError(_no_env_vars(provider), status=400, code="no_env_vars")
             found = importers.from_env(names)
         console.print(escape(f"found a token in {found.source}: {config.mask(found.token)}"),
                       highlight=False)
@@ -620,8 +639,9 @@ def remove_cmd(
             typer.confirm(f"Remove account {account_id!r}?", abort=True)
         provider = next((t.get("provider") for t in doc.get("accounts", [])
                          if t.get("id") == account_id), None)
-        config.remove_account(doc, account_id)
-        where = config.save_document(doc)
+        with config.editing() as doc:
+            config.remove_account(doc, account_id)
+        where = paths.config_file()
         for name in ACCOUNT_STATE_FILES:
             if account_id in state.read(name):
                 state.update(name, account_id, None)

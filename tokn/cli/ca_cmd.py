@@ -9,6 +9,7 @@ import typer
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
 
 ca_app = typer.Typer(
+    suggest_commands=False,
     help="tokn's local CA: where it is, what it may sign, how to trust or rotate it.",
     no_args_is_help=True,
 )
@@ -73,9 +74,9 @@ def show_cmd() -> None:
             f"{', '.join(info['outdated'])}; run `tokn proxy ca regenerate`.",
             highlight=False, soft_wrap=True)
     elif info["constraints_wanted"] != info["constrained"]:
-        want = "constrained" if info["constraints_wanted"] else "unconstrained"
+        want = "a constrained" if info["constraints_wanted"] else "an unconstrained"
         err_console.print(
-            f"[yellow]note:[/] [ca] name_constraints asks for a {want} CA; "
+            f"[yellow]note:[/] \\[ca] name_constraints asks for {want} CA; "
             "`tokn proxy ca regenerate` makes one.", highlight=False, soft_wrap=True)
     console.print("\n[bold]Trust it system-wide[/] (optional; the env block is enough for "
                   "most tools):", highlight=False)
@@ -83,7 +84,10 @@ def show_cmd() -> None:
     for label, cmd in TRUST_HINTS:
         quoted = f'"{cert}"' if label == "Windows" else shlex.quote(cert)
         console.print(Text(f"  {label}: {cmd.format(cert=quoted)}"), soft_wrap=True)
-    console.print("  Details, removal and risks: ca/README.md", highlight=False)
+    from tokn import data
+
+    console.print(Text(f"  Details, removal and risks: {data.path('ca-readme')}"),
+                  soft_wrap=True)
 
 
 @ca_app.command("regenerate")

@@ -9,14 +9,19 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
-# emoji=False: ":AB:" in a fingerprint must not become an emoji
-console = Console(emoji=False)
-err_console = Console(stderr=True, emoji=False)
+# emoji=False: ":AB:" in a fingerprint must not become an emoji.  soft_wrap: no
+# hard line breaks in what we print (paths and URLs must stay pasteable); tables
+# still fit the terminal.
+console = Console(emoji=False, soft_wrap=True)
+err_console = Console(stderr=True, emoji=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print ``error: message`` on stderr and return an Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``error: message`` (plain text: ``[server]`` stays) on stderr and return
+    an Exit to raise."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -18,7 +18,7 @@ import typer
 from tokn.cli.common import cli_errors, fail, load_config_or_exit
 
 app = typer.Typer(help="LAN mode: one tokn for a team (see `tokn serve --insecure-allow-remote`).",
-                  no_args_is_help=True)
+                  no_args_is_help=True, suggest_commands=False)
 
 
 def _usable(address: str) -> bool:
@@ -84,15 +84,15 @@ def register(root: typer.Typer) -> None:
 @app.command("url")
 def url_cmd(
     host: str = typer.Option(None, "--host", help="Address colleagues reach this machine at "
-                             "[default: its first non-loopback address]."),
-    port: int = typer.Option(None, "--port", help="Port to fetch the script from [default: "
-                             "[server].port, or [proxy_mode].port with --via-proxy]."),
+                             "\\[default: its first non-loopback address]."),
+    port: int = typer.Option(None, "--port", help="Port to fetch the script from \\[default: "
+                             "\\[server].port, or \\[proxy_mode].port with --via-proxy]."),
     via_proxy: bool = typer.Option(False, "--via-proxy", help="Fetch through the proxy port "
                                    "(for `tokn proxy start`, whose listener is private)."),
     shell: str = typer.Option("bash", "--shell", "-s",
                               help="Colleague's shell: sh, bash, zsh, fish or pwsh."),
     api_key: str = typer.Option(None, "--api-key", envvar="TOKN_API_KEY",
-                                help="The key clients use [default: [server].api_key]."),
+                                help="The key clients use \\[default: \\[server].api_key]."),
 ) -> None:
     """Print the one-line command a colleague runs to use this tokn, and the CA fingerprint."""
     from tokn import lan_env

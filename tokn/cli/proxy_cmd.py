@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(
+    suggest_commands=False,  # click suggests already
     help="The MITM forward proxy (default 127.0.0.1:4142), its local CA and shell env.",
 )
 

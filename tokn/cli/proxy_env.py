@@ -60,6 +60,9 @@ def register(proxy_app: typer.Typer) -> None:
 
         sh/bash/zsh: eval "$(tokn proxy env)" | fish: tokn proxy env --shell fish | source |
         pwsh: tokn proxy env --shell pwsh | Out-String | Invoke-Expression
+
+        Or tokn_on / tokn_off: source the script `tokn paths shell-sh` (shell-fish,
+        shell-pwsh) prints.
         """
         from tokn.shellenv import guess_shell, render, render_unset
 

@@ -18,12 +18,13 @@ def register(proxy_app: typer.Typer) -> None:
             proxy_port=port, proxy_route_mode=route_mode, allow_remote=allow_remote,
             listener_public=False)
 
-    host_opt = typer.Option(None, "--host", help="Proxy address [default: [proxy_mode].host, "
+    host_opt = typer.Option(None, "--host", help="Proxy address \\[default: \\[proxy_mode].host, "
                             "127.0.0.1].")
-    port_opt = typer.Option(None, "--port", help="Proxy port [default: [proxy_mode].port, 4142].")
+    port_opt = typer.Option(None, "--port",
+                            help="Proxy port \\[default: \\[proxy_mode].port, 4142].")
     mode_opt = typer.Option(None, "--route-mode", callback=_mode,
                             help="Default mode for intercepted flows: route|switch|passthrough "
-                            "[default: [proxy_mode].route_mode, route].")
+                            "\\[default: \\[proxy_mode].route_mode, route].")
     remote_opt = typer.Option(False, "--insecure-allow-remote",
                               help="Allow binding beyond loopback (needs an API key; clients "
                               "then authenticate with Proxy-Authorization).")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import typer
+from rich.markup import escape
 
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
 
@@ -13,6 +16,20 @@ def _mode(value: str | None) -> str | None:
     if value is not None and value not in ROUTE_MODES:
         raise typer.BadParameter(f"{value!r}; use one of: {', '.join(ROUTE_MODES)}")
     return value
+
+
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def _where(url: str, host: str) -> str:
+    """Where a server listens, for people: a wildcard address is every interface,
+    not just the loopback URL that reaches it from here."""
+    if host not in WILDCARDS:
+        return f"[bold]{escape(url)}[/]"
+    port = urlsplit(url).port
+    shown = f"[{host}]" if ":" in host else host
+    return (f"[bold]http://{escape(shown)}:{port}[/] (all interfaces; from this machine "
+            f"{escape(url)})")
 
 
 def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: bool,
@@ -41,12 +58,19 @@ def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: 
     setup_logging(cfg)
 
     def ready(bound: Bound) -> None:
+        count = len(runtime.pool.providers)
         if bound.api_url:
-            console.print(f"tokn listener on [bold]{bound.api_url}[/] "
-                          f"({len(runtime.pool.providers)} accounts)", highlight=False)
+            console.print(f"tokn listener on {_where(bound.api_url, host)} "
+                          f"({count} account{'s' * (count != 1)})", highlight=False,
+                          soft_wrap=True)
         if bound.proxy_url:
-            console.print(f"tokn proxy on [bold]{bound.proxy_url}[/] — in a shell: "
-                          f'eval "$(tokn proxy env)"', highlight=False)
+            console.print(f"tokn proxy on {_where(bound.proxy_url, p_host)} — in a shell: "
+                          f'eval "$(tokn proxy env)"', highlight=False, soft_wrap=True)
+        if not count:
+            console.print("[yellow]no accounts yet:[/] add one with `tokn login` (GitHub "
+                          "Copilot), `tokn login --provider NAME` (an API key) or `tokn import "
+                          "--from gh|copilot-plugin|env|kiro`, then restart tokn.",
+                          highlight=False, soft_wrap=True)
         from tokn.server.lan import startup_lines
 
         for line in startup_lines(runtime, bound, host if listener_public else "127.0.0.1",
@@ -68,15 +92,17 @@ def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
-        host: str = typer.Option(None, help="Listener address [default: [server].host, "
+        host: str = typer.Option(None, help="Listener address \\[default: \\[server].host, "
                                  "127.0.0.1]."),
-        port: int = typer.Option(None, help="Listener port [default: [server].port, 4141]."),
+        port: int = typer.Option(None, help="Listener port \\[default: \\[server].port, 4141]."),
         api_key: str = typer.Option(None, "--api-key", envvar="TOKN_API_KEY",
                                     help="Require this key from clients (Bearer or x-api-key)."),
         with_proxy: bool = typer.Option(False, "--with-proxy",
                                         help="Also run the MITM proxy in the same process."),
-        proxy_host: str = typer.Option(None, help="Proxy address [default: 127.0.0.1]."),
-        proxy_port: int = typer.Option(None, help="Proxy port [default: 4142]."),
+        proxy_host: str = typer.Option(None, help="Proxy address \\[default: "
+                                       "\\[proxy_mode].host, 127.0.0.1]."),
+        proxy_port: int = typer.Option(None, help="Proxy port \\[default: \\[proxy_mode].port, "
+                                       "4142]."),
         proxy_route_mode: str = typer.Option(None, callback=_mode,
                                              help="Proxy default mode: route|switch|passthrough."),
         insecure_allow_remote: bool = typer.Option(

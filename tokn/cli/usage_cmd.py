@@ -117,7 +117,14 @@ def usage(since: str | None, until: str | None, account: str | None, provider: s
 
 def logs(follow_: bool, level: str, lines: int) -> None:
     from tokn.cli.common import load_config_or_exit
-    from tokn.logs import follow, level_number, log_file, suggested_log_file, tail
+    from tokn.logs import (
+        follow,
+        level_number,
+        log_file,
+        suggested_log_file,
+        tail,
+        tail_for_follow,
+    )
 
     try:
         min_level = level_number(level)
@@ -126,20 +133,23 @@ def logs(follow_: bool, level: str, lines: int) -> None:
     cfg = load_config_or_exit()
     path = log_file(cfg)
     if path is None:
-        raise fail("\\[logging].file is not set, so tokn logs to stderr only and there is no "
+        raise fail("[logging].file is not set, so tokn logs to stderr only and there is no "
                    "file to read. Keep a log file with:\n"
                    f"    tokn config set logging.file {suggested_log_file()}\n"
                    "then restart `tokn serve` (add `tokn config set logging.format json` for "
                    "structured lines).")
     if not path.exists() and not follow_:
-        raise fail(f"no log file at {path} yet (\\[logging].file); it appears once "
+        raise fail(f"no log file at {path} yet ([logging].file); it appears once "
                    "`tokn serve` has started with this config.")
+    start = None
     if path.exists():
-        for line in tail(path, lines, min_level):
+        shown, start = tail_for_follow(path, lines, min_level) if follow_ else \
+            (tail(path, lines, min_level), None)
+        for line in shown:
             typer.echo(line)
     if follow_:
         try:
-            follow(path, min_level, from_end=path.exists())
+            follow(path, min_level, from_end=False, start=start)
         except KeyboardInterrupt:  # Ctrl-C is how -f ends
             return
 

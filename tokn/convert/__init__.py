@@ -11,14 +11,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..sse import SSEEvent, SSEParser, encode_event
-from . import anthropic, responses
-from .chat import ChatNormalizeStream
+from ..sse import DEFAULT_MAX_LINE, SSEEvent, SSEParser, encode_event
+from .anthropic import request as a_req
+from .anthropic import response as a_resp
+from .anthropic import stream as a_stream
+from .chat import ChatNormalizeStream, for_upstream
 from .common import (
     Clock,
-    Frame,
     IdFactory,
-    Stage,
     Usage,
     default_clock,
     default_ids,
@@ -26,14 +26,29 @@ from .common import (
     usage_from_chat,
     usage_from_responses,
 )
+from .context import NO_HINTS, PLAIN, Dialect, Hints, ToolRef
+from .responses import request as r_req
+from .responses import response as r_resp
+from .responses import stream as r_stream
+from .stage import (
+    Frame,
+    Stage,
+)
+from .tools import output_tool_name, responses_tools_to_chat, uses_output_tool
+from .validate import check_request
 
 __all__ = [
     "FORMATS",
+    "NO_HINTS",
+    "PLAIN",
+    "Dialect",
+    "Hints",
     "StreamConverter",
     "Usage",
     "convert_request",
     "convert_response",
     "extract_usage",
+    "response_hints",
     "stream_converter",
 ]
 
@@ -42,28 +57,28 @@ FORMATS = ("chat", "messages", "responses")
 Body = dict[str, Any]
 
 _REQ_TO_CHAT: dict[str, Callable[[Body], Body]] = {
-    "messages": anthropic.messages_request_to_chat,
-    "responses": responses.responses_request_to_chat,
+    "messages": a_req.messages_request_to_chat,
+    "responses": r_req.responses_request_to_chat,
 }
 _REQ_FROM_CHAT: dict[str, Callable[[Body], Body]] = {
-    "messages": anthropic.chat_request_to_messages,
-    "responses": responses.chat_request_to_responses,
+    "messages": a_req.chat_request_to_messages,
+    "responses": r_req.chat_request_to_responses,
 }
 _RESP_TO_CHAT = {
-    "messages": anthropic.messages_response_to_chat,
-    "responses": responses.responses_response_to_chat,
+    "messages": a_resp.messages_response_to_chat,
+    "responses": r_resp.responses_response_to_chat,
 }
 _RESP_FROM_CHAT = {
-    "messages": anthropic.chat_response_to_messages,
-    "responses": responses.chat_response_to_responses,
+    "messages": a_resp.chat_response_to_messages,
+    "responses": r_resp.chat_response_to_responses,
 }
 _STREAM_TO_CHAT: dict[str, type[Stage]] = {
-    "messages": anthropic.MessagesToChatStream,
-    "responses": responses.ResponsesToChatStream,
+    "messages": a_stream.MessagesToChatStream,
+    "responses": r_stream.ResponsesToChatStream,
 }
 _STREAM_FROM_CHAT: dict[str, type[Stage]] = {
-    "messages": anthropic.ChatToMessagesStream,
-    "responses": responses.ChatToResponsesStream,
+    "messages": a_stream.ChatToMessagesStream,
+    "responses": r_stream.ChatToResponsesStream,
 }
 
 
@@ -73,25 +88,55 @@ def _check(*fmts: str) -> None:
             raise ValueError(f"unknown API format {f!r}; expected one of {', '.join(FORMATS)}")
 
 
-def convert_request(src: str, dst: str, body: Body) -> Body:
-    """A request body in client format ``src`` as upstream format ``dst``."""
+def convert_request(src: str, dst: str, body: Body, *, dialect: Dialect = PLAIN) -> Body:
+    """A request body in client format ``src`` as upstream format ``dst``, for an
+    upstream that accepts ``dialect``'s extensions.
+
+    Raises :class:`~tokn.errors.ConversionError` for a body that does not have
+    the shape of a ``src`` request (see :mod:`tokn.convert.validate`) or asks for
+    something the upstream cannot express.
+    """
     _check(src, dst)
     if src == dst:
         return body
+    check_request(src, body)
     chat = body if src == "chat" else _REQ_TO_CHAT[src](body)
-    return chat if dst == "chat" else _REQ_FROM_CHAT[dst](chat)
+    if dst == "chat":
+        return for_upstream(chat, dialect)
+    return _REQ_FROM_CHAT[dst](chat, dialect)
 
 
-def convert_response(src: str, dst: str, body: Body, *, model: str | None = None) -> Body:
+def response_hints(client_fmt: str, request: Body | None, upstream_fmt: str,
+                   dialect: Dialect = PLAIN) -> Hints:
+    """What converting an ``upstream_fmt`` answer to ``request`` (a valid
+    ``client_fmt`` request, sent converted for ``dialect``) back needs to know."""
+    if not isinstance(request, dict) or client_fmt == upstream_fmt:
+        return NO_HINTS
+    names: dict[str, ToolRef] = {}
+    if client_fmt == "responses":
+        tools, names, _ = responses_tools_to_chat(request.get("tools") or [])
+        chat = {"tools": tools, "response_format": r_req.format_to_chat(
+            (request.get("text") or {}).get("format"))}
+    else:
+        chat = request if client_fmt == "chat" else {}
+    json_tool = None
+    if upstream_fmt == "messages" and uses_output_tool(chat, dialect):
+        json_tool = output_tool_name(chat)
+    return Hints(json_tool=json_tool, tool_names=names)
+
+
+def convert_response(src: str, dst: str, body: Body, *, model: str | None = None,
+                     hints: Hints = NO_HINTS) -> Body:
     """A non-stream response body from upstream format ``src`` as client format ``dst``.
 
-    ``model`` (the name the client asked for) replaces the upstream's model name.
+    ``model`` (the name the client asked for) replaces the upstream's model name;
+    ``hints`` (:func:`response_hints`) say what the request needs back.
     """
     _check(src, dst)
     if src == dst:
         return body if model is None else {**body, "model": model}
-    chat = body if src == "chat" else _RESP_TO_CHAT[src](body, model=model)
-    return chat if dst == "chat" else _RESP_FROM_CHAT[dst](chat, model=model)
+    chat = body if src == "chat" else _RESP_TO_CHAT[src](body, model=model, hints=hints)
+    return chat if dst == "chat" else _RESP_FROM_CHAT[dst](chat, model=model, hints=hints)
 
 
 def extract_usage(fmt: str, body: Body) -> Usage:
@@ -125,6 +170,14 @@ class StreamConverter:
     ``usage`` and ``model`` are filled from the upstream's events as they pass;
     ``first_output`` turns True once any client-visible bytes were produced.
     For ``src == dst`` bytes pass through unchanged.
+
+    How the upstream stream went, for an honest ending: ``events`` counts its
+    valid events; ``ended`` turns True
+    at its final event (``[DONE]``, ``message_stop``, ``response.completed``
+    ...); ``invalid`` holds the start of the first event whose data is not JSON
+    (later events of that ``feed`` are dropped); ``upstream_error`` the message
+    of an error event the upstream sent.  ``feed`` raises ``ValueError`` for a
+    line longer than ``max_line`` bytes.
     """
 
     def __init__(
@@ -137,14 +190,21 @@ class StreamConverter:
         clock: Clock | None = None,
         normalize: bool = False,
         include_usage: bool = True,
+        hints: Hints = NO_HINTS,
+        max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
         _check(src, dst)
         self.src, self.dst = src, dst
         self.usage = Usage()
         self.model: str | None = None
         self.first_output = False
-        self._parser = SSEParser()
-        kw = {"model": model, "ids": ids or default_ids, "clock": clock or default_clock}
+        self.events = 0
+        self.ended = False
+        self.invalid: str | None = None
+        self.upstream_error: str | None = None
+        self._parser = SSEParser(max_line)
+        kw = {"model": model, "ids": ids or default_ids, "clock": clock or default_clock,
+              "hints": hints}
         self._stages: list[Stage] = []
         if src != dst:
             if src != "chat":
@@ -157,11 +217,26 @@ class StreamConverter:
             self._stages.append(ChatNormalizeStream(**kw))
         self._tail = _Tail(dst) if src == dst and not self._stages else None
 
+    @property
+    def passthrough(self) -> bool:
+        """Bytes go to the client unchanged (the upstream's own events)."""
+        return self._tail is not None
+
     def feed(self, data: bytes) -> bytes:
         frames = self._frames(self._parser.feed(data))
         if self._tail is not None:
             self._tail.see(frames)
             return self._out(data)
+        return self._out(self._run(frames, closing=False))
+
+    def flush(self) -> bytes:
+        """Take in what is left of the upstream's bytes (a last event without its
+        blank line) without ending the client's stream: call it when the
+        upstream is done, before deciding between :meth:`close` and :meth:`error`."""
+        frames = self._frames(self._parser.close())
+        if self._tail is not None:
+            self._tail.see(frames)
+            return b""  # the raw bytes went through in feed()
         return self._out(self._run(frames, closing=False))
 
     def close(self) -> bytes:
@@ -187,7 +262,14 @@ class StreamConverter:
         for ev in events:
             data = _parse(ev)
             if data is None:
+                if ev.data.strip() and self.invalid is None:
+                    self.invalid = ev.data.strip()[:200]
+                if self.invalid is not None:
+                    break
                 continue
+            self.events += 1
+            if data == "[DONE]":
+                self.ended = True
             self._observe(data)
             frames.append((ev.event, data))
         return frames
@@ -205,6 +287,18 @@ class StreamConverter:
     def _observe(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
+        kind = data.get("type")
+        error = data.get("error")
+        if kind in ("error", "response.failed") or (self.src == "chat" and error):
+            if kind == "response.failed":
+                error = (data.get("response") or {}).get("error")
+            message = error.get("message") if isinstance(error, dict) else None
+            self.upstream_error = str(message or data.get("message") or error or kind)[:500]
+            self.ended = True
+        elif kind in ("message_stop", "response.completed", "response.incomplete") or (
+                self.src == "chat" and any(isinstance(c, dict) and c.get("finish_reason")
+                                           for c in data.get("choices") or ())):
+            self.ended = True
         if self.src == "chat":
             self.model = self.model or data.get("model")
             if data.get("usage"):
@@ -342,13 +436,17 @@ def stream_converter(
     clock: Clock | None = None,
     normalize: bool = False,
     include_usage: bool = True,
+    hints: Hints = NO_HINTS,
+    max_line: int = DEFAULT_MAX_LINE,
 ) -> StreamConverter:
     """A converter for one stream; ``ids(prefix)`` / ``clock()`` make output deterministic.
 
     ``normalize`` repairs a chat stream for chat clients (Copilot's split
     choices and tool-call indexes); otherwise ``src == dst`` passes bytes through.
     ``include_usage=False`` keeps the usage-only chunk from a chat client that
-    did not ask for it (usage is still read into ``.usage``).
+    did not ask for it (usage is still read into ``.usage``). ``hints``
+    (:func:`response_hints`) say what the client's request needs back.
+    ``max_line`` caps one event-stream line (``[server].max_sse_line_mb``).
     """
     return StreamConverter(src, dst, model=model, ids=ids, clock=clock, normalize=normalize,
-                           include_usage=include_usage)
+                           include_usage=include_usage, hints=hints, max_line=max_line)

@@ -1,4 +1,9 @@
-"""Chat -> chat stream repair for upstreams with Copilot's quirks (pure).
+"""The chat hub's own helpers (pure): what a particular chat upstream is sent,
+and chat -> chat stream repair for upstreams with Copilot's quirks.
+
+A chat body made from another format keeps everything chat can carry, with
+tokn's extensions (cache breakpoints, signed reasoning, a session cache key);
+:func:`for_upstream` then keeps what the upstream's :class:`Dialect` accepts.
 
 Copilot (Claude models especially) may put the text in choice 0 and the tool
 call in choice 1, number tool calls from 1, and report different
@@ -12,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Frame, Stage, chat_error, stronger_finish
+from .common import stronger_finish
+from .context import Dialect
+from .stage import Frame, Stage, chat_error
 
 
 class ChatNormalizeStream(Stage):
@@ -39,7 +46,7 @@ class ChatNormalizeStream(Stage):
         for choice in data["choices"]:
             delta = dict(choice.get("delta") or {})
             if delta.get("tool_calls"):
-                delta["tool_calls"] = [self._renumber(choice.get("index", 0), tc)
+                delta["tool_calls"] = [self._renumber(choice.get("index") or 0, tc)
                                        for tc in delta["tool_calls"]]
             finish = choice.get("finish_reason")
             if finish:
@@ -59,7 +66,7 @@ class ChatNormalizeStream(Stage):
         return [(None, chat_error(message))]
 
     def _renumber(self, choice: int, call: dict[str, Any]) -> dict[str, Any]:
-        key = (choice, call.get("index", 0))
+        key = (choice, call.get("index") or 0)
         new_id = call.get("id")
         if key not in self._index or (new_id and self._ids.get(key) not in (None, new_id)):
             self._index[key] = len(self._index)
@@ -79,19 +86,19 @@ class ChatNormalizeStream(Stage):
 def completion_to_chunks(resp: dict[str, Any]) -> list[dict[str, Any]]:
     """A whole ``chat.completion`` as the chunks a stream of it would carry:
     role and content, reasoning, tool calls by index, finish, then usage."""
-    base = {"id": resp.get("id", "chatcmpl-tokn"), "object": "chat.completion.chunk",
-            "created": resp.get("created", 0), "model": resp.get("model")}
+    base = {"id": resp.get("id") or "chatcmpl-tokn", "object": "chat.completion.chunk",
+            "created": resp.get("created") or 0, "model": resp.get("model")}
     out: list[dict[str, Any]] = []
     for choice in resp.get("choices") or []:
         message = choice.get("message") or {}
-        delta: dict[str, Any] = {"role": message.get("role", "assistant")}
+        delta: dict[str, Any] = {"role": message.get("role") or "assistant"}
         for key in ("content", "reasoning_content", "refusal"):
             if message.get(key):
                 delta[key] = message[key]
         if message.get("tool_calls"):
             delta["tool_calls"] = [{**call, "index": i}
                                    for i, call in enumerate(message["tool_calls"])]
-        index = choice.get("index", 0)
+        index = choice.get("index") or 0
         out.append({**base, "choices": [{"index": index, "delta": delta,
                                          "finish_reason": None}]})
         out.append({**base, "choices": [{"index": index, "delta": {},
@@ -99,4 +106,86 @@ def completion_to_chunks(resp: dict[str, Any]) -> list[dict[str, Any]]:
                                          or "stop"}]})
     if resp.get("usage"):
         out.append({**base, "choices": [], "usage": resp["usage"]})
+    return out
+
+
+def tidy_assistant(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat assistant turns upstreams accept: a turn with no text and no tool
+    calls keeps its reasoning with ``content: ""``, and is left out when it has
+    nothing at all."""
+    out = []
+    for m in messages:
+        if m.get("role") == "assistant" and m.get("content") is None and not m.get("tool_calls"):
+            if not any(k.startswith("reasoning") for k in m):
+                continue
+            m = {**m, "content": ""}
+        out.append(m)
+    return out
+
+
+_EPHEMERAL = {"type": "ephemeral"}
+
+
+def _parts_breakpoint(m: dict[str, Any], marker: Any) -> dict[str, Any]:
+    """``cache_control`` on the message's last text part (OpenRouter's place)."""
+    content = m.get("content")
+    parts = [{"type": "text", "text": content}] if isinstance(content, str) and content \
+        else list(content or [])
+    for i in range(len(parts) - 1, -1, -1):
+        if isinstance(parts[i], dict) and parts[i].get("type") == "text":
+            parts[i] = {**parts[i], "cache_control": marker}
+            return {**m, "content": parts}
+    return m
+
+
+def _unmarked(content: Any) -> Any:
+    """Content without part breakpoints; text-only parts joined into one string."""
+    if not isinstance(content, list) or not any(
+            isinstance(p, dict) and "cache_control" in p for p in content):
+        return content
+    parts = [{k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p
+             for p in content]
+    if all(isinstance(p, dict) and p.get("type") == "text" for p in parts):
+        return "\n\n".join(p.get("text") or "" for p in parts)
+    return parts
+
+
+def for_upstream(chat: dict[str, Any], dialect: Dialect) -> dict[str, Any]:
+    """A hub chat body as ``dialect``'s upstream takes it: cache breakpoints where
+    it reads them (or nowhere), ``prompt_cache_key`` / ``verbosity`` /
+    ``reasoning_details`` only where accepted."""
+    out = dict(chat)
+    for key, keep in (("prompt_cache_key", dialect.prompt_cache_key),
+                      ("verbosity", dialect.verbosity)):
+        if key in out and not keep:
+            del out[key]
+    messages = []
+    for m in chat.get("messages") or []:
+        level = m.get("cache_control")  # the hub's message-level breakpoint
+        content = m.get("content")
+        marked = isinstance(content, list) and any(
+            isinstance(p, dict) and p.get("cache_control") for p in content)
+        m = {k: v for k, v in m.items() if k != "cache_control"
+             and (k != "reasoning_details" or dialect.reasoning_details)}
+        if dialect.cache_control == "parts":
+            if level and not marked:
+                m = _parts_breakpoint(m, level)
+        else:
+            if "content" in m:
+                m["content"] = _unmarked(content)
+            if (level or marked) and dialect.cache_control == "copilot":
+                m["copilot_cache_control"] = _EPHEMERAL
+        messages.append(m)
+    out["messages"] = messages
+    if "tools" in out:
+        tools = []
+        for t in out["tools"]:
+            marker = t.get("cache_control")
+            t = {k: v for k, v in t.items() if k != "cache_control"}
+            if marker and dialect.cache_control == "parts":
+                t["cache_control"] = marker
+            elif marker and dialect.cache_control == "copilot":
+                t["copilot_cache_control"] = _EPHEMERAL
+            tools.append(t)
+        out["tools"] = tools
     return out

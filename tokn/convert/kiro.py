@@ -57,6 +57,8 @@ from typing import Any
 from tokn.errors import ToknError
 from tokn.providers.kiro_eventstream import Message
 
+from .validate import check_request
+
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 600_000
@@ -504,9 +506,8 @@ def build_request(
     Returns the body and the tool-name map needed to translate tool names in
     the answer back (:meth:`ToolNameMap.from_kiro`).
     """
-    messages = chat_body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list")
+    check_request("chat", chat_body)  # a ConversionError (400) for a malformed body
+    messages = chat_body["messages"]
     names = ToolNameMap()
     tools_enabled_by_choice = chat_body.get("tool_choice") != "none"
     tools = _build_tools(chat_body.get("tools"), names) if tools_enabled_by_choice else []

@@ -24,6 +24,8 @@ import math
 import re
 from typing import Any
 
+from .validate import check_request
+
 MESSAGE_OVERHEAD = 4
 TOOL_OVERHEAD = 8
 TOOLS_SYSTEM_OVERHEAD = 300
@@ -59,16 +61,17 @@ def _content_tokens(content: Any) -> int:
             continue
         kind = block.get("type")
         if kind == "text":
-            n += text_tokens(block.get("text", ""))
+            n += text_tokens(block.get("text") or "")
         elif kind == "thinking":
-            n += text_tokens(block.get("thinking", ""))
+            n += text_tokens(block.get("thinking") or "")
         elif kind == "image":
             n += IMAGE_TOKENS
         elif kind == "document":
             src = block.get("source") or {}
-            n += text_tokens(src.get("data", "")) if src.get("type") == "text" else DOCUMENT_TOKENS
+            text = src.get("data") or "" if src.get("type") == "text" else None
+            n += DOCUMENT_TOKENS if text is None else text_tokens(text)
         elif kind in ("tool_use", "server_tool_use"):
-            n += text_tokens(block.get("name", "")) + text_tokens(
+            n += text_tokens(block.get("name") or "") + text_tokens(
                 json.dumps(block.get("input") or {})
             )
         elif kind == "tool_result":
@@ -77,11 +80,16 @@ def _content_tokens(content: Any) -> int:
 
 
 def count_tokens(body: dict[str, Any], fmt: str = "messages") -> int:
-    """Estimated input tokens of a request body in format ``fmt`` (see module doc)."""
+    """Estimated input tokens of a request body in format ``fmt`` (see module doc).
+
+    Raises :class:`~tokn.errors.ConversionError` for a malformed body.
+    """
     if fmt != "messages":
         from . import convert_request  # local: the package imports this module's siblings
 
         body = convert_request(fmt, "messages", body)
+    else:
+        check_request("messages", body)
     system = body.get("system")
     n = _content_tokens(system) if system else 0
     for message in body.get("messages") or []:

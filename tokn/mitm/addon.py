@@ -28,10 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.net.http import http1
+from mitmproxy.proxy.layers.http import _http1, _http2
 
-from tokn import hosts
+from tokn import endings, hosts
 from tokn.convert import extract_usage, stream_converter
-from tokn.errors import ToknError, error_body
+from tokn.drain import InFlight
+from tokn.endings import Ending
+from tokn.errors import ToknError, anthropic_error, error_body
 from tokn.mitm import modes
 from tokn.mitm.access import (
     DENIED_HEADERS,
@@ -73,6 +77,32 @@ class FlowInfo:
     stream: bool = False
     bytes_out: int = 0
     capture: Any = None
+    flight: InFlight | None = None  # forwarded by mitmproxy itself: drained at shutdown
+    observe_error: str | None = None  # why the stream observer gave up
+
+
+# --- mitmproxy's own error answers --------------------------------------------------
+def _json_error_page(status: int, message: str) -> bytes:
+    """An error body both the OpenAI and the Anthropic SDKs read as theirs
+    (``error.message`` / ``error.type`` / ``error.code`` and ``type: error``)."""
+    body = anthropic_error(status, f"tokn proxy: {message}")
+    body["error"].update(code="proxy_error", param=None)
+    return json.dumps(body).encode()
+
+
+def _json_error_response(status: int, message: str = "") -> bytes:
+    resp = http.Response.make(status, _json_error_page(status, message),
+                              {"content-type": "application/json", "connection": "close"})
+    return http1.assemble_response(resp)
+
+
+def use_json_error_pages() -> None:
+    """Make mitmproxy answer its own errors (upstream unreachable, connection
+    closed, malformed request) with JSON instead of an HTML page, so an API
+    client behind the proxy always gets an error it can read.  mitmproxy has no
+    hook for this (mitmproxy#4854, PR #7999): replace its two page builders."""
+    _http1.make_error_response = _json_error_response
+    _http2.format_error = _json_error_page  # HTTP/2: the body (its header says HTML)
 
 
 def _caller_format(host: str, path: str) -> str:
@@ -99,6 +129,7 @@ class ToknAddon:
 
     def __init__(self, runtime: Any, listener_url: str, *, route_mode: str | None = None,
                  proxy_key: str = "", self_addrs: tuple[tuple[str, int], ...] = ()) -> None:
+        use_json_error_pages()
         self.runtime = runtime
         self.cfg = runtime.cfg
         self.listener_url = listener_url
@@ -226,11 +257,21 @@ class ToknAddon:
             self._route(flow, info)
         elif mode == "switch":
             await self._switch(flow, info, target)
+        if mode != "route" and flow.response is None:
+            self._track(flow, info)
 
     def request(self, flow: http.HTTPFlow) -> None:
         info: FlowInfo | None = flow.metadata.get("tokn")
         if info is not None:
             self._note_request(flow, info)
+
+    def _track(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
+        """A flow mitmproxy forwards itself is in flight until its response or
+        error; if shutdown's drain period ends first, its row says so."""
+        drain = self.runtime.state.drain
+        info.flight = drain.begin()
+        info.flight.on_stop = lambda: self._record(
+            flow, endings.shut_down(self.cfg.server.drain_secs))
 
     def _serve_local(self, flow: http.HTTPFlow) -> None:
         path = flow.request.path.split("?", 1)[0]
@@ -314,17 +355,19 @@ class ToknAddon:
         if "text/event-stream" not in flow.response.headers.get("content-type", ""):
             return  # JSON bodies are small; mitmproxy streams any over stream_large_bodies
         if info.mode != "route" and info.fmt in OBSERVED:
-            info.converter = stream_converter(info.fmt, info.fmt)
+            max_line = int(self.cfg.server.max_sse_line_mb * 1024 * 1024)
+            info.converter = stream_converter(info.fmt, info.fmt, max_line=max_line)
 
             info.capture = BodyCapture(self.cfg)
 
             def observe(chunk: bytes) -> bytes:
                 info.bytes_out += len(chunk)
                 info.capture.feed(chunk)
-                if chunk:
-                    info.converter.feed(chunk)
-                else:
-                    info.converter.close()
+                if info.observe_error is None:
+                    try:
+                        info.converter.feed(chunk) if chunk else info.converter.close()
+                    except ValueError as exc:  # a line over the cap: stop looking, pass on
+                        info.observe_error = str(exc)
                 return chunk
 
             flow.response.stream = observe
@@ -337,9 +380,11 @@ class ToknAddon:
     def error(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
 
-    def _record(self, flow: http.HTTPFlow) -> None:
+    def _record(self, flow: http.HTTPFlow, cut: Ending | None = None) -> None:
         info: FlowInfo | None = flow.metadata.pop("tokn", None)
         store = self.runtime.usage
+        if info is not None and info.flight is not None:
+            self.runtime.state.drain.end(info.flight)
         if info is None or info.mode == "route" or store is None:
             return  # route flows are recorded by the pipeline
         usage = info.converter.usage if info.converter is not None else None
@@ -353,12 +398,17 @@ class ToknAddon:
                 served = data.get("model")
             except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
                 usage = None
-        if info.account and response is not None:
+        ending = cut or self._ending(flow, info)
+        if info.account:
             pool = self.runtime.pool
-            if response.status_code < 400:
+            status = response.status_code if response is not None else 0
+            if ending is not None and ending.status in (endings.UPSTREAM_FAILED,
+                                                        endings.TIMED_OUT):
+                pool.mark_failure(info.account, f"{ending.reason} (switch)")
+            elif ending is None and status < 400:
                 pool.mark_success(info.account)
-            elif response.status_code in (401, 403, 429) or response.status_code >= 500:
-                pool.mark_failure(info.account, f"HTTP {response.status_code} (switch)")
+            elif status in (401, 403, 429) or status >= 500:
+                pool.mark_failure(info.account, f"HTTP {status} (switch)")
         row = {
             "request_id": uuid.uuid4().hex[:16], "front_door": "proxy", "route_mode": info.mode,
             "client": _peer(flow),
@@ -366,8 +416,9 @@ class ToknAddon:
             "provider": info.provider, "account": info.account,
             "model_requested": info.model, "model_served": served,
             "stream": int(info.stream),
-            "status": response.status_code if response is not None else 502,
-            "error": str(flow.error) if flow.error else None,
+            "status": ending.status if ending else response.status_code,
+            "error": ending.reason if ending else (
+                f"usage not observed: {info.observe_error}" if info.observe_error else None),
             "ttfb_ms": info.ttfb * 1000 if info.ttfb is not None else None,
             "latency_ms": (time.perf_counter() - info.started) * 1000,
             "bytes_out": info.bytes_out or (len(response.raw_content or b"")
@@ -383,6 +434,28 @@ class ToknAddon:
             row["response_body"] = capture_body(self.cfg, response.content or b"")
         log_request(row)
         store.record(row)
+
+    @staticmethod
+    def _ending(flow: http.HTTPFlow, info: FlowInfo) -> Ending | None:
+        """How a flow mitmproxy forwarded really ended (``None``: as its status says)."""
+        if flow.error is not None:
+            message = str(flow.error.msg or flow.error)
+            if "client disconnected" in message.lower():
+                return endings.client_closed()
+            if flow.response is None:
+                return Ending(endings.UPSTREAM_FAILED, f"upstream connection failed: {message}")
+            return Ending(endings.UPSTREAM_FAILED, f"upstream stream broke: {message}")
+        conv = info.converter
+        if conv is None or info.observe_error is not None or flow.response is None \
+                or flow.response.status_code >= 400:
+            return None  # (a stream tokn stopped observing went through unchanged)
+        if conv.invalid is not None:
+            return endings.invalid_event(conv.invalid)
+        if conv.upstream_error is not None:
+            return endings.upstream_error(conv.upstream_error)
+        if not conv.ended:
+            return endings.upstream_cut()
+        return None
 
 
 def _peer(flow: http.HTTPFlow) -> str:

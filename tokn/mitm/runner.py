@@ -73,6 +73,7 @@ class ProxyRunner:
         self.addon: Any = None
         self._task: asyncio.Task | None = None
         self.url = ""
+        self.listening = False
 
     async def start(self) -> None:
         import logging
@@ -110,20 +111,28 @@ class ProxyRunner:
             await self.stop()
             raise ToknError(f"the proxy could not listen on {self.host}:{self.port}: {detail}",
                             status=500)
+        self.listening = True
         host, port = addrs[0][0], addrs[0][1]
         self.port = port
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.addon.self_addrs = {(a[0], a[1]) for a in addrs} | {(shown, port)}
         self.url = f"http://{shown}:{port}"
 
-    async def stop(self) -> None:
-        if self.master is None:
+    async def stop_listening(self) -> None:
+        """Close the listening socket; connections in progress go on."""
+        if self.master is None or not self.listening:
             return
+        self.listening = False
         proxyserver = self.master.addons.get("proxyserver")
         try:
             await proxyserver.servers.update([])
         except Exception:  # noqa: BLE001 - closing anyway
             pass
+
+    async def stop(self) -> None:
+        if self.master is None:
+            return
+        await self.stop_listening()
         self.master.shutdown()
         if self._task is not None:
             try:

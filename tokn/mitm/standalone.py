@@ -111,7 +111,13 @@ class StandaloneAddon:
         from tokn.mitm.connguard import ConnectionGuard
         from tokn.mitm.modes import check_mode
         from tokn.mitm.runner import mitm_options
-        from tokn.runtime import Runtime, _bound_port, _make_uvicorn, client_caps
+        from tokn.runtime import (
+            PROXY_KEEP_ALIVE,
+            Runtime,
+            _bound_port,
+            _make_uvicorn,
+            client_caps,
+        )
         from tokn.server.lan import old_h11_warning
 
         try:
@@ -122,7 +128,8 @@ class StandaloneAddon:
             if mode:
                 check_mode(mode, "tokn_route_mode")
             self.runtime = Runtime(cfg)
-            self.server = _make_uvicorn(self.runtime.app, "127.0.0.1", 0, "warning", cfg)
+            self.server = _make_uvicorn(self.runtime.app, "127.0.0.1", 0, "warning", cfg,
+                                        keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
             serve_task = asyncio.get_running_loop().create_task(self.server.serve())
             while not self.server.started:
                 if serve_task.done():

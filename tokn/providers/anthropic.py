@@ -10,9 +10,11 @@ Native format ``messages`` at ``POST {base}/v1/messages``, token counting at
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from tokn.convert import Dialect
 from tokn.errors import ToknError
 from tokn.providers.base import ModelInfo, Provider
 
@@ -32,6 +34,18 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 def version_headers(inbound: Mapping[str, str]) -> dict[str, str]:
     """``anthropic-version`` to add: none when the client sent its own."""
     return {} if header(inbound, "anthropic-version") else {"anthropic-version": ANTHROPIC_VERSION}
+
+
+# Models without structured outputs (`output_config.format`); platform.claude.com
+# docs, "Structured outputs": Sonnet 4.5, Opus 4.1, Haiku 4.5 and later have it.
+_NO_STRUCTURED_OUTPUT = re.compile(
+    r"^claude-(instant|[12]|3|(sonnet|opus)-4(-0|-2025\d{4})?$)")
+
+
+def structured_outputs(model: str) -> bool:
+    """Whether an Anthropic model id takes ``output_config.format``."""
+    model = model.lower()
+    return model.startswith("claude-") and not _NO_STRUCTURED_OUTPUT.match(model)
 
 
 class AnthropicProvider(Provider):
@@ -82,9 +96,7 @@ class AnthropicProvider(Provider):
         for _ in range(_MAX_MODEL_PAGES):
             resp = await self.client.get(url, headers=headers, params=params)
             if resp.status_code >= 400:
-                raise ToknError(
-                    f"{self.account_id}: GET {self.paths['models']} answered "
-                    f"{resp.status_code}: {resp.text[:200]}", status=502, code="upstream_error")
+                raise self.listing_refused(resp.status_code, resp.text, self.paths["models"])
             data = resp.json()
             items = data.get("data", []) if isinstance(data, dict) else []
             out.extend(self.model_from_listing(i) for i in items if isinstance(i, dict))
@@ -96,6 +108,9 @@ class AnthropicProvider(Provider):
 
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
         return ModelInfo(str(item.get("id")), formats=self.formats, raw=item)
+
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        return Dialect(structured_output=structured_outputs(model))
 
 
 PROVIDERS = [AnthropicProvider]

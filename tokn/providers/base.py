@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import httpx
 
 from tokn.config import AccountConfig
+from tokn.convert import PLAIN, Dialect
 from tokn.errors import ToknError
 
 # Inbound headers never forwarded upstream (hop-by-hop, credentials, tokn's own).
@@ -160,19 +161,54 @@ class Provider:
 
     # --- models ------------------------------------------------------------------
     async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
-        """The account's models, listed once and cached (``refresh`` re-lists)."""
+        """The account's models, listed once and cached (``refresh`` re-lists).
+
+        A failed listing keeps the last good list, else serves the configured
+        ``models`` (uncached); with neither it raises a :class:`ToknError`
+        naming the account, what failed and the fix (the pool marks the
+        account failing and retries the listing with backoff).
+        """
         async with self._models_lock:
             if self._models is None or refresh:
                 configured = [ModelInfo(m, formats=self.formats) for m in self.account.models]
                 try:
                     listed = await self.list_models()
-                except (httpx.HTTPError, ToknError, ValueError):
+                except (httpx.HTTPError, ToknError, ValueError) as exc:
                     if self._models is not None:  # keep the last good list
                         return self._models
-                    return configured  # not cached: the next request lists again
+                    if configured:  # not cached: the listing is tried again later
+                        return configured
+                    raise self._listing_failed(exc) from exc
                 seen = {m.id for m in configured}
                 self._models = configured + [m for m in listed if m.id not in seen]
             return self._models
+
+    def _listing_failed(self, exc: Exception) -> ToknError:
+        if isinstance(exc, ToknError):
+            return exc
+        if isinstance(exc, httpx.HTTPError):
+            try:
+                where = str(exc.request.url)
+            except RuntimeError:  # an error raised without a request
+                where = "its API"
+            text = str(exc).strip()
+            detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            return ToknError(f"account {self.account_id} cannot reach {where} to list its "
+                             f"models ({detail}); check the network or the account's "
+                             f"base_url.", status=502, code="upstream_unreachable")
+        return ToknError(f"account {self.account_id}: its model listing is unreadable ({exc})",
+                         status=502, code="upstream_error")
+
+    def listing_refused(self, status: int, text: str, path: str) -> ToknError:
+        """The error for a model listing answered with HTTP ``status``."""
+        if status in (401, 403):
+            return ToknError(
+                f"account {self.account_id}: its credentials were rejected (HTTP {status} from "
+                f"GET {path}); run `tokn login --provider {self.account.provider} "
+                f"--id {self.account_id}` (or fix the key in the config).",
+                status=401, code="credentials_rejected")
+        return ToknError(f"account {self.account_id}: GET {path} answered {status}: "
+                         f"{text[:200]}", status=502, code="upstream_error")
 
     @property
     def has_models(self) -> bool:
@@ -193,7 +229,22 @@ class Provider:
             return model.formats
         return self.formats
 
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        """What this upstream accepts beyond plain ``fmt`` requests for ``model``
+        (the upstream id): where cache breakpoints go, ``prompt_cache_key``,
+        structured output (:class:`tokn.convert.Dialect`). Plain by default."""
+        return PLAIN
+
     # --- HTTP --------------------------------------------------------------------
+    def http_timeout(self) -> httpx.Timeout:
+        """httpx limits for an API call: the account's connect timeout.  The
+        pipeline bounds the answer itself (first byte, whole response, stream
+        gaps: ``[timeouts]``); the read limit here is only a backstop."""
+        t = self.account.timeouts
+        backstop = max(t.first_byte_secs, t.response_secs, t.stream_idle_secs)
+        return httpx.Timeout(connect=t.connect_secs, read=backstop, write=backstop,
+                             pool=t.connect_secs)
+
     async def url_for(self, fmt: str) -> str:
         return f"{await self.base_url()}{self.paths[fmt]}"
 
@@ -210,9 +261,7 @@ class Provider:
             headers.update(await self.credentials(refresh=True))
             resp = await self.client.get(await self.url_for(fmt), headers=headers)
         if resp.status_code >= 400:
-            raise ToknError(
-                f"{self.account_id}: GET {self.paths[fmt]} answered {resp.status_code}: "
-                f"{resp.text[:200]}", status=502, code="upstream_error")
+            raise self.listing_refused(resp.status_code, resp.text, self.paths[fmt])
         return resp.json()
 
     def static_headers(self) -> dict[str, str]:
@@ -234,7 +283,8 @@ class Provider:
         refresh = False
         while True:
             headers = {**base_headers, **await self.credentials(refresh=refresh)}
-            request = self.client.build_request("POST", url, json=body, headers=headers)
+            request = self.client.build_request("POST", url, json=body, headers=headers,
+                                                timeout=self.http_timeout())
             response = await self.client.send(request, stream=True)
             if response.status_code in (401, 403) and self.can_refresh and not refresh \
                     and await self.should_refresh(response):

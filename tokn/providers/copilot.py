@@ -43,6 +43,8 @@ import httpx
 from tokn import state
 from tokn.auth.github import DEFAULT_API_URL, DEFAULT_GITHUB_URL, api_url_for
 from tokn.config import AccountConfig, mask
+from tokn.convert import PLAIN, Dialect
+from tokn.endings import describe
 from tokn.errors import ToknError
 from tokn.initiator import MODES, has_image, initiator_for
 from tokn.providers.base import ModelInfo, Provider
@@ -270,7 +272,7 @@ class CopilotProvider(Provider):
         except httpx.HTTPError as exc:
             raise ToknError(
                 f"cannot reach {url} to get a Copilot token for account {self.account_id!r}: "
-                f"{exc or type(exc).__name__}", status=502, code="token_exchange_failed") from exc
+                f"{describe(exc)}", status=502, code="token_exchange_failed") from exc
         try:
             data = resp.json()
         except ValueError:
@@ -378,6 +380,17 @@ class CopilotProvider(Provider):
                    "authorization": f"Bearer {mask(tok.token) if masked else tok.token}"}
         return headers
 
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        # Copilot's chat endpoint caches Claude models at `copilot_cache_control`
+        # markers on messages and tools (captured Copilot CLI traffic in
+        # github/gh-aw pkg/workflow/test_data/sample_copilot_log.txt; VS Code
+        # release notes 1.104); its Responses endpoint takes prompt_cache_key.
+        if fmt == "chat" and model.lower().startswith("claude"):
+            return Dialect(cache_control="copilot")
+        if fmt == "responses":
+            return Dialect(prompt_cache_key=True)
+        return PLAIN
+
     # --- models -------------------------------------------------------------------
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
         caps = item.get("capabilities") if isinstance(item.get("capabilities"), dict) else {}
@@ -420,7 +433,7 @@ class CopilotProvider(Provider):
         try:
             resp = await self.client.get(url, headers=self._github_headers())
         except httpx.HTTPError as exc:
-            raise ToknError(f"cannot reach {url}: {exc or type(exc).__name__}",
+            raise ToknError(f"cannot reach {url}: {describe(exc)}",
                             status=502, code="upstream_error") from exc
         if resp.status_code == 401:
             raise ToknError(f"GitHub token for account {self.account_id} was rejected; run "

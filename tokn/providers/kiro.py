@@ -279,7 +279,7 @@ class KiroProvider(Provider):
         """The account's refresh token as the config file holds it now."""
         try:
             data = tomllib.loads(paths.config_file().read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError):
+        except (OSError, ValueError):  # unreadable, not UTF-8, not TOML
             return ""
         for acc in data.get("accounts") or []:
             if isinstance(acc, dict) and acc.get("id") == self.account_id:
@@ -427,9 +427,7 @@ class KiroProvider(Provider):
         for _ in range(20):  # paginated by nextToken
             resp = await self._get("/ListAvailableModels", params)
             if resp.status_code >= 400:
-                raise ToknError(f"{self.account_id}: ListAvailableModels answered "
-                                f"{resp.status_code}: {resp.text[:200]}", status=502,
-                                code="upstream_error")
+                raise self.listing_refused(resp.status_code, resp.text, "/ListAvailableModels")
             data = resp.json()
             if not isinstance(data, dict):
                 break
@@ -446,9 +444,13 @@ class KiroProvider(Provider):
         return models
 
     async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
-        models = await super().models(refresh=refresh)
+        try:
+            models = await super().models(refresh=refresh)
+        except ToknError:
+            models = []
         if not models:
-            # Listing failed (offline, old deployment): the known ids still route.
+            # Listing failed (offline, old deployment): the known ids still route,
+            # and a request says what is wrong with the account.
             async with self._models_lock:
                 if not self._models:
                     self._models = [ModelInfo(mid, formats=self.formats, context_window=ctx)
@@ -537,7 +539,8 @@ class KiroProvider(Provider):
             headers = {**self.static_headers(), "authorization": f"Bearer {tok.access_token}",
                        "content-type": "application/json",
                        "accept": "application/vnd.amazon.eventstream"}
-            request = self.client.build_request("POST", url, content=raw, headers=headers)
+            request = self.client.build_request("POST", url, content=raw, headers=headers,
+                                                timeout=self.http_timeout())
             response = await self.client.send(request, stream=True)
             if response.status_code < 400:
                 break

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tokn.config import AccountConfig
+from tokn.convert import Dialect
 from tokn.errors import ToknError
 from tokn.providers.base import ModelInfo, Provider
 
@@ -63,6 +64,11 @@ class OpenAIProvider(Provider):
         if project := self.setting("project"):
             headers["openai-project"] = str(project)
         return headers
+
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        # platform.openai.com API reference: chat completions and Responses take
+        # prompt_cache_key (cache routing; caching itself is implicit) and verbosity.
+        return Dialect(prompt_cache_key=True, verbosity=True)
 
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
         """Embedding models serve only ``embeddings``; every other model the rest."""
@@ -127,6 +133,15 @@ class OpenRouterProvider(Provider):
         if title := self.setting("title"):
             headers["x-title"] = str(title)
         return headers
+
+    def dialect(self, fmt: str, model: str) -> Dialect:
+        # openrouter.ai/docs/guides/best-practices/prompt-caching: Anthropic (and
+        # Gemini, Qwen) models cache at `cache_control` breakpoints on content
+        # parts; usage reports prompt_tokens_details.cached_tokens and
+        # cache_write_tokens; other models cache implicitly. Reasoning docs:
+        # `reasoning_details` sent back keep Claude's signed / redacted thinking.
+        explicit = model.lstrip("~").startswith(("anthropic/", "google/", "qwen/"))
+        return Dialect(cache_control="parts" if explicit else "", reasoning_details=True)
 
     def model_from_listing(self, item: dict[str, Any]) -> ModelInfo:
         """OpenRouter lists ``context_length`` and ``supported_parameters``

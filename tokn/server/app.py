@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tokn.drain import Drain
 from tokn.errors import ToknError, error_body
 from tokn.pipeline import Inbound, Pipeline, Reply
 from tokn.server.auth import key_matches, presented_key
@@ -50,11 +53,55 @@ class AppState:
     internal_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     extra_routes: list[Route] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
+    drain: Drain = field(default_factory=Drain)
 
     def is_internal(self, headers: Mapping[str, str]) -> bool:
         """Whether a request carries the proxy's secret (its route-mode hop)."""
         value = headers.get(INTERNAL_HEADER)
         return bool(value) and key_matches(self.internal_secret, value)
+
+
+FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
+
+
+class TrackRequests:
+    """ASGI middleware: every HTTP request is in flight (for the drain at
+    shutdown) from its start until its response, streamed or not, is over."""
+
+    def __init__(self, app: Any, drain: Drain) -> None:
+        self.app = app
+        self.drain = drain
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.drain.track() as flight:
+            scope[FLIGHT] = flight
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await flight.end()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client hangs up (the body was read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_disconnect(request: Request, work: Any) -> Any:
+    """Await ``work``; cancel it if the client hangs up first (then ``None``)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return None if task.cancelled() else task.result()
 
 
 def _err_fmt(path: str) -> str:
@@ -110,9 +157,13 @@ def create_app(state: AppState) -> Starlette:
             route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",
             client=(request.headers.get("x-tokn-client") if internal else None)
             or (f"{request.client.host}:{request.client.port}" if request.client else ""),
+            flight=request.scope[FLIGHT],
         )
         try:
-            return to_response(await state.pipeline.handle(inbound))
+            reply = await until_disconnect(request, state.pipeline.handle(inbound))
+            if reply is None:  # the client is gone; the pipeline recorded a 499
+                return Response(status_code=499)
+            return to_response(reply)
         except Exception as exc:  # noqa: BLE001 - last resort: the caller's format, no traceback
             log.exception("unexpected error on %s", path)
             return _error(path, 500, f"tokn hit an unexpected error ({type(exc).__name__}: "
@@ -122,7 +173,11 @@ def create_app(state: AppState) -> Starlette:
         if not authorized(request):
             return denied(request)
         anthropic = "anthropic-version" in request.headers
-        return JSONResponse(await state.pipeline.models(anthropic_shape=anthropic))
+        try:
+            return JSONResponse(await state.pipeline.models(anthropic_shape=anthropic))
+        except ToknError as exc:  # no model listed, and accounts failing: say why
+            return JSONResponse(error_body("messages" if anthropic else "chat", exc.status,
+                                           exc.message, exc.code), exc.status)
 
     async def healthz(request: Request) -> Response:
         pool = state.pipeline.pool
@@ -156,6 +211,7 @@ def create_app(state: AppState) -> Starlette:
                Route("/healthz", healthz), Route(REJECT_PATH, reject, methods=ALL_METHODS),
                *state.extra_routes]
     middleware = [
+        Middleware(TrackRequests, drain=state.drain),
         Middleware(FrontGuard, key_set=lambda: bool(state.api_key), internal=state.is_internal,
                    policy=state.policy, error_format=_err_fmt),
         Middleware(CORSMiddleware, allow_origins=list(state.policy.cors_origins),
