@@ -43,6 +43,17 @@ class ServerConfig:
     port: int = 4141
     route_mode: str = "route"
     api_key: str = ""
+    # Without an API key the listener answers only to loopback Host names and
+    # these; browsers' Origins allowed to call it (CORS), none by default.
+    allowed_hosts: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
+    # Both front doors: request body cap, client-side deadlines, connection caps
+    # for peers beyond loopback.
+    max_body_mb: float = 32.0
+    header_timeout_secs: float = 20.0
+    body_timeout_secs: float = 60.0
+    max_connections: int = 1000
+    max_client_connections: int = 100
     # on SIGTERM/SIGINT: seconds in-flight requests may take to finish
     drain_secs: float = 30.0
     # the longest server-sent-event line tokn accepts from an upstream

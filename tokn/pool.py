@@ -311,8 +311,11 @@ class Pool:
             healthy.sort(key=lambda c: c.account_id != pinned)
         return healthy
 
-    def switch_account(self, provider_id: str) -> Provider:
-        """A healthy account of ``provider_id`` for a switched proxy flow.
+    def switch_account(self, provider_id: str,
+                       accept: Callable[[Provider], bool] = lambda _: True) -> Provider:
+        """A healthy account of ``provider_id`` for a switched proxy flow, among
+        those ``accept`` allows (the proxy admits only accounts whose credential
+        may go to the flow's host).
 
         Accounts of the same provider id come first; failing those, any account
         whose provider class serves that id (the four Z.ai / Zhipu ids share one).
@@ -330,7 +333,14 @@ class Pool:
                 f"configured: run `tokn login --provider {provider_id}` (or send "
                 "x-tokn-route-mode: passthrough to use your own key).", status=400,
                 code="no_account_for_provider")
-        ordered = self._order([Candidate(p, None, "") for p in same], None)
+        allowed = [p for p in same if accept(p)]
+        if not allowed:
+            raise ToknError(
+                f"switch mode: no {provider_id} account may send its credential to this host "
+                f"(an account with its own base_url sends it only there); send "
+                f"x-tokn-route-mode: route or passthrough instead.", status=400,
+                code="no_account_for_host")
+        ordered = self._order([Candidate(p, None, "") for p in allowed], None)
         return ordered[0].provider
 
     # --- health --------------------------------------------------------------------
