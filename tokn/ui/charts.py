@@ -41,9 +41,9 @@ def _nice_max(value: float) -> float:
 
 
 def hbars(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "",
-          width: int = 640) -> Markup:
+          width: int = 760) -> Markup:
     """One horizontal bar per ``(label, value)``, longest first as given."""
-    row_h, label_w, value_w, pad = 26, 200, 70, 8
+    row_h, label_w, value_w, pad = 26, 240, 70, 8
     height = max(len(rows), 1) * row_h + 2 * pad
     top = max((v for _, v in rows), default=0.0) or 1.0
     bar_w = width - label_w - value_w - 2 * pad
@@ -70,7 +70,7 @@ def hbars(rows: Sequence[tuple[str, float]], *, title: str, unit: str = "",
 
 
 def columns(points: Sequence[tuple[str, float]], *, title: str, unit: str = "",
-            width: int = 760, height: int = 220) -> Markup:
+            width: int = 1180, height: int = 240) -> Markup:
     """One vertical bar per ``(label, value)`` in order (e.g. days), with a
     y axis (0, half, top) and about eight x labels."""
     left, right, top_pad, bottom = 48, 8, 10, 26

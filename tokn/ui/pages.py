@@ -53,7 +53,8 @@ def pretty_body(text: str | None) -> str | None:
 
 
 def shown(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    """A config value as the config file would spell it (an empty string as ``""``)."""
+    return value if isinstance(value, str) and value else json.dumps(value, default=str)
 
 
 class Pages:

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tokn.endings import describe as describe_exc
@@ -75,7 +76,7 @@ def quota_view(facts: dict[str, Any]) -> QuotaView:
         if window.get("limit") is not None and window.get("used") is not None:
             text += f" ({_num(window['used'])} of {_num(window['limit'])})"
         if window.get("resets_at"):
-            text += f", resets {str(window['resets_at']).replace('T', ' ')}"
+            text += f", resets {_local(str(window['resets_at']))}"
         view.lines.append(QuotaLine(name, text, max(0.0, 100.0 - float(used))
                                     if isinstance(used, int | float) else None))
     reset = facts.get("quota_reset_date") or facts.get("credits_reset_expires_at")
@@ -83,6 +84,14 @@ def quota_view(facts: dict[str, Any]) -> QuotaView:
         reset = time.strftime("%Y-%m-%d", time.localtime(reset))
     view.resets = str(reset) if reset else None
     return view
+
+
+def _local(iso: str) -> str:
+    """An ISO-8601 time as local ``YYYY-MM-DD HH:MM`` (as given when unreadable)."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
 
 
 @dataclass

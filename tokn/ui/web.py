@@ -145,6 +145,8 @@ class Web:
 
     async def _form(self, request: Request) -> dict[str, str] | Response:
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if not media and request.headers.get("content-length", "0") == "0":
+            return {}  # e.g. curl -X POST with the key in a header
         if media != "application/x-www-form-urlencoded":
             return self.secured(Response("the dashboard takes form posts only\n", 415,
                                          media_type="text/plain"))
