@@ -135,9 +135,8 @@ def shoot(base: str) -> None:
                     page.reload()
                 page.screenshot(path=str(OUT / f"{name}.png"))
             if scheme == "light":
-                page.goto(base + "/ui/requests")
-                page.locator("#tail tbody tr", has_text="claude-sonnet-4.5").first \
-                    .locator("a").click()
+                page.goto(base + "/ui/requests?status=ok&model=claude-sonnet-4.5")
+                page.locator("#tail tbody tr a").first.click()
                 page.wait_for_selector("text=Attempt 1")
                 page.screenshot(path=str(OUT / "request.png"))
             page.close()
