@@ -1,6 +1,11 @@
-"""One headless Chromium for the whole session (the system's ``chromium``,
+"""One headless Chromium for the browser tests (the system's ``chromium``,
 driven by Playwright; no browser download).  Tests that need it skip when
-either is missing; ``.ci/run`` installs chromium."""
+either is missing; ``.ci/run`` installs chromium.
+
+The browser lives for one module (all browser tests are in
+``test_browser.py``, so it starts once): Playwright's sync API keeps an event
+loop running on the main thread while it is open, and other tests'
+``asyncio.run`` must not find it."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api")
     path = chromium_path()
