@@ -215,8 +215,9 @@ def _totals(row: Any) -> Totals:
 
 def query(conn: sqlite3.Connection, since: float | None = None, until: float | None = None,
           account: str | None = None, provider: str | None = None, model: str | None = None,
-          by: str | None = None) -> Report:
-    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``.
+          by: str | None = None, totals: bool = True) -> Report:
+    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``;
+    ``totals=False`` leaves the totals empty (a caller that has them already).
 
     An error is a row with ``status >= 400`` or no status.  A premium request
     is a GitHub Copilot attempt the user initiated that succeeded
@@ -230,11 +231,12 @@ def query(conn: sqlite3.Connection, since: float | None = None, until: float | N
     filters = {k: v for k, v in (("account", account), ("provider", provider),
                                  ("model", model)) if v}
     report = Report(since=since, until=until, by=by, filters=filters)
-    report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}", args).fetchone())
-    latencies = [r[0] for r in conn.execute(
-        f"SELECT latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
-        "latency_ms IS NOT NULL", args)]
-    _latencies(report.totals, latencies)
+    if totals:
+        report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}",
+                                             args).fetchone())
+        _latencies(report.totals, [r[0] for r in conn.execute(
+            f"SELECT latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
+            "latency_ms IS NOT NULL", args)])
     if by is None:
         return report
     key = GROUPS[by]

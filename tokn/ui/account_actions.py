@@ -100,7 +100,9 @@ class AccountActions:
                     self.pages.quotas.forget(account_id)
                 return self._done(session, "ok", f"{account_id} {what}d (config saved).")
             if what == "remove":
-                await asyncio.to_thread(accounts.remove, account_id)
+                if await asyncio.to_thread(accounts.remove, account_id) is None:
+                    return self._done(session, "error", f"{account_id} is not in the config "
+                                      "file any more; restart tokn to drop it here too.")
                 self.runtime.pool.remove(account_id)
                 self.pages.quotas.forget(account_id)
                 return self._done(session, "ok", f"{account_id} removed from the config.")

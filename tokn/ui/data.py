@@ -19,7 +19,7 @@ from tokn import usage as usage_mod
 from tokn.usage import UsageStore
 from tokn.usage_query import GROUPS, Report, RowFilter, Totals, attempts, query, recent
 
-SLOTS = 2
+SLOTS = 1  # one report at a time: the API keeps the other core
 FLUSH_SECS = 2.0
 # Usage page metrics: name -> (label, value of a Totals)
 METRICS: dict[str, tuple[str, Callable[[Totals], float]]] = {
@@ -67,10 +67,12 @@ class UsageReader:
         return await self.run(lambda conn: query(conn, **kwargs))
 
     async def breakdowns(self, kwargs: dict[str, Any]) -> tuple[Report, dict[str, Report]]:
-        """The day report and one report per :data:`BREAKDOWNS` entry, one thread hop."""
+        """The day report (with the totals) and one report per :data:`BREAKDOWNS`
+        entry (groups only), one thread hop."""
         def every(conn: sqlite3.Connection) -> tuple[Report, dict[str, Report]]:
             return (query(conn, **kwargs, by="day"),
-                    {name: query(conn, **kwargs, by=name) for name in BREAKDOWNS})
+                    {name: query(conn, **kwargs, by=name, totals=False)
+                     for name in BREAKDOWNS})
 
         return await self.run(every, flush=True)
 
