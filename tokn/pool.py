@@ -343,6 +343,34 @@ class Pool:
         ordered = self._order([Candidate(p, None, "") for p in allowed], None)
         return ordered[0].provider
 
+    # --- membership ----------------------------------------------------------------
+    def set_enabled(self, account_id: str, enabled: bool) -> None:
+        """Put a configured account into rotation or take it out, in this process.
+
+        The dashboard writes the change to the config file (``tokn.accounts``)
+        and applies it here, as the running pool does not re-read the file.
+        Requests already using a disabled account finish; new ones skip it.
+        ``KeyError`` when the running config has no such account.
+        """
+        account = self.cfg.account(account_id)
+        if account is None:
+            raise KeyError(account_id)
+        account.enabled = enabled
+        if not enabled:
+            self.providers.pop(account_id, None)
+            self._sticky = {k: v for k, v in self._sticky.items() if v != account_id}
+            return
+        if account_id not in self.providers:
+            self.providers[account_id] = provider_class(account.provider)(account, self.client)
+            self.health.setdefault(account_id, Health())
+            self._models_at.pop(account_id, None)
+            self._unlisted.pop(account_id, None)
+
+    def remove(self, account_id: str) -> None:
+        """Forget an account removed from the config (see :meth:`set_enabled`)."""
+        self.set_enabled(account_id, False)
+        self.cfg.accounts = [a for a in self.cfg.accounts if a.id != account_id]
+
     # --- health --------------------------------------------------------------------
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:
         health = self.health[account_id]
@@ -379,6 +407,8 @@ class Pool:
         return wait
 
     def _save(self, account_id: str) -> None:
+        if account_id not in self.providers:
+            return  # taken out of rotation while its request ran: nothing to show
         self._ok_saved[account_id] = self.health[account_id].last_ok
         try:
             state.update("health", account_id, asdict(self.health[account_id]))

@@ -88,7 +88,7 @@ def make_client(cfg: Config,
     )
 
 
-ROUTE_MODULES = ("tokn.server.usage_routes", "tokn.server.lan")
+ROUTE_MODULES = ("tokn.server.usage_routes", "tokn.server.lan", "tokn.ui.routes")
 
 
 def extra_routes(runtime: Runtime) -> list[Any]:

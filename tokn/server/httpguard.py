@@ -15,7 +15,8 @@ own name.  So, before any route runs:
   unknown length and refuses JSON nested deeper than :data:`MAX_JSON_DEPTH`.
 
 Requests carrying the proxy's internal secret (route mode's in-process hop)
-were checked by the proxy and pass.  Answers use the caller's API format.
+were checked by the proxy and pass; the dashboard (``/ui``) has its own gate
+(:mod:`tokn.server.ui_auth`: Host, sign-in, CSRF, same-origin forms).  Answers use the caller's API format.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from starlette.responses import JSONResponse
 from tokn.errors import ToknError, error_body
 from tokn.hosts import normalize_host, parse_authority
 from tokn.server.guard import is_loopback
+from tokn.server.ui_auth import owns as dashboard_owns
 
 MAX_JSON_DEPTH = 128
 TOO_DEEP = f"The request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels."
@@ -150,7 +152,8 @@ class FrontGuard:
         self.error_format = error_format
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        # the dashboard's pages and forms pass its own gate (tokn.server.ui_auth)
+        if scope["type"] == "http" and not dashboard_owns(scope["path"]):
             headers = Headers(scope=scope)
             problem = None if self.internal(headers) else screen(
                 scope["method"], headers, self.policy, key_set=self.key_set())
