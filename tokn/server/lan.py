@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from tokn import lan_env
 from tokn.errors import ToknError
+from tokn.identity import key_matches, presented_key
 from tokn.server.app import denied, is_authorized
-from tokn.server.auth import key_matches, presented_key
 
 NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 ENDPOINTS = "GET /-/lan/bootstrap.json, /-/lan/ca.crt, /-/lan/env?shell=sh|bash|zsh|fish|pwsh"
