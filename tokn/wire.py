@@ -173,23 +173,26 @@ def stream_error(fmt: str, message: str) -> Event:
 def caller_api(path: str, *, host: str = "", headers: Mapping[str, str] | None = None) -> Api:
     """The API a caller speaks, to answer it in its own error format (the one rule).
 
-    The endpoint its path names, on any host and whatever the method (for a
-    path several APIs share: the API whose marker header the caller sent, else
-    the one its host names); else the API its host names; else that of the
-    longest listener path the path lies under; else OpenAI's.
+    The endpoint's API: the endpoint its path names, on any host and whatever
+    the method; else, when the host names an API, that one; else the endpoint
+    of the longest listener path the path lies under; else OpenAI's.  For an
+    endpoint several APIs share, the API whose marker header the caller sent
+    wins, then the host's.
     """
     path = path.split("?", 1)[0].rstrip("/") or "/"
     by_host = next((api for api in APIS if any(w in host.lower() for w in api.host_words)), None)
-    for ep in ENDPOINTS:
-        if ep.names(path) is not None:
-            if ep.shared:
-                return _marked(headers or {}) or by_host or ep.api
-            return ep.api
-    if by_host is not None:
-        return by_host
-    under = [(len(route), ep.api) for ep in ENDPOINTS for route in ep.routes
-             if _PARAM.search(route) is None and path.startswith(route + "/")]
-    return max(under, key=lambda x: x[0])[1] if under else OPENAI
+    found = next((ep for ep in ENDPOINTS if ep.names(path) is not None), None)
+    if found is None:
+        if by_host is not None:
+            return by_host
+        under = [(len(route), ep) for ep in ENDPOINTS for route in ep.routes
+                 if _PARAM.search(route) is None and path.startswith(route + "/")]
+        if not under:
+            return OPENAI
+        found = max(under, key=lambda x: x[0])[1]
+    if found.shared:
+        return _marked(headers or {}) or by_host or found.api
+    return found.api
 
 
 def _marked(headers: Mapping[str, str]) -> Api | None:

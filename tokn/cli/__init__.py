@@ -66,12 +66,7 @@ def _build(argv: list[str] | None = None) -> None:
     import sys
 
     for name in _wanted(sys.argv[1:] if argv is None else argv):
-        try:
-            module = importlib.import_module(f"tokn.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tokn.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"tokn.cli.{name}")
         if name in GROUPS:
             app.add_typer(module.app, name=GROUPS[name])
         else:

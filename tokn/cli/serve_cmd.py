@@ -10,7 +10,8 @@ from rich.markup import escape
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
 
 
-def _mode(value: str | None) -> str | None:
+def check_route_mode(value: str | None) -> str | None:
+    """Typer callback: a route mode name, or a usage error naming the valid ones."""
     from tokn.config import ROUTE_MODES
 
     if value is not None and value not in ROUTE_MODES:
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
                                        "\\[proxy_mode].host, 127.0.0.1]."),
         proxy_port: int = typer.Option(None, help="Proxy port \\[default: \\[proxy_mode].port, "
                                        "4142]."),
-        proxy_route_mode: str = typer.Option(None, callback=_mode,
+        proxy_route_mode: str = typer.Option(None, callback=check_route_mode,
                                              help="Proxy default mode: route|switch|passthrough."),
         insecure_allow_remote: bool = typer.Option(
             False, "--insecure-allow-remote",
