@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1] / "tokn"
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
           "connlimits", "usage_feed", "lan_host", "initiator", "config_keys"}
 # Settings, state and local files: foundations the whole tree may use.
-BASE = LEAVES | {"wire", "config", "state", "logs", "ca", "shellenv", "lan_env", "usage",
-                 "usage_query"}
+BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
+                 "lan_env", "usage", "usage_query"}
 # Accounts, providers and formats: what a request is served with.
 MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming"}
 FLOW = MODEL | {"pipeline"}
@@ -39,9 +39,11 @@ ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},
     "wire": {"errors"},  # the wire-format table: pure data
     "config": {"config_keys", "paths"},
+    "config_edit": {"config", "config_keys", "paths"},
     "state": {"paths"},
     "logs": {"config", "paths"},
-    "ca": {"config", "errors", "hosts", "paths"},
+    "certs": {"errors"},  # building certificates (pure)
+    "ca": {"certs", "config", "errors", "hosts", "paths"},
     "shellenv": {"ca", "config"},
     "lan_env": {"ca", "shellenv"},
     "usage": {"paths", "usage_feed"},
@@ -71,13 +73,17 @@ PENDING: dict[tuple[str, str], set[str]] = {
     # convert/kiro.py moves to a providers/kiro/ package (issue 22 item 9)
     ("convert", "providers"): {"tokn.convert.kiro"},
 }
+PENDING_UNITS = {"certs", "config_edit"}  # split out of ca.py / config.py (item 9)
 PENDING_PRIVATE = {
     # convert/kiro.py moves to a providers/kiro/ package (issue 22 item 9)
     "tokn.providers.kiro: from tokn.convert.kiro import _normalise_model",
+    "tokn.cli.proxy_start: from tokn.cli.serve_cmd import _mode",  # the CLI split (item 1)
 }
 PENDING_GUARDS = {
     "tokn.providers",  # _load: the provider registry (issue 22 item 7, providers side)
     "tokn.cli.account_cmd",  # _kiro (issue 22 items 1 and 7)
+    "tokn.cli",  # _build, and proxy_cmd's _mount: the CLI split (item 1)
+    "tokn.cli.proxy_cmd",
 }
 
 
@@ -122,7 +128,7 @@ def own(name: str) -> bool:
 def test_every_unit_has_a_rule():
     units = {unit(m) for m, _ in modules()}
     assert units - ALLOWED.keys() == set(), "place the new module in ALLOWED"
-    assert ALLOWED.keys() - units == set(), "a rule for a unit that is gone"
+    assert ALLOWED.keys() - units == PENDING_UNITS, "a rule for a unit that is gone"
 
 
 def test_imports_follow_the_layers():

@@ -8,12 +8,13 @@ import logging
 
 import pytest
 
+from tests.helpers import stored_rows
 from tokn import usage
 from tokn.config import Config
 from tokn.convert import Usage
 from tokn.endings import Ending
 from tokn.recorder import Recorder
-from tokn.usage import NAMES, UsageRow, UsageStore, connect
+from tokn.usage import NAMES, UsageRow, connect
 
 
 def test_the_schema_is_the_row_type_and_still_version_ones_table():
@@ -36,19 +37,6 @@ def test_a_misspelt_column_is_an_error_not_a_lost_value():
         row.update({"credit": 1.0})
 
 
-def stored(store: UsageStore) -> list[dict]:
-    store.flush()
-    with connect(store.path) as conn:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = UsageStore(tmp_path / "u.sqlite3")
-    yield s
-    s.close()
-
-
 def test_an_attempt_is_recorded_once_with_its_timing_usage_and_columns(store):
     cfg = Config()
     attempt = Recorder(store, lambda: cfg).begin(UsageRow(request_id="r1", front_door="proxy"))
@@ -56,7 +44,7 @@ def test_an_attempt_is_recorded_once_with_its_timing_usage_and_columns(store):
     attempt.finish(None, status=200, usage=Usage(input_tokens=5, output_tokens=2),
                    served="m-1", bytes_out=10, extra={"credits": 0.5})
     attempt.finish(Ending(502, "too late"))  # the first finish wins
-    [row] = stored(store)
+    [row] = stored_rows(store)
     assert {k: row[k] for k in ("request_id", "front_door", "status", "error", "input_tokens",
                                 "output_tokens", "model_served", "bytes_out", "credits")} == {
         "request_id": "r1", "front_door": "proxy", "status": 200, "error": None,
@@ -70,7 +58,7 @@ def test_an_ending_wins_over_the_status_and_is_logged(store, caplog):
     with caplog.at_level(logging.INFO, logger="tokn.request"):
         Recorder(store, lambda: cfg).begin(UsageRow(request_id="r2")).finish(
             Ending(499, "client closed"), status=200)
-    [row] = stored(store)
+    [row] = stored_rows(store)
     assert (row["status"], row["error"]) == (499, "client closed")
     [line] = [r for r in caplog.records if r.name == "tokn.request"]
     assert line.fields["request_id"] == "r2" and line.fields["status"] == 499

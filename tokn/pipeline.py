@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -42,8 +41,6 @@ from tokn.recorder import Attempt, Recorder
 from tokn.sse import encode_event
 from tokn.streaming import Relay
 from tokn.usage import UsageRow, new_request_id
-
-log = logging.getLogger("tokn.request")
 
 CONVERTIBLE = FORMATS  # the formats converted into one another (through chat)
 

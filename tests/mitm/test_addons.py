@@ -23,6 +23,7 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.test import taddons, tflow, tutils
 
+from tests.helpers import stored_rows
 from tokn import hop
 from tokn.config import AccountConfig, Config
 from tokn.connlimits import ConnectionCaps
@@ -89,21 +90,6 @@ def through(svc: ProxyServices, flow, *, options: dict | None = None,
         return flow
 
     return asyncio.run(run())
-
-
-def rows(store: UsageStore) -> list:
-    store.flush()
-    from tokn.usage import connect
-
-    with connect(store.path) as conn:
-        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = UsageStore(tmp_path / "usage.sqlite3")
-    yield s
-    s.close()
 
 
 def basic(user: str, password: str) -> str:
@@ -238,7 +224,7 @@ def test_passthrough_row_has_every_column_it_should(store):
     through(svc, tunnel_flow(headers=[("x-tokn-route-mode", "passthrough")],
                              body=b'{"model":"gpt-4o","stream":false}'),
             response=lambda: tutils.tresp(status_code=200, content=answer))
-    [row] = rows(store)
+    [row] = stored_rows(store)
     assert {k: row[k] for k in ("front_door", "route_mode", "inbound_format", "provider",
                                 "model_requested", "model_served", "status", "input_tokens",
                                 "output_tokens", "stream", "error")} == {
@@ -257,7 +243,7 @@ def test_a_switch_flow_refused_by_the_router_still_gets_its_row(store):
                    tunnel_flow(host="api.example.test", headers=[("x-tokn-route-mode",
                                                                   "switch")]))
     assert flow.response.status_code == 400
-    [row] = rows(store)
+    [row] = stored_rows(store)
     assert row["status"] == 400 and row["route_mode"] == "switch"
 
 

@@ -66,7 +66,12 @@ def _build(argv: list[str] | None = None) -> None:
     import sys
 
     for name in _wanted(sys.argv[1:] if argv is None else argv):
-        module = importlib.import_module(f"tokn.cli.{name}")
+        try:
+            module = importlib.import_module(f"tokn.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tokn.cli.{name}":
+                raise
+            continue
         if name in GROUPS:
             app.add_typer(module.app, name=GROUPS[name])
         else:
