@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=300, help="sequential calls per row")
     parser.add_argument("--rounds", type=int, default=5, help="rounds the rows alternate in")
     args = parser.parse_args()
+    harness.exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="tokn-bench-"))
     # role + EVENTS contents + stop + usage + DONE, GAP apart
     with harness.fast_upstream(workdir, stream_secs=GAP * (EVENTS + 3),

@@ -50,7 +50,7 @@ from pathlib import Path
 import harness
 import peers
 import pyspy
-from harness import Door, call_ok, hey, rss_mb
+from harness import Door, call_ok, cpu_secs, hey, rss_mb
 
 SECTIONS = ("latency", "throughput", "streams", "memory")
 TOKN_ROWS = ("listener", "messages", "mitm", "mitm-messages")
@@ -69,12 +69,17 @@ def ms(seconds: float) -> float:
 # -- sections ----------------------------------------------------------------
 
 def throughput(doors: dict[str, Door], secs: int, conc: int) -> dict:
+    """hey for ``secs`` per row; also the CPU the serving process spent per
+    request (``cpu_ms``), steadier than req/s on a busy machine."""
     rows = {}
     for k, d in doors.items():
         note(f"  throughput: {d.name}")
+        cpu0 = cpu_secs(d.pid)
         r = hey(d, ["-z", f"{secs}s", "-c", str(conc), "-t", "60"])
+        cpu = cpu_secs(d.pid) - cpu0
         rows[k] = {"name": d.name, "rps": round(r.rps, 1), "p50_ms": ms(r.p50),
                    "p99_ms": ms(r.p99), "ok": r.ok, "failed": r.failed,
+                   "cpu_ms": round(1000 * cpu / max(r.ok, 1), 3),
                    "errors": r.error_kinds[:3]}
     base = rows["direct"]["rps"] or 1.0
     for row in rows.values():
@@ -88,10 +93,12 @@ def streams(doors: dict[str, Door], counts: list[int]) -> dict:
         rows = {}
         for k, d in doors.items():
             note(f"  {n} streams: {d.name}")
+            cpu0 = cpu_secs(d.pid)
             r = hey(d, ["-n", str(n), "-c", str(n), "-t", "120"], stream=True, expect=n)
             rows[k] = {"name": d.name, "p50_s": round(r.p50, 3), "p99_s": round(r.p99, 3),
                        "max_s": round(r.slowest, 3), "wall_s": round(r.total, 2),
-                       "ok": r.ok, "failed": r.failed}
+                       "ok": r.ok, "failed": r.failed,
+                       "cpu_s": round(cpu_secs(d.pid) - cpu0, 2)}
         b = rows["direct"]
         for row in rows.values():
             row["added_p99_s"] = round(row["p99_s"] - b["p99_s"], 3)
@@ -146,7 +153,7 @@ def memory(doors: dict[str, Door], tokn_pid: int, requests: int, body_mb: int) -
 
 
 def profile(doors: dict[str, Door], tokn_pid: int, secs: int, conc: int,
-            workdir: Path, top: int) -> dict:
+            workdir: Path, top: int, gil: bool) -> dict:
     out = {}
     for k in ("listener", "mitm"):
         if k not in doors:
@@ -159,12 +166,13 @@ def profile(doors: dict[str, Door], tokn_pid: int, secs: int, conc: int,
             load = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
         try:
             time.sleep(1.5)
-            raw = pyspy.record(tokn_pid, secs, workdir / f"pyspy-{k}.txt")
+            raw = pyspy.record(tokn_pid, secs, workdir / f"pyspy-{k}.txt", gil=gil)
         finally:
             load.wait(secs + 60)
         total, frames = pyspy.top_frames(raw, top)
         rps = harness.parse_hey(log.read_text()).rps
-        out[k] = {"name": d.name, "samples": total, "raw": str(raw), "rps_while_sampled": rps,
+        out[k] = {"name": d.name, "samples": total, "raw": str(raw), "gil_only": gil,
+                  "rps_while_sampled": rps,
                   "top": [{"inclusive_pct": round(i, 1), "self_pct": round(s, 1), "frame": f}
                           for i, s, f in frames]}
     return out
@@ -175,7 +183,9 @@ def profile(doors: dict[str, Door], tokn_pid: int, secs: int, conc: int,
 def render(res: dict) -> str:
     meta = res["meta"]
     lines = [f"tokn bench {meta['date']}  {meta['cpus']} CPUs  load {meta['load_before']} -> "
-             f"{meta['load_after']}  Python {meta['python']}  tokn {meta['tokn_rev']}",
+             f"{meta['load_after']}  Python {meta['python']}  tokn {meta['tokn_rev']}"
+             + (f"  ({meta['tokn_python']} {' '.join(meta.get('settings') or [])})"
+                if meta.get("settings") or meta["tokn_python"] != sys.executable else ""),
              f"hey checks certificates through the proxy: {meta.get('hey_checks_tls', 'n/a')}"]
     idle = ", ".join(f"{k} {v} MB" for k, v in res["rss_at_start_mb"].items())
     lines.append(f"RSS at start: {idle}")
@@ -188,19 +198,21 @@ def render(res: dict) -> str:
         lines += ["", f"Throughput: hey -z {res['meta']['duration']}s -c "
                   f"{res['meta']['concurrency']}",
                   f"{'row':32} {'req/s':>9} {'x direct':>9} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'failed':>7}"]
+                  f"{'failed':>7} {'CPU ms/req':>10}"]
         for r in res["throughput"].values():
             lines.append(f"{r['name']:32} {r['rps']:9.1f} {r['x_direct']:9.4f} "
-                         f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['failed']:7d}")
+                         f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['failed']:7d} "
+                         f"{r.get('cpu_ms', 0):10.3f}")
     for n, rows in res.get("streams", {}).items():
         lines += ["", f"{n} concurrent streams of {res['meta']['stream_secs']} s "
                   f"(hey -n {n} -c {n}): completion time",
                   f"{'row':32} {'p50 s':>7} {'p99 s':>7} {'+p99 s':>7} {'p99 x':>6} "
-                  f"{'max s':>7} {'ok':>5} {'failed':>6}"]
+                  f"{'max s':>7} {'ok':>5} {'failed':>6} {'CPU s':>6}"]
         for r in rows.values():
             lines.append(f"{r['name']:32} {r['p50_s']:7.3f} {r['p99_s']:7.3f} "
                          f"{r['added_p99_s']:+7.3f} {r['x_direct_p99'] or 0:6.2f} "
-                         f"{r['max_s']:7.3f} {r['ok']:5d} {r['failed']:6d}")
+                         f"{r['max_s']:7.3f} {r['ok']:5d} {r['failed']:6d} "
+                         f"{r.get('cpu_s', 0):6.2f}")
     if "memory" in res:
         mem = res["memory"]
         lines += ["", "tokn RSS (MB) at start of this section, then after each quarter of "
@@ -215,7 +227,8 @@ def render(res: dict) -> str:
             lines.append(f"  {r['name']:30} {r['status']} in {r['secs']} s{extra}"
                          + (f"  ({r['error']})" if "error" in r else ""))
     for r in res.get("profile", {}).values():
-        lines += ["", f"py-spy: {r['name']} under load ({r['samples']} samples, "
+        which = "GIL holder only" if r.get("gil_only") else "threads not idle"
+        lines += ["", f"py-spy ({which}): {r['name']} under load ({r['samples']} samples, "
                   f"{r['rps_while_sampled']:.0f} req/s while sampled; raw: {r['raw']})",
                   f"{'incl %':>7} {'self %':>7}  frame"]
         lines += [f"{f['inclusive_pct']:7.1f} {f['self_pct']:7.1f}  {f['frame']}"
@@ -233,12 +246,25 @@ def hey_checks_tls(door: Door) -> bool:
     return r.ok == 0
 
 
+def settings(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {pair!r}: use KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def meta(args: argparse.Namespace) -> dict:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=harness.ROOT,
                          capture_output=True, text=True).stdout.strip()
     return {"date": datetime.datetime.now().isoformat(timespec="minutes"),
             "cpus": os.cpu_count(), "python": platform.python_version(),
-            "tokn_python": args.python, "tokn_rev": rev,
+            "tokn_python": args.python, "tokn_rev": rev, "settings": args.set,
             "load_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "duration": args.duration, "concurrency": args.concurrency,
             "stream_secs": args.stream_secs, "rss_requests": args.rss_requests,
@@ -262,12 +288,23 @@ def main() -> None:
     parser.add_argument("--body-mb", type=int, default=50)
     parser.add_argument("--profile", action="store_true", help="add py-spy profiles")
     parser.add_argument("--profile-secs", type=int, default=10)
+    parser.add_argument("--gil", action="store_true",
+                        help="profile only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--top", type=int, default=25, help="frames shown per profile")
     parser.add_argument("--python", default=sys.executable,
                         help="the interpreter that runs tokn (another venv, to compare)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a tokn config key for this run (VALUE read as JSON if it "
+                             "parses), e.g. --set usage.enabled=false; repeatable")
     parser.add_argument("--peers-dir", type=Path, default=peers.DEFAULT_DIR)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--render", type=Path, metavar="FILE",
+                        help="only print the tables of a saved --json output")
     args = parser.parse_args()
+    harness.exit_on_sigterm()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return
     wanted = {r.strip() for r in args.rows.split(",") if r.strip()} | {"direct"}
     sections = {s.strip() for s in args.sections.split(",")} & set(SECTIONS)
     have = peers.installed(args.peers_dir)
@@ -276,7 +313,8 @@ def main() -> None:
     note(f"work dir (logs, profiles): {workdir}")
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(harness.fast_upstream(workdir, stream_secs=args.stream_secs))
-        tokn = stack.enter_context(harness.tokn_server(workdir, up.url, python=args.python))
+        tokn = stack.enter_context(harness.tokn_server(workdir, up.url, python=args.python,
+                                                       settings=settings(args.set)))
         time.sleep(1.0)
         res["rss_at_start_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
         doors = {"direct": harness.direct_door(up)}
@@ -299,14 +337,15 @@ def main() -> None:
             res["throughput"] = throughput(doors, args.duration, args.concurrency)
         if "streams" in sections:
             note("streams")
-            res["streams"] = streams(doors, [int(n) for n in args.streams.split(",")])
+            res["streams"] = streams(doors, list(dict.fromkeys(
+                int(n) for n in args.streams.split(","))))
         if "memory" in sections:
             note("memory")
             res["memory"] = memory(doors, tokn.proc.pid, args.rss_requests, args.body_mb)
         if args.profile:
             note("profile")
             res["profile"] = profile(doors, tokn.proc.pid, args.profile_secs,
-                                     args.concurrency, workdir, args.top)
+                                     args.concurrency, workdir, args.top, args.gil)
         res["rss_at_end_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
         res["rss_at_end_mb"].update({k: round(rss_mb(doors[k].pid), 1)
                                      for k in PEER_ROWS if k in doors})

@@ -119,6 +119,17 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the servers a benchmark started are stopped
+    (a background job ignores SIGINT)."""
+    import signal
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without proxy variables (nothing here may loop through one)."""
     env = {k: v for k, v in os.environ.items()
@@ -153,12 +164,20 @@ class Tokn:
     bundle: str  # CA bundle for clients of the proxy (what SSL_CERT_FILE gets)
 
 
-def write_tokn_config(home: Path, upstream_url: str) -> None:
+def write_tokn_config(home: Path, upstream_url: str, settings: dict[str, object]) -> None:
+    """One openai-compatible account on the upstream, usage on, plus ``settings``
+    (dotted keys, e.g. ``{"logging.level": "warning"}``, to compare a setting)."""
     import tomlkit
 
-    config = {"usage": {"enabled": True}, "accounts": [{
+    config: dict = {"usage": {"enabled": True}, "accounts": [{
         "id": "bench", "provider": "openai-compatible", "base_url": upstream_url + "/v1",
         "api_key": UPSTREAM_KEY, "models": [MODEL]}]}
+    for key, value in settings.items():
+        *tables, name = key.split(".")
+        node = config
+        for table in tables:
+            node = node.setdefault(table, {})
+        node[name] = value
     confdir = home / "config"  # TOKN_HOME=DIR keeps its config in DIR/config
     confdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = confdir / "config.toml"
@@ -168,14 +187,14 @@ def write_tokn_config(home: Path, upstream_url: str) -> None:
 
 @contextlib.contextmanager
 def tokn_server(workdir: Path, upstream_url: str, *, python: str = sys.executable,
-                extra_args: tuple[str, ...] = ()) -> Iterator[Tokn]:
+                settings: dict[str, object] | None = None) -> Iterator[Tokn]:
     """``tokn serve --with-proxy`` (route mode) on free ports, its own TOKN_HOME."""
     home = Path(tempfile.mkdtemp(prefix="tokn-home-", dir=workdir))
-    write_tokn_config(home, upstream_url)
+    write_tokn_config(home, upstream_url, settings or {})
     api_port, proxy_port = free_port(), free_port()
     env = clean_env(TOKN_HOME=str(home))
     cmd = [python, "-m", "tokn", "serve", "--port", str(api_port), "--with-proxy",
-           "--proxy-port", str(proxy_port), *extra_args]
+           "--proxy-port", str(proxy_port)]
     log = workdir / f"tokn-{api_port}.out"
     with process(cmd, log, api_port, env=env, cwd=str(ROOT)) as proc:
         wait_port(proxy_port, proc, log)
@@ -457,6 +476,14 @@ def parse_hey(out: str) -> HeyResult:
 
 # -- memory ------------------------------------------------------------------
 
+def cpu_secs(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far.
+    CPU per request is far less disturbed by other load on the machine than
+    wall-clock figures: the one to compare two versions on a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
     """``VmRSS`` (or ``VmHWM``, the peak) of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -479,10 +506,12 @@ def reset_peak(pid: int) -> bool:
 def latency(doors: dict[str, Door], n: int, rounds: int, warm: int = 30) -> dict:
     """``n`` sequential calls per door on one keep-alive connection each, doors
     interleaved in ``rounds`` so that background load hits all alike; p50/p99,
-    their excess over ``doors["direct"]``, and the client's own CPU per call."""
+    their excess over ``doors["direct"]``, the client's own CPU per call and the
+    serving process's (``server_cpu_ms``)."""
     conns = {k: d.conn() for k, d in doors.items()}
     times: dict[str, list[float]] = {k: [] for k in doors}
     cpu = dict.fromkeys(doors, 0.0)
+    server_cpu = dict.fromkeys(doors, 0.0)
     try:
         for k, d in doors.items():
             for _ in range(warm):
@@ -491,12 +520,13 @@ def latency(doors: dict[str, Door], n: int, rounds: int, warm: int = 30) -> dict
         for _ in range(rounds):
             for k, d in doors.items():
                 conn, out = conns[k], times[k]
-                cpu0 = time.process_time()
+                cpu0, server0 = time.process_time(), cpu_secs(d.pid)
                 for _ in range(per_round):
                     t = time.perf_counter()
                     call_ok(conn, d)
                     out.append((time.perf_counter() - t) * 1000)
                 cpu[k] += time.process_time() - cpu0
+                server_cpu[k] += cpu_secs(d.pid) - server0
     finally:
         for conn in conns.values():
             conn.close()
@@ -508,7 +538,8 @@ def latency(doors: dict[str, Door], n: int, rounds: int, warm: int = 30) -> dict
         rows[k] = {"name": doors[k].name, "n": len(vals), "p50_ms": round(p50, 3),
                    "p99_ms": round(p99, 3), "added_p50_ms": round(p50 - b50, 3),
                    "added_p99_ms": round(p99 - b99, 3), "x_direct_p50": round(p50 / b50, 2),
-                   "client_cpu_us": round(cpu[k] / len(vals) * 1e6, 1)}
+                   "client_cpu_us": round(cpu[k] / len(vals) * 1e6, 1),
+                   "server_cpu_ms": round(server_cpu[k] / len(vals) * 1e3, 3)}
     return rows
 
 
@@ -517,9 +548,9 @@ def render_latency(rows: dict) -> list[str]:
     lines = [f"Added latency: {d['n']} sequential warm calls per row, one keep-alive "
              f"connection each, raw-socket client ({d['client_cpu_us']} us CPU per call direct)",
              f"{'row':32} {'p50 ms':>8} {'p99 ms':>8} {'+p50':>7} {'+p99':>7} "
-             f"{'p50 x direct':>12}"]
+             f"{'p50 x direct':>12} {'server CPU ms':>13}"]
     for r in rows.values():
         lines.append(f"{r['name']:32} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
                      f"{r['added_p50_ms']:+7.2f} {r['added_p99_ms']:+7.2f} "
-                     f"{r['x_direct_p50']:12.2f}")
+                     f"{r['x_direct_p50']:12.2f} {r.get('server_cpu_ms', 0):13.3f}")
     return lines

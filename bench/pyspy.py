@@ -20,13 +20,14 @@ def executable() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def record(pid: int, secs: int, out: Path, rate: int = 200) -> Path:
-    """Sample ``pid`` for ``secs`` seconds at ``rate`` Hz (all threads, idle ones left out)."""
+def record(pid: int, secs: int, out: Path, rate: int = 200, gil: bool = False) -> Path:
+    """Sample ``pid`` for ``secs`` seconds at ``rate`` Hz: every thread py-spy
+    does not judge idle, or with ``gil`` only the thread holding the GIL."""
     exe = executable()
     if exe is None:
         raise RuntimeError("py-spy is not installed (pip install py-spy)")
     result = subprocess.run([exe, "record", "-r", str(rate), "-d", str(secs), "-p", str(pid),
-                             "-f", "raw", "-F", "-o", str(out)],
+                             "-f", "raw", "-F", "-o", str(out), *(["--gil"] if gil else [])],
                             capture_output=True, text=True, timeout=secs + 60)
     if not out.exists():
         raise RuntimeError(f"py-spy recorded nothing: {result.stdout}{result.stderr}"[-1500:])
@@ -47,10 +48,24 @@ def _frame(raw: str) -> str:
     return f"{name} ({'/'.join(parts[-2:])})"
 
 
+# Where a stack stops being start-up scaffolding (runpy, typer, asyncio.run...):
+# what is below is the work; the scaffolding is folded into one group frame.
+TRUNKS = {"Handle._run (asyncio/events.py)": "[event-loop callbacks]",
+          "Thread.run (threading.py)": "[other threads]"}
+
+
+def _trim(frames: list[str]) -> list[str]:
+    for i in range(len(frames) - 1, -1, -1):
+        if frames[i] in TRUNKS:
+            return [TRUNKS[frames[i]], *frames[i + 1:]]
+    return frames
+
+
 def top_frames(raw: Path, n: int = 25) -> tuple[int, list[tuple[float, float, str]]]:
     """Total samples and the ``n`` frames with the largest inclusive share:
     ``(inclusive %, self %, frame)``.  A frame counts once per sample however
-    deep it recurses."""
+    deep it recurses; the frames above an event-loop callback or a thread's
+    ``run`` are folded into one group frame (see ``TRUNKS``)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -60,7 +75,7 @@ def top_frames(raw: Path, n: int = 25) -> tuple[int, list[tuple[float, float, st
             continue
         k = int(count)
         total += k
-        frames = [_frame(f) for f in stack.split(";")]
+        frames = _trim([_frame(f) for f in stack.split(";")])
         for frame in set(frames):
             inclusive[frame] += k
         own[frames[-1]] += k
