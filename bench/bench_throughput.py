@@ -274,8 +274,8 @@ def meta(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=DEFAULT_ROWS,
-                        help=f"comma list (direct is always in); default {DEFAULT_ROWS} "
-                             "(peers only when installed)")
+                        help=f"comma list, measured in this order (direct is always in, "
+                             f"first); default {DEFAULT_ROWS} (peers only when installed)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help="comma list of " + ", ".join(SECTIONS) + " (or none)")
     parser.add_argument("-n", type=int, default=300, help="sequential calls per row")
@@ -305,7 +305,12 @@ def main() -> None:
     if args.render:
         print(render(json.loads(args.render.read_text())))
         return
-    wanted = {r.strip() for r in args.rows.split(",") if r.strip()} | {"direct"}
+    wanted = ["direct", *dict.fromkeys(r.strip() for r in args.rows.split(",")
+                                       if r.strip() and r.strip() != "direct")]
+    unknown = [k for k in wanted if k not in ("direct", *TOKN_ROWS, *PEER_ROWS)]
+    if unknown:
+        raise SystemExit(f"--rows: unknown {unknown}; rows are direct, "
+                         f"{', '.join(TOKN_ROWS)}, {', '.join(PEER_ROWS)}")
     sections = {s.strip() for s in args.sections.split(",")} & set(SECTIONS)
     have = peers.installed(args.peers_dir)
     workdir = Path(tempfile.mkdtemp(prefix="tokn-bench-"))
@@ -317,16 +322,18 @@ def main() -> None:
                                                        settings=settings(args.set)))
         time.sleep(1.0)
         res["rss_at_start_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
-        doors = {"direct": harness.direct_door(up)}
-        doors.update({k: d for k, d in harness.tokn_doors(tokn).items() if k in wanted})
-        for name, start in (("litellm", peers.litellm), ("ccr", peers.ccr)):
+        available = {"direct": harness.direct_door(up), **harness.tokn_doors(tokn)}
+        starters = {"litellm": peers.litellm, "ccr": peers.ccr}
+        for name in PEER_ROWS:
             if name in wanted and have[name]:
                 note(f"starting {name}")
-                doors[name] = stack.enter_context(start(workdir, up.url, args.peers_dir))
+                available[name] = stack.enter_context(
+                    starters[name](workdir, up.url, args.peers_dir))
                 time.sleep(1.0)
-                res["rss_at_start_mb"][name] = round(rss_mb(doors[name].pid), 1)
+                res["rss_at_start_mb"][name] = round(rss_mb(available[name].pid), 1)
             elif name in wanted:
                 note(f"({name} not installed under {args.peers_dir}: no row)")
+        doors = {k: available[k] for k in wanted if k in available}  # in --rows order
         if "mitm" in doors:
             res["meta"]["hey_checks_tls"] = hey_checks_tls(doors["mitm"])
         if "latency" in sections:
