@@ -153,14 +153,22 @@ def memory(doors: dict[str, Door], tokn_pid: int, requests: int, body_mb: int) -
 
 
 def profile(doors: dict[str, Door], tokn_pid: int, secs: int, conc: int,
-            workdir: Path, top: int, gil: bool) -> dict:
+            workdir: Path, top: int, gil: bool, streams: int = 0) -> dict:
+    """py-spy on tokn while hey loads the listener, then the MITM: ``conc``
+    connections of small calls, or with ``streams`` that many concurrent
+    streams, in waves, for as long as the sampling lasts."""
     out = {}
     for k in ("listener", "mitm"):
         if k not in doors:
             continue
         d = doors[k]
         note(f"  py-spy under load: {d.name}")
-        cmd, env = harness.hey_command(d, ["-z", f"{secs + 3}s", "-c", str(conc)])
+        if streams:
+            waves = 2 + int(secs / 4)
+            cmd, env = harness.hey_command(d, ["-n", str(streams * waves), "-c", str(streams),
+                                               "-t", "120"], stream=True)
+        else:
+            cmd, env = harness.hey_command(d, ["-z", f"{secs + 3}s", "-c", str(conc)])
         log = workdir / f"hey-profile-{k}.out"
         with open(log, "w") as fh:
             load = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
@@ -168,11 +176,14 @@ def profile(doors: dict[str, Door], tokn_pid: int, secs: int, conc: int,
             time.sleep(1.5)
             raw = pyspy.record(tokn_pid, secs, workdir / f"pyspy-{k}.txt", gil=gil)
         finally:
-            load.wait(secs + 60)
+            if streams:
+                load.terminate()  # the next door must not share the machine with these
+            load.wait(secs + 120)
         total, frames = pyspy.top_frames(raw, top)
         rps = harness.parse_hey(log.read_text()).rps
         out[k] = {"name": d.name, "samples": total, "raw": str(raw), "gil_only": gil,
-                  "rps_while_sampled": rps,
+                  "rps_while_sampled": rps, "load": f"{streams} streams" if streams
+                  else f"hey -c {conc}",
                   "top": [{"inclusive_pct": round(i, 1), "self_pct": round(s, 1), "frame": f}
                           for i, s, f in frames]}
     return out
@@ -228,8 +239,11 @@ def render(res: dict) -> str:
                          + (f"  ({r['error']})" if "error" in r else ""))
     for r in res.get("profile", {}).values():
         which = "GIL holder only" if r.get("gil_only") else "threads not idle"
-        lines += ["", f"py-spy ({which}): {r['name']} under load ({r['samples']} samples, "
-                  f"{r['rps_while_sampled']:.0f} req/s while sampled; raw: {r['raw']})",
+        load = r.get("load", "")
+        rate = (f"{r['rps_while_sampled']:.0f} req/s while sampled; "
+                if not load.endswith("streams") else "")
+        lines += ["", f"py-spy ({which}): {r['name']} under {load} ({r['samples']} samples, "
+                  f"{rate}raw: {r['raw']})",
                   f"{'incl %':>7} {'self %':>7}  frame"]
         lines += [f"{f['inclusive_pct']:7.1f} {f['self_pct']:7.1f}  {f['frame']}"
                   for f in r["top"]]
@@ -288,6 +302,8 @@ def main() -> None:
     parser.add_argument("--body-mb", type=int, default=50)
     parser.add_argument("--profile", action="store_true", help="add py-spy profiles")
     parser.add_argument("--profile-secs", type=int, default=10)
+    parser.add_argument("--profile-streams", type=int, default=0, metavar="N",
+                        help="profile under N concurrent streams instead of small calls")
     parser.add_argument("--gil", action="store_true",
                         help="profile only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--top", type=int, default=25, help="frames shown per profile")
@@ -352,7 +368,8 @@ def main() -> None:
         if args.profile:
             note("profile")
             res["profile"] = profile(doors, tokn.proc.pid, args.profile_secs,
-                                     args.concurrency, workdir, args.top, args.gil)
+                                     args.concurrency, workdir, args.top, args.gil,
+                                     args.profile_streams)
         res["rss_at_end_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
         res["rss_at_end_mb"].update({k: round(rss_mb(doors[k].pid), 1)
                                      for k in PEER_ROWS if k in doors})
