@@ -28,9 +28,14 @@ Sections:
   ``--rss-requests`` requests per door; the peak RSS added by one
   ``--body-mb`` request body (see ``memory()``).
 
-``--profile`` adds py-spy profiles of tokn under ``hey -c 32`` load, listener
-and MITM (top inclusive frames).  Figures are noisy on a shared machine: run
-twice and compare.  Not a test: figures, not assertions.
+The first three also give the CPU time the serving process spent per request
+(or per stream run): steadier than wall-clock figures on a shared machine.
+
+``--profile`` adds py-spy profiles of tokn under ``hey -c 32`` load (or
+``--profile-streams N`` concurrent streams), listener and MITM: the top
+inclusive frames.  To compare a change: ``--python`` runs tokn from another
+venv, ``--set KEY=VALUE`` sets a config key.  Figures are noisy on a shared
+machine: run twice and compare.  Not a test: figures, not assertions.
 """
 
 from __future__ import annotations
