@@ -32,7 +32,7 @@ def account(account_id: str, provider: str, **fields: Any) -> dict[str, Any]:
 def running_tokn(*, with_proxy: bool = False, api_key: str | None = None,
                  proxy_route_mode: str | None = None, listener_public: bool = True,
                  host: str = "127.0.0.1", proxy_host: str = "127.0.0.1",
-                 proxy_port: int = 0) -> Iterator[Any]:
+                 proxy_port: int = 0, port: int = 0) -> Iterator[Any]:
     """Start listener (+ proxy) on free ports from the current config; yields a
     namespace with ``api_url``, ``proxy_url`` and ``runtime``."""
     from tokn.runtime import Bound, Runtime, serve
@@ -51,7 +51,7 @@ def running_tokn(*, with_proxy: bool = False, api_key: str | None = None,
             box["bound"] = bound
             ready.set()
 
-        await serve(runtime, host=host, port=0, with_proxy=with_proxy, proxy_host=proxy_host,
+        await serve(runtime, host=host, port=port, with_proxy=with_proxy, proxy_host=proxy_host,
                     proxy_port=proxy_port, proxy_route_mode=proxy_route_mode,
                     listener_public=listener_public, on_ready=on_ready, stop=box["stop"])
 

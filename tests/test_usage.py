@@ -125,9 +125,9 @@ def test_v1_database_is_migrated_and_keeps_its_rows(tmp_path):
 
     migrated = usage.connect(path)
     try:
-        assert migrated.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert migrated.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         indexes = {r[1] for r in migrated.execute("PRAGMA index_list(requests)")}
-        assert "requests_ts" in indexes
+        assert {"requests_ts", "requests_request_id"} <= indexes
         assert migrated.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert tuple(migrated.execute("SELECT ts, request_id, input_tokens FROM requests")
                      .fetchone()) == (1.5, "old", 7)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokn.usage import MIGRATIONS
-from tokn.usage_query import iso, parse_since, query, stamp
+from tokn.usage_query import iso, p95, parse_since, query, stamp
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -179,3 +182,26 @@ def test_report_json_shape(conn):
     assert data["filters"] == {"account": "a1"}
     assert data["totals"]["input_tokens"] == 3
     assert data["groups"][0]["key"] == "a1"
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]),
+                          st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False))),
+                max_size=40))
+def test_sql_latency_percentiles_match_python(rows):
+    """The median and p95 SQLite computes are statistics.median and nearest-rank p95."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute(MIGRATIONS[0])
+    conn.executemany("INSERT INTO requests (ts, account, latency_ms) VALUES (1, ?, ?)", rows)
+    report = query(conn, by="account")
+
+    def expect(values):
+        return (statistics.median(values) if values else None, p95(values))
+
+    totals = report.totals
+    assert (totals.median_latency_ms, totals.p95_latency_ms) == \
+        pytest.approx(expect([v for _, v in rows if v is not None]))
+    for group in report.groups:
+        values = [v for k, v in rows if k == group.key and v is not None]
+        assert (group.totals.median_latency_ms, group.totals.p95_latency_ms) == \
+            pytest.approx(expect(values))

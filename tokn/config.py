@@ -30,7 +30,10 @@ from tokn import config_keys, paths
 from tokn.config_keys import LOG_FORMATS, LOG_LEVELS, ROUTE_MODES, STRATEGIES
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "ROUTE_MODES", "STRATEGIES"]  # re-exported
-SECRET_KEY_RE = re.compile(r"(token|api_key|apikey|secret|password|(^|_)key$)", re.I)
+SECRET_KEY_RE = re.compile(
+    r"(token|api_key|apikey|secret|password|authorization|cookie|(^|_)key$)", re.I)
+# the password of a URL's userinfo: scheme://user:PASSWORD@host
+_URL_PASSWORD_RE = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:\s]*:)([^/@\s]+)(@)", re.I)
 
 
 class ConfigError(Exception):
@@ -43,6 +46,17 @@ class ServerConfig:
     port: int = 4141
     route_mode: str = "route"
     api_key: str = ""
+    # Without an API key the listener answers only to loopback Host names and
+    # these; browsers' Origins allowed to call it (CORS), none by default.
+    allowed_hosts: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
+    # Both front doors: request body cap, client-side deadlines, connection caps
+    # for peers beyond loopback.
+    max_body_mb: float = 32.0
+    header_timeout_secs: float = 20.0
+    body_timeout_secs: float = 60.0
+    max_connections: int = 1000
+    max_client_connections: int = 100
     # on SIGTERM/SIGINT: seconds in-flight requests may take to finish
     drain_secs: float = 30.0
     # the longest server-sent-event line tokn accepts from an upstream
@@ -608,13 +622,16 @@ def is_secret_key(key: str) -> bool:
 
 
 def masked(data: Any, key: str = "") -> Any:
-    """A copy of ``data`` with every secret-looking string value masked."""
+    """A copy of ``data`` with every secret-looking string value masked (by its
+    key's name, and the password of any ``scheme://user:password@`` URL)."""
     if isinstance(data, dict):
         return {k: masked(v, k) for k, v in data.items()}
     if isinstance(data, list):
         return [masked(v, key) for v in data]
     if isinstance(data, str) and key and is_secret_key(key):
         return mask(data)
+    if isinstance(data, str) and "@" in data:  # a proxy URL with a password
+        return _URL_PASSWORD_RE.sub(lambda m: m[1] + mask(m[2]) + m[3], data)
     return data
 
 

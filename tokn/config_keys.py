@@ -134,6 +134,19 @@ def url(*schemes: str) -> Check:
     return check
 
 
+def web_origin(value: Any) -> None:
+    """A browser origin: ``http(s)://host[:port]``, nothing after it."""
+    parts = urlsplit(str(value).rstrip("/"))
+    try:
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and not (parts.path or parts.query or parts.fragment or parts.username)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{value!r} is not a web origin (e.g. http://localhost:3000)")
+
+
 def account_id(value: Any) -> None:
     text = str(value)
     if not text or "/" in text or any(c.isspace() for c in text):
@@ -154,6 +167,19 @@ KEYS: dict[str, Key] = {
                                   "in MiB", above(0)),
     "server.keep_alive_secs": Key("idle seconds before the listener closes a keep-alive "
                                   "connection", above(0)),
+    "server.allowed_hosts": Key("Host names the key-less listener answers to besides loopback "
+                                "ones", item=host),
+    "server.cors_origins": Key("web origins allowed to call tokn (CORS); none by default",
+                               item=web_origin),
+    "server.max_body_mb": Key("largest request body accepted, in MiB (413 above it)", above(0)),
+    "server.header_timeout_secs": Key("seconds a connection has to send a request head (on the "
+                                      "proxy: to authenticate)", above(0)),
+    "server.body_timeout_secs": Key("seconds a request body may stall before the connection is "
+                                    "closed", above(0)),
+    "server.max_connections": Key("connections peers beyond this machine may hold on each "
+                                  "port", at_least(1)),
+    "server.max_client_connections": Key("connections one address beyond this machine may "
+                                         "hold on each port", at_least(1)),
     "timeouts.connect_secs": Key("connecting to an upstream", above(0)),
     "timeouts.first_byte_secs": Key("to the response headers of a streaming request (also a "
                                     "model listing or token exchange)", above(0)),

@@ -1,10 +1,13 @@
-"""Which hosts the proxy intercepts, and which provider owns each (data, pure).
+"""Which hosts the proxy intercepts, which provider owns each, and how a Host or
+authority value is read (data and pure functions).
 
 Kept free of mitmproxy so the CA and the shell env can use it cheaply.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 
 # Built-in interception allowlist.  ``*.`` entries match exactly one label or
@@ -36,6 +39,53 @@ HOST_PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("api.deepseek.com", "", "deepseek"),
     ("openrouter.ai", "", "openrouter"),
 )
+
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_NAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_PORT_RE = re.compile(r"^[0-9]{1,5}$")
+
+
+def normalize_host(host: str) -> str:
+    """Lower case, brackets and one trailing dot removed, IP literals canonical
+    (``[0:0::1]`` -> ``::1``).  Not a validator: see :func:`parse_authority`."""
+    value = host.strip().lower()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    if value.endswith("."):
+        value = value[:-1]
+    try:
+        return ipaddress.ip_address(value).compressed
+    except ValueError:
+        return value
+
+
+def parse_authority(value: str, default_port: int) -> tuple[str, int]:
+    """A ``Host`` / ``:authority`` value as ``(host, port)``: a DNS name, an
+    IPv4 literal or a bracketed IPv6 literal, then optionally ``:PORT``.
+    Userinfo, paths, spaces, zone ids, non-ASCII or several values raise
+    ``ValueError``."""
+    if not value or len(value) > 262 or not value.isascii() or any(
+            ord(c) <= 32 or ord(c) == 127 for c in value):
+        raise ValueError("not a host name")
+    if value.startswith("["):
+        literal, sep, rest = value[1:].partition("]")
+        if not sep or "%" in literal:
+            raise ValueError("not a bracketed IPv6 literal")
+        host = ipaddress.IPv6Address(literal).compressed  # ValueError when not
+    else:
+        if value.count(":") > 1:
+            raise ValueError("an IPv6 literal must be in brackets")
+        name, sep, port_text = value.partition(":")
+        rest = sep + port_text
+        host = normalize_host(name)
+        if not host or not _NAME_RE.match(host) or len(host) > 253:
+            raise ValueError("not a host name")
+    if not rest:
+        return host, default_port
+    if not rest.startswith(":") or not _PORT_RE.match(rest[1:]) or not 0 < int(rest[1:]) < 65536:
+        raise ValueError("not a port from 1 to 65535")
+    return host, int(rest[1:])
 
 
 def host_matches(pattern: str, host: str) -> bool:

@@ -117,11 +117,14 @@ def _from_responses(items: Any) -> Initiator:
 def has_image(value: Any) -> bool:
     """True when any message/part of a body in any format carries an image
     (OpenAI ``image_url``, Responses ``input_image``, Anthropic ``image``,
-    also inside tool results)."""
-    if isinstance(value, dict):
-        if value.get("type") in ("image_url", "input_image", "image"):
-            return True
-        return any(has_image(v) for k, v in value.items() if k not in ("tools", "text"))
-    if isinstance(value, list):
-        return any(has_image(v) for v in value)
+    also inside tool results).  Iterative: client JSON of any depth is safe."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("type") in ("image_url", "input_image", "image"):
+                return True
+            stack.extend(v for k, v in item.items() if k not in ("tools", "text"))
+        elif isinstance(item, list):
+            stack.extend(item)
     return False

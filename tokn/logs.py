@@ -48,6 +48,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file created 0600 every time: the first one and each new
+    one after a rotation (request lines name accounts and clients)."""
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # an existing file keeps no wider mode either
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+
+
 def log_file(cfg: Config) -> Path | None:
     """The configured log file (``~`` expanded), or None when logging to stderr."""
     return Path(cfg.logging.file).expanduser() if cfg.logging.file else None
@@ -72,12 +83,10 @@ def setup_logging(cfg: Config) -> None:
     path = log_file(cfg)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+        handler = PrivateRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
+                                             encoding="utf-8")
         handler.setFormatter(formatter)
         root.addHandler(handler)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)  # request lines name accounts and clients
         stderr.setLevel(logging.WARNING)
     root.addHandler(stderr)
     root.propagate = False

@@ -311,8 +311,11 @@ class Pool:
             healthy.sort(key=lambda c: c.account_id != pinned)
         return healthy
 
-    def switch_account(self, provider_id: str) -> Provider:
-        """A healthy account of ``provider_id`` for a switched proxy flow.
+    def switch_account(self, provider_id: str,
+                       accept: Callable[[Provider], bool] = lambda _: True) -> Provider:
+        """A healthy account of ``provider_id`` for a switched proxy flow, among
+        those ``accept`` allows (the proxy admits only accounts whose credential
+        may go to the flow's host).
 
         Accounts of the same provider id come first; failing those, any account
         whose provider class serves that id (the four Z.ai / Zhipu ids share one).
@@ -330,8 +333,43 @@ class Pool:
                 f"configured: run `tokn login --provider {provider_id}` (or send "
                 "x-tokn-route-mode: passthrough to use your own key).", status=400,
                 code="no_account_for_provider")
-        ordered = self._order([Candidate(p, None, "") for p in same], None)
+        allowed = [p for p in same if accept(p)]
+        if not allowed:
+            raise ToknError(
+                f"switch mode: no {provider_id} account may send its credential to this host "
+                f"(an account with its own base_url sends it only there); send "
+                f"x-tokn-route-mode: route or passthrough instead.", status=400,
+                code="no_account_for_host")
+        ordered = self._order([Candidate(p, None, "") for p in allowed], None)
         return ordered[0].provider
+
+    # --- membership ----------------------------------------------------------------
+    def set_enabled(self, account_id: str, enabled: bool) -> None:
+        """Put a configured account into rotation or take it out, in this process.
+
+        The dashboard writes the change to the config file (``tokn.accounts``)
+        and applies it here, as the running pool does not re-read the file.
+        Requests already using a disabled account finish; new ones skip it.
+        ``KeyError`` when the running config has no such account.
+        """
+        account = self.cfg.account(account_id)
+        if account is None:
+            raise KeyError(account_id)
+        account.enabled = enabled
+        if not enabled:
+            self.providers.pop(account_id, None)
+            self._sticky = {k: v for k, v in self._sticky.items() if v != account_id}
+            return
+        if account_id not in self.providers:
+            self.providers[account_id] = provider_class(account.provider)(account, self.client)
+            self.health.setdefault(account_id, Health())
+            self._models_at.pop(account_id, None)
+            self._unlisted.pop(account_id, None)
+
+    def remove(self, account_id: str) -> None:
+        """Forget an account removed from the config (see :meth:`set_enabled`)."""
+        self.set_enabled(account_id, False)
+        self.cfg.accounts = [a for a in self.cfg.accounts if a.id != account_id]
 
     # --- health --------------------------------------------------------------------
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:
@@ -369,6 +407,8 @@ class Pool:
         return wait
 
     def _save(self, account_id: str) -> None:
+        if account_id not in self.providers:
+            return  # taken out of rotation while its request ran: nothing to show
         self._ok_saved[account_id] = self.health[account_id].last_ok
         try:
             state.update("health", account_id, asdict(self.health[account_id]))

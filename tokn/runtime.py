@@ -21,10 +21,13 @@ import certifi
 import httpx
 
 from tokn.config import Config
+from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.server.app import AppState, create_app
+from tokn.server.httpguard import policy_from
+from tokn.server.protocol import ClientLimits, guarded_protocol
 from tokn.usage import UsageStore
 
 log = logging.getLogger("tokn")
@@ -85,7 +88,7 @@ def make_client(cfg: Config,
     )
 
 
-ROUTE_MODULES = ("tokn.server.usage_routes", "tokn.server.lan")
+ROUTE_MODULES = ("tokn.server.usage_routes", "tokn.server.lan", "tokn.ui.routes")
 
 
 def extra_routes(runtime: Runtime) -> list[Any]:
@@ -116,7 +119,8 @@ class Runtime:
         enabled = cfg.usage.enabled if usage is None else usage
         self.usage = UsageStore() if enabled else None
         self.pipeline = Pipeline(cfg, self.pool, self.usage)
-        self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key)
+        self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
+                              policy=policy_from(cfg.server))
         self.state.extra_routes = extra_routes(self)
         self.app = create_app(self.state)
         self.api_url = ""
@@ -135,6 +139,12 @@ class Bound:
 
     api_url: str = ""
     proxy_url: str = ""
+
+
+def client_caps(cfg: Config) -> ConnectionCaps:
+    """One front door's caps for peers beyond loopback (within the fd budget)."""
+    total = min(cfg.server.max_connections, fd_budget(raise_fd_limit()))
+    return ConnectionCaps(total=total, per_client=min(cfg.server.max_client_connections, total))
 
 
 # The proxy's own listener never closes an idle connection: mitmproxy reuses
@@ -160,11 +170,14 @@ def _make_uvicorn(app: Any, host: str, port: int, log_level: str, cfg: Config, *
 
             return contextlib.nullcontext()
 
+    limits = ClientLimits(client_caps(cfg), header_timeout=cfg.server.header_timeout_secs,
+                          body_timeout=cfg.server.body_timeout_secs)
     # tokn drains in-flight requests itself (serve); uvicorn's own grace is a backstop
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             access_log=False, lifespan=lifespan,
                             timeout_keep_alive=keep_alive or cfg.server.keep_alive_secs,
-                            timeout_graceful_shutdown=int(cfg.server.drain_secs) + 5)
+                            timeout_graceful_shutdown=int(cfg.server.drain_secs) + 5,
+                            http=guarded_protocol(limits))
     return _Server(config)
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tokn import paths
+from tokn.usage_feed import Feed
 
 log = logging.getLogger("tokn.usage")
 
@@ -89,6 +90,7 @@ _V1_COLUMNS = (
 MIGRATIONS: tuple[str, ...] = (
     f"CREATE TABLE requests (id INTEGER PRIMARY KEY AUTOINCREMENT, {_V1_COLUMNS})",
     "CREATE INDEX requests_ts ON requests (ts)",
+    "CREATE INDEX requests_request_id ON requests (request_id)",  # the dashboard's detail view
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -216,10 +218,12 @@ class _Reset:
 
 
 class UsageStore:
-    """Queue + one writer thread in front of the SQLite file."""
+    """Queue + one writer thread in front of the SQLite file; every recorded
+    row is also published on :attr:`feed` (the dashboard's live tail)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
+        self.feed = Feed()
         connect(self.path).close()
         self._inode: int | None = None  # of the file the writer's connection has open
         self.dropped = 0  # rows the database refused (logged)
@@ -231,6 +235,7 @@ class UsageStore:
         """Queue one row (unknown keys ignored; ``ts`` defaults to now, epoch seconds)."""
         if isinstance(row, dict):
             row.setdefault("ts", time.time())
+            self.feed.publish(row)
         self._queue.put(row)
 
     # --- writer thread ------------------------------------------------------------

@@ -13,11 +13,13 @@ Dates and date-times without an explicit offset are read in local time, and
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import sqlite3
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 GROUPS: dict[str, str] = {
@@ -101,6 +103,7 @@ class Totals:
     estimated_rows: int = 0
     credits: float | None = None
     median_latency_ms: float | None = None
+    p95_latency_ms: float | None = None
     first_ts: float | None = None
     last_ts: float | None = None
 
@@ -119,8 +122,9 @@ class Totals:
         data.pop("last_ts")
         data["total_tokens"] = self.total_tokens
         data["error_rate"] = round(self.error_rate, 6)
-        if self.median_latency_ms is not None:
-            data["median_latency_ms"] = round(self.median_latency_ms, 3)
+        for name in ("median_latency_ms", "p95_latency_ms"):
+            if data[name] is not None:
+                data[name] = round(data[name], 3)
         data["first"] = stamp(self.first_ts)
         data["last"] = stamp(self.last_ts)
         return data
@@ -189,6 +193,20 @@ _AGG = f"""COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens)
  SUM(credits), MIN(ts), MAX(ts)"""
 
 
+def p95(values: list[float]) -> float | None:
+    """The 95th percentile (nearest rank: the smallest value with at least 95 %
+    of the values at or below it); ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
+
+
+def _latencies(totals: Totals, values: list[float]) -> None:
+    totals.median_latency_ms = statistics.median(values) if values else None
+    totals.p95_latency_ms = p95(values)
+
+
 def _totals(row: Any) -> Totals:
     values = list(row)
     return Totals(*[int(v) for v in values[:9]], credits=values[9], first_ts=values[10],
@@ -197,13 +215,15 @@ def _totals(row: Any) -> Totals:
 
 def query(conn: sqlite3.Connection, since: float | None = None, until: float | None = None,
           account: str | None = None, provider: str | None = None, model: str | None = None,
-          by: str | None = None) -> Report:
-    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``.
+          by: str | None = None, totals: bool = True) -> Report:
+    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``;
+    ``totals=False`` leaves the totals empty (a caller that has them already).
 
     An error is a row with ``status >= 400`` or no status.  A premium request
     is a GitHub Copilot attempt the user initiated that succeeded
     (``provider = 'github-copilot' AND initiator = 'user' AND status < 400``).
-    ``model`` matches the requested or the served model.
+    ``model`` matches the requested or the served model.  Latency: the median
+    and the 95th percentile (:func:`p95`) of the rows that have one.
     """
     if by is not None and by not in GROUPS:
         raise ValueError(f"cannot group by {by!r}; use one of: {', '.join(GROUPS)}")
@@ -211,11 +231,12 @@ def query(conn: sqlite3.Connection, since: float | None = None, until: float | N
     filters = {k: v for k, v in (("account", account), ("provider", provider),
                                  ("model", model)) if v}
     report = Report(since=since, until=until, by=by, filters=filters)
-    report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}", args).fetchone())
-    latencies = [r[0] for r in conn.execute(
-        f"SELECT latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
-        "latency_ms IS NOT NULL", args)]
-    report.totals.median_latency_ms = statistics.median(latencies) if latencies else None
+    if totals:
+        report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}",
+                                             args).fetchone())
+        _latencies(report.totals, [r[0] for r in conn.execute(
+            f"SELECT latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
+            "latency_ms IS NOT NULL", args)])
     if by is None:
         return report
     key = GROUPS[by]
@@ -229,7 +250,7 @@ def query(conn: sqlite3.Connection, since: float | None = None, until: float | N
         per.setdefault(k, []).append(value)
     for k, values in per.items():
         if k in groups:
-            groups[k].totals.median_latency_ms = statistics.median(values)
+            _latencies(groups[k].totals, values)
     ordered = list(groups.values())
     if by == "day":
         ordered.sort(key=lambda g: g.key)
@@ -237,3 +258,92 @@ def query(conn: sqlite3.Connection, since: float | None = None, until: float | N
         ordered.sort(key=lambda g: (-g.totals.requests, g.key))
     report.groups = ordered
     return report
+
+
+# --- single rows (the dashboard's request list and detail view) ------------------------
+ROW_FILTERS = ("status", "model", "account", "front_door", "route_mode")
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Which rows a request list shows; every field empty = all.
+
+    ``status``: ``"ok"`` (below 400), ``"error"`` (400 and above, or none) or
+    one status code; ``model`` matches the requested or the served model.  The
+    same test as SQL (:meth:`sql`, for the store) and in Python
+    (:meth:`matches`, for live rows).
+    """
+
+    status: str = ""
+    model: str = ""
+    account: str = ""
+    front_door: str = ""
+    route_mode: str = ""
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> RowFilter:
+        """From query parameters (others ignored); ``ValueError`` on a bad status."""
+        values = {f.name: str(params.get(f.name) or "").strip() for f in fields(cls)}
+        status = values["status"]
+        if status and status not in ("ok", "error") and not \
+                (status.isdigit() and 100 <= int(status) <= 599):
+            raise ValueError(f"status: {status!r} is not ok, error or an HTTP status code")
+        return cls(**values)
+
+    def active(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+    def sql(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.status == "ok":
+            clauses.append("status < 400")
+        elif self.status == "error":
+            clauses.append("(status IS NULL OR status >= 400)")
+        elif self.status:
+            clauses.append("status = ?")
+            args.append(int(self.status))
+        if self.model:
+            clauses.append("(model_requested = ? OR model_served = ?)")
+            args += [self.model, self.model]
+        for name in ("account", "front_door", "route_mode"):
+            if getattr(self, name):
+                clauses.append(f"{name} = ?")
+                args.append(getattr(self, name))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        status = row.get("status")
+        if self.status == "ok" and not (status is not None and status < 400):
+            return False
+        if self.status == "error" and not (status is None or status >= 400):
+            return False
+        if self.status.isdigit() and status != int(self.status):
+            return False
+        if self.model and self.model not in (row.get("model_requested"),
+                                             row.get("model_served")):
+            return False
+        return all(row.get(name) == getattr(self, name)
+                   for name in ("account", "front_door", "route_mode") if getattr(self, name))
+
+
+LIST_COLUMNS = "id, " + ", ".join((
+    "ts", "request_id", "front_door", "route_mode", "client", "inbound_format",
+    "upstream_format", "provider", "account", "model_requested", "model_served", "initiator",
+    "stream", "status", "error", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "estimated", "ttfb_ms", "latency_ms"))
+
+
+def recent(conn: sqlite3.Connection, where: RowFilter = RowFilter(),
+           limit: int = 100) -> list[dict[str, Any]]:
+    """The latest ``limit`` rows matching ``where``, newest first (no bodies)."""
+    clause, args = where.sql()
+    return [dict(r) for r in conn.execute(
+        f"SELECT {LIST_COLUMNS} FROM requests{clause} ORDER BY id DESC LIMIT ?",
+        [*args, limit])]
+
+
+def attempts(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
+    """Every row (upstream attempt) of one request, bodies included, in order."""
+    return [dict(r) for r in conn.execute(
+        "SELECT * FROM requests WHERE request_id = ? ORDER BY id", (request_id,))]

@@ -67,7 +67,8 @@ def _sample(key: str, default):
     elif isinstance(default, float):
         candidates = [default + 1.5]
     elif isinstance(default, list):
-        candidates = [["a.example.com", "b.example.com"]]
+        candidates = [["a.example.com", "b.example.com"],
+                      ["http://a.example.com", "https://b.example.com:8443"]]
     elif isinstance(default, dict):
         candidates = [{"k": "v"}, {"anthropic": "passthrough"}, {"h.example": "127.0.0.1:9"}]
     else:

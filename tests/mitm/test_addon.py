@@ -22,11 +22,15 @@ def _runtime(accounts=(), **proxy_mode) -> Runtime:
 
 
 def _flow(host="api.openai.com", path="/v1/chat/completions", headers=()):
+    """A request inside a CONNECT tunnel to ``host:443`` (TLS, SNI = host)."""
     f = tflow.tflow()
-    f.client_conn.timestamp_tls_setup = 1.0  # inside a CONNECT tunnel
+    f.client_conn.timestamp_tls_setup = 1.0
+    f.client_conn.sni = host
+    f.server_conn.address = (host, 443)
     f.request = tutils.treq(host=host, port=443, path=path, method=b"POST",
                             content=b'{"model":"gpt-4o"}')
     f.request.scheme = "https"
+    f.request.headers["host"] = host
     for k, v in headers:
         f.request.headers[k] = v
     return f
@@ -34,7 +38,8 @@ def _flow(host="api.openai.com", path="/v1/chat/completions", headers=()):
 
 def _run(addon, flow):
     with taddons.context(addon):
-        asyncio.run(addon.request(flow))
+        asyncio.run(addon.requestheaders(flow))
+        addon.request(flow)
     return flow
 
 

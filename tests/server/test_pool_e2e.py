@@ -137,7 +137,8 @@ def test_unknown_model_404_lists_close_matches_and_bad_json_400():
             emb = client.embeddings.create(model="gpt-4o", input=["a", "b"])
             assert len(emb.data) == 2
             bad = httpx.post(tokn.api_url + "/v1/chat/completions", content=b"{nope",
-                             headers={"authorization": "Bearer s3cret"})
+                             headers={"authorization": "Bearer s3cret",
+                                      "content-type": "application/json"})
             assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]["message"]
             denied = httpx.post(tokn.api_url + "/v1/messages", json={},
                                 headers={"x-api-key": "wrong"})

@@ -15,22 +15,19 @@ import json
 import os
 import re
 import sys
-import time
 from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tokn import config, paths, state
+from tokn import accounts, config, paths, state
+from tokn.accounts import HEALTH_STATE, health_of, local_time
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
 from tokn.endings import describe
 from tokn.errors import ToknError
 
 COPILOT = "github-copilot"
-HEALTH_STATE = "health"
-# State files that hold per-account entries `tokn account remove` drops.
-ACCOUNT_STATE_FILES = ("copilot-tokens", "health", "account-info")
 IMPORT_SOURCES = ("gh", "copilot-plugin", "env", "kiro")
 
 account_app = typer.Typer(help="List, inspect and remove pooled accounts.", suggest_commands=False,
@@ -428,39 +425,6 @@ def import_cmd(
 
 # --- account list / show / remove ---------------------------------------------------------
 
-def _when(epoch: float) -> str:
-    local = time.localtime(epoch)
-    if time.strftime("%Y-%m-%d", local) == time.strftime("%Y-%m-%d"):
-        return time.strftime("%H:%M:%S", local)
-    return time.strftime("%Y-%m-%d %H:%M", local)
-
-
-def health_of(record: Any, *, enabled: bool = True, now: float | None = None) -> dict[str, Any]:
-    """A pool health record -> ``{"status", "text", ...}`` (pure)."""
-    now = time.time() if now is None else now
-    rec = record if isinstance(record, dict) else {}
-    failures = int(rec.get("failures") or 0)
-    last_error = str(rec.get("last_error") or "")
-    out: dict[str, Any] = {"failures": failures, "last_error": last_error or None,
-                           "last_ok": rec.get("last_ok"), "until": None}
-    cooldown = rec.get("cooldown_until")
-    exhausted = rec.get("exhausted_until")
-    if not enabled:
-        out.update(status="disabled", text="disabled")
-    elif isinstance(exhausted, (int, float)) and exhausted > now:
-        out.update(status="exhausted", until=exhausted,
-                   text=f"quota exhausted until {_when(exhausted)}")
-    elif isinstance(cooldown, (int, float)) and cooldown > now:
-        out.update(status="cooling_down", until=cooldown,
-                   text=f"cooling down until {_when(cooldown)}")
-    elif failures > 0:
-        out.update(status="failing",
-                   text=f"failing ({failures}x){': ' + last_error if last_error else ''}")
-    else:
-        out.update(status="ok", text="ok")
-    return out
-
-
 def _credential(acc: config.AccountConfig) -> str:
     try:
         key_field = _provider_class(acc.provider).key_field
@@ -582,7 +546,7 @@ def show_cmd(
         table.add_row(escape(f"settings.{key}"), _fmt(value))
     table.add_row("health", escape(data["health"]["text"]))
     if data["health"].get("last_ok"):
-        table.add_row("last ok", _when(float(data["health"]["last_ok"])))
+        table.add_row("last ok", local_time(float(data["health"]["last_ok"])))
     for key, value in _live_rows(data["live"], {"plan": data.get("plan")}):
         table.add_row(key, value)
     if describe_error:
@@ -604,7 +568,7 @@ def _live_rows(live: dict[str, Any], shown: dict[str, Any] | None = None
                 (key in shown and shown[key] == value):
             continue
         if key.endswith("_expires_at") and isinstance(value, (int, float)):
-            value = _when(value)
+            value = local_time(value)
         if isinstance(value, dict):
             rows.extend((escape(f"{key}.{k}"), _fmt(v)) for k, v in config.flatten(value))
         else:
@@ -637,20 +601,9 @@ def remove_cmd(
             raise fail(f"no account with id {account_id!r}; see `tokn account list`.")
         if not yes:
             typer.confirm(f"Remove account {account_id!r}?", abort=True)
-        provider = next((t.get("provider") for t in doc.get("accounts", [])
-                         if t.get("id") == account_id), None)
-        with config.editing() as doc:
-            config.remove_account(doc, account_id)
+        if accounts.remove(account_id) is None:
+            raise fail(f"no account with id {account_id!r}; see `tokn account list`.")
         where = paths.config_file()
-        for name in ACCOUNT_STATE_FILES:
-            if account_id in state.read(name):
-                state.update(name, account_id, None)
-        try:
-            forget = getattr(_provider_class(str(provider)), "forget", None)
-        except ToknError:
-            forget = None
-        if callable(forget):
-            forget(account_id)
     console.print(escape(f"removed account {account_id} from {where}"), highlight=False)
 
 

@@ -57,6 +57,7 @@ def render(report, path) -> None:  # noqa: ANN001 - a tokn.usage_query.Report
     columns.append(("errors", lambda x: f"{x.errors:,} ({x.error_rate:.1%})"
                     if x.errors else "0"))
     columns.append(("p50 latency", lambda x: _ms(x.median_latency_ms)))
+    columns.append(("p95 latency", lambda x: _ms(x.p95_latency_ms)))
     for name, _ in columns:
         table.add_column(name, justify="right")
     for group in report.groups:

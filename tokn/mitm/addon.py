@@ -1,16 +1,25 @@
-"""tokn's mitmproxy addon: allowlist interception and the three route modes.
+"""tokn's mitmproxy addon: who may use the proxy, where a request really goes,
+and the three route modes for intercepted flows.
 
 Only allowlisted hosts reach these hooks decrypted (``allow_hosts``); every
-other CONNECT is tunnelled by mitmproxy untouched.  For an intercepted flow:
+other CONNECT is tunnelled by mitmproxy untouched.  Every decision is taken
+from the request *head* (``requestheaders``), before the body is read:
 
-* ``passthrough``: forwarded as is, only observed (usage recorded);
-* ``switch``: the client's credentials are replaced by a pooled account's;
-* ``route``: rewritten to the in-process listener, whose pipeline picks the
-  account and converts formats, so both front doors share one pool.
+* proxy authentication, per client connection (:mod:`tokn.mitm.access`);
+* the real target and the names the client sent for it (:mod:`tokn.mitm.target`);
+* the mode: ``passthrough`` forwards as is and only observes (usage recorded);
+  ``switch`` replaces the client's credentials with a pooled account's, only
+  over TLS and only to that account's own hosts; ``route`` rewrites the flow to
+  the in-process listener, whose pipeline picks the account and converts
+  formats, so both front doors share one pool.
+
+So large bodies can be streamed (``stream_large_bodies``) without anything
+reaching an upstream before it was decided.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -28,8 +37,15 @@ from tokn.drain import InFlight
 from tokn.endings import Ending
 from tokn.errors import ToknError, anthropic_error, error_body
 from tokn.mitm import modes
+from tokn.mitm.access import (
+    DENIED_HEADERS,
+    DENIED_TEXT,
+    UNAUTHENTICATED_BODY_LIMIT,
+    ProxyAccess,
+)
+from tokn.mitm.target import Target, check_names, credential_may_go, target_of
 from tokn.pipeline import log_request, usage_columns
-from tokn.server.auth import key_matches
+from tokn.server.app import INTERNAL_HEADER, REJECT_HEADER, REJECT_PATH
 from tokn.usage import BodyCapture, capture_body
 
 log = logging.getLogger("tokn.proxy")
@@ -42,6 +58,7 @@ LLM API hosts on the allowlist are intercepted (route / switch / passthrough);
 every other host is tunnelled untouched.  See `tokn proxy --help`.
 """
 
+BODYLESS = ("GET", "HEAD", "DELETE", "OPTIONS", "TRACE")
 STRIP_ALWAYS = ("proxy-authorization", "proxy-connection")
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 OBSERVED = ("chat", "messages", "responses")
@@ -92,11 +109,17 @@ def _caller_format(host: str, path: str) -> str:
     return "messages" if "anthropic" in host or path.rstrip("/").endswith("/messages") else "chat"
 
 
-def _error(flow: http.HTTPFlow, status: int, message: str, extra: dict | None = None) -> None:
-    fmt = _caller_format(flow.request.pretty_host, flow.request.path)
-    flow.response = http.Response.make(
-        status, json.dumps(error_body(fmt, status, message)).encode(),
-        {"content-type": "application/json", **(extra or {})})
+def declared_body(req: http.Request) -> int | None:
+    """The request body's size as its head declares it; ``None`` when unknown
+    (chunked, or HTTP/2 without content-length on a method that has a body)."""
+    if "transfer-encoding" in req.headers:
+        return None
+    length = req.headers.get("content-length")
+    if length is not None:
+        return int(length) if length.strip().isdigit() else None
+    if req.is_http2 and req.method.upper() not in BODYLESS:
+        return None
+    return 0
 
 
 class ToknAddon:
@@ -114,92 +137,118 @@ class ToknAddon:
         self.listener_host, _, port = host_port.rpartition(":")
         self.listener_port = int(port)
         self.default_mode = route_mode or self.cfg.proxy_mode.route_mode
-        self.proxy_key = proxy_key
+        self.access = ProxyAccess(proxy_key)
         self.self_addrs = set(self_addrs)
-        self.connect_user: dict[str, str] = {}
-        self.authed: set[str] = set()
+        self.max_body = int(self.cfg.server.max_body_mb * 1024 * 1024)
+        self.cors_origins = {o.rstrip("/").lower() for o in self.cfg.server.cors_origins}
+        self.overrides = {hosts.normalize_host(h): v
+                          for h, v in self.cfg.proxy_mode.upstream_overrides.items()}
         self.patterns = hosts.intercept_patterns(self.cfg.proxy_mode.intercept_hosts,
                                                  self.cfg.proxy_mode.passthrough_hosts)
 
-    # --- proxy authentication ---------------------------------------------------------
-    def _check_auth(self, flow: http.HTTPFlow) -> bool:
-        header = flow.request.headers.get("proxy-authorization")
-        creds = modes.parse_basic(header)
-        if creds is not None:
-            user = creds[0]
-            if user and user != "tokn":
-                self.connect_user[flow.client_conn.id] = user
-        if not self.proxy_key or flow.client_conn.id in self.authed:
-            return True
-        if creds is not None and key_matches(self.proxy_key, creds[1]):
-            self.authed.add(flow.client_conn.id)
-            return True
-        flow.response = http.Response.make(
-            407, b"tokn proxy: authentication required (Proxy-Authorization: Basic, password = "
-                 b"the API key; `tokn lan url` prints a ready environment)\n",
-            {"proxy-authenticate": 'Basic realm="tokn"', "content-type": "text/plain"})
-        return False
-
+    # --- connections ------------------------------------------------------------------
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        self._check_auth(flow)
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Plain-HTTP proxy requests are checked before their body is read."""
-        if flow.response is not None or flow.client_conn.tls_established \
-                or self._is_for_proxy_itself(flow):
-            return
-        self._check_auth(flow)
+        if not self.access.admit(flow.client_conn.id,
+                                 flow.request.headers.get("proxy-authorization")):
+            flow.response = http.Response.make(407, DENIED_TEXT, DENIED_HEADERS)
 
     def client_disconnected(self, client: Any) -> None:
-        self.connect_user.pop(client.id, None)
-        self.authed.discard(client.id)
+        self.access.forget(client.id)
 
     def server_connect(self, data: Any) -> None:
         address = data.server.address
         if not address:
             return
-        override = self.cfg.proxy_mode.upstream_overrides.get(address[0])
+        override = self.overrides.get(hosts.normalize_host(address[0]))
         if override:
             host, _, port = override.rpartition(":")
             data.server.address = (host or override, int(port) if port else address[1])
 
-    # --- requests ------------------------------------------------------------------
-    def _is_for_proxy_itself(self, flow: http.HTTPFlow) -> bool:
+    # --- answers that do not come from an upstream -----------------------------------
+    def _answer(self, flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str],
+                buffer_limit: int | None = None) -> None:
+        """Answer from the proxy.  When that would mean buffering a body larger
+        than ``buffer_limit`` (default ``[server].max_body_mb``) or of unknown
+        size, the request is streamed to the listener's reject route instead,
+        which answers at once; the rest of the body is discarded."""
+        size = declared_body(flow.request)
+        limit = self.max_body if buffer_limit is None else buffer_limit
+        if size is not None and size <= limit:
+            flow.response = http.Response.make(status, body, headers)
+            return
         req = flow.request
-        if flow.client_conn.tls_established or req.method == "CONNECT":
-            return False
-        port = req.port
-        return (req.host, port) in self.self_addrs or (
-            req.host in ("127.0.0.1", "localhost", "::1") and port in {p for _, p in
-                                                                    self.self_addrs})
+        req.scheme, req.host, req.port = "http", self.listener_host, self.listener_port
+        req.path = REJECT_PATH
+        req.headers[INTERNAL_HEADER] = self.runtime.state.internal_secret
+        req.headers[REJECT_HEADER] = base64.b64encode(json.dumps(
+            {"status": status, "body": body.decode(), "headers": headers}).encode()).decode()
+        req.stream = True
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def _error(self, flow: http.HTTPFlow, status: int, message: str,
+               code: str | None = None) -> None:
+        fmt = _caller_format(flow.request.host, flow.request.path)
+        self._answer(flow, status, json.dumps(error_body(fmt, status, message, code)).encode(),
+                     {"content-type": "application/json"})
+
+    def _deny(self, flow: http.HTTPFlow) -> None:
+        self._answer(flow, 407, DENIED_TEXT, DENIED_HEADERS, UNAUTHENTICATED_BODY_LIMIT)
+
+    # --- requests ----------------------------------------------------------------------
+    def _in_tunnel(self, flow: http.HTTPFlow) -> bool:
+        """Inside a CONNECT tunnel mitmproxy has preset the server address."""
+        return flow.server_conn.address is not None
+
+    def _is_for_proxy_itself(self, flow: http.HTTPFlow) -> bool:
+        """A request addressed to this proxy's own port (a plain ``GET /`` or
+        ``/-/lan/...`` sent to the proxy as a server), under whatever name."""
+        if self._in_tunnel(flow):
+            return False
+        req = flow.request
+        sockname = flow.client_conn.sockname
+        own_ports = {p for _, p in self.self_addrs} | ({sockname[1]} if sockname else set())
+        return (req.host, req.port) in self.self_addrs or req.port in own_ports
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None:
             return
         req = flow.request
         if self._is_for_proxy_itself(flow):
             self._serve_local(flow)
             return
-        if not flow.client_conn.tls_established and not self._check_auth(flow):
+        if not self.access.admit(flow.client_conn.id, req.headers.get("proxy-authorization")):
+            self._deny(flow)
             return
         for name in STRIP_ALWAYS:
             req.headers.pop(name, None)
-        host = req.pretty_host
-        if not hosts.should_intercept(host, self.patterns,
+        target = target_of(req.host, req.port, req.scheme)
+        tunnel_sni = flow.client_conn.sni if self._in_tunnel(flow) else None
+        problem = check_names(target, scheme=req.scheme, host_headers=req.headers.get_all("host"),
+                              authority=req.authority, tunnel_sni=tunnel_sni)
+        if problem:
+            self._error(flow, 400, f"tokn proxy: {problem}.")
+            return
+        if not hosts.should_intercept(target.host, self.patterns,
                                       self.cfg.proxy_mode.passthrough_hosts):
             return  # plain-HTTP request to another host: forwarded untouched
         header_mode = req.headers.get(modes.MODE_HEADER)
         for name in list(req.headers):
             if name.lower().startswith("x-tokn-"):
                 req.headers.pop(name)
-        provider = hosts.provider_for(host, req.path)
+        provider = hosts.provider_for(target.host, req.path)
         try:
             mode = modes.resolve_mode(
-                header=header_mode, connect_user=self.connect_user.get(flow.client_conn.id),
+                header=header_mode, connect_user=self.access.user(flow.client_conn.id),
                 provider=provider, provider_modes=self.cfg.proxy_mode.provider_modes,
                 default=self.default_mode)
         except ValueError as exc:
-            _error(flow, 400, str(exc))
+            self._error(flow, 400, str(exc))
+            return
+        origin = req.headers.get("origin")
+        if mode != "passthrough" and origin is not None \
+                and origin.rstrip("/").lower() not in self.cors_origins:
+            # a web page in a browser that uses this proxy must not spend the pool
+            self._error(flow, 403, f"tokn proxy: requests from the web origin {origin!r} may "
+                        "not use pooled accounts; add it to [server].cors_origins to allow it.")
             return
         fmt = modes.map_endpoint(req.method, req.path)
         info = FlowInfo(mode=mode, provider=provider, fmt=fmt)
@@ -207,10 +256,14 @@ class ToknAddon:
         if mode == "route":
             self._route(flow, info)
         elif mode == "switch":
-            await self._switch(flow, info)
-        self._note_request(flow, info)
+            await self._switch(flow, info, target)
         if mode != "route" and flow.response is None:
             self._track(flow, info)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.get("tokn")
+        if info is not None:
+            self._note_request(flow, info)
 
     def _track(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
         """A flow mitmproxy forwards itself is in flight until its response or
@@ -223,8 +276,8 @@ class ToknAddon:
     def _serve_local(self, flow: http.HTTPFlow) -> None:
         path = flow.request.path.split("?", 1)[0]
         if path in ("/", "/help") and flow.request.method == "GET":
-            flow.response = http.Response.make(200, HELP_TEXT.encode(),
-                                               {"content-type": "text/plain; charset=utf-8"})
+            self._answer(flow, 200, HELP_TEXT.encode(),
+                         {"content-type": "text/plain; charset=utf-8"})
             return
         if path.startswith("/-/lan/") and flow.request.method == "GET":
             # LAN bootstrap lives on the listener: hand the plain GET to it,
@@ -236,40 +289,44 @@ class ToknAddon:
                 req.host_header = host_header
             req.headers["x-forwarded-port"] = str(public_port)
             return
-        flow.response = http.Response.make(
-            404, b"tokn proxy: not found. Use this port as an HTTP(S) proxy.\n",
-            {"content-type": "text/plain"})
+        self._answer(flow, 404, b"tokn proxy: not found. Use this port as an HTTP(S) proxy.\n",
+                     {"content-type": "text/plain"})
 
     def _route(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
         req = flow.request
         if info.fmt is None:
-            _error(flow, 501, f"tokn route mode has no endpoint for {req.method} "
-                   f"{req.path.split('?', 1)[0]} on {req.pretty_host}; use "
-                   f"x-tokn-route-mode: passthrough to reach the host directly.")
+            self._error(flow, 501, f"tokn route mode has no endpoint for {req.method} "
+                        f"{req.path.split('?', 1)[0]} on {req.host}; use "
+                        f"x-tokn-route-mode: passthrough to reach the host directly.")
             return
-        client = flow.client_conn.peername
-        req.headers["x-tokn-internal"] = self.runtime.state.internal_secret
+        req.headers[INTERNAL_HEADER] = self.runtime.state.internal_secret
         req.headers["x-tokn-front-door"] = "proxy"
         req.headers["x-tokn-route-mode"] = "route"
-        if client:
-            req.headers["x-tokn-client"] = f"{client[0]}:{client[1]}"
+        if flow.client_conn.peername:
+            req.headers["x-tokn-client"] = _peer(flow)
         req.scheme, req.host, req.port = "http", self.listener_host, self.listener_port
         req.path = modes.LISTENER_PATHS[info.fmt]
 
-    async def _switch(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
+    async def _switch(self, flow: http.HTTPFlow, info: FlowInfo, target: Target) -> None:
         pool = self.runtime.pool
         if info.provider is None:
-            _error(flow, 400, f"switch mode has no provider for {flow.request.pretty_host}.")
+            self._error(flow, 400, f"switch mode has no provider for {target.host}.")
+            return
+        if not target.tls:
+            self._error(flow, 400, "switch mode sends a pooled credential only over TLS; this "
+                        f"request is plain HTTP to {target.host}: use https://.")
             return
         try:
-            chosen = pool.switch_account(info.provider)
+            chosen = pool.switch_account(info.provider, accept=lambda p: credential_may_go(
+                target, base_url=p.account.base_url, provider_hosts=type(p).hosts))
             headers = await chosen.switch_headers()
         except ToknError as exc:
-            _error(flow, exc.status, exc.message)
+            self._error(flow, exc.status, exc.message, exc.code)
             return
         except Exception as exc:  # noqa: BLE001 - reported to the client in its format
             pool.mark_failure(chosen.account_id, str(exc))
-            _error(flow, 502, f"account {chosen.account_id} could not supply credentials: {exc}")
+            self._error(flow, 502, f"account {chosen.account_id} could not supply credentials: "
+                        f"{exc}")
             return
         for name in CREDENTIAL_HEADERS:
             flow.request.headers.pop(name, None)
@@ -278,11 +335,12 @@ class ToknAddon:
         info.account = chosen.account_id
 
     def _note_request(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
-        if info.mode == "route" or info.fmt not in OBSERVED or flow.response is not None:
+        if info.mode == "route" or info.fmt not in OBSERVED or flow.response is not None \
+                or flow.request.raw_content is None:  # streamed: too large to look at
             return
         try:
             body = json.loads(flow.request.content or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return
         if isinstance(body, dict):
             info.model = body.get("model")
@@ -338,7 +396,7 @@ class ToknAddon:
                 data = json.loads(response.content)
                 usage = extract_usage(info.fmt, data)
                 served = data.get("model")
-            except (ValueError, UnicodeDecodeError, AttributeError):
+            except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
                 usage = None
         ending = cut or self._ending(flow, info)
         if info.account:
@@ -351,10 +409,9 @@ class ToknAddon:
                 pool.mark_success(info.account)
             elif status in (401, 403, 429) or status >= 500:
                 pool.mark_failure(info.account, f"HTTP {status} (switch)")
-        client = flow.client_conn.peername
         row = {
             "request_id": uuid.uuid4().hex[:16], "front_door": "proxy", "route_mode": info.mode,
-            "client": f"{client[0]}:{client[1]}" if client else "",
+            "client": _peer(flow),
             "inbound_format": info.fmt, "upstream_format": info.fmt,
             "provider": info.provider, "account": info.account,
             "model_requested": info.model, "model_served": served,
@@ -399,3 +456,8 @@ class ToknAddon:
         if not conv.ended:
             return endings.upstream_cut()
         return None
+
+
+def _peer(flow: http.HTTPFlow) -> str:
+    client = flow.client_conn.peername
+    return f"{client[0]}:{client[1]}" if client else ""

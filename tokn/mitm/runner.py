@@ -51,9 +51,10 @@ def mitm_options(cfg: Any, *, host: str, port: int) -> dict[str, Any]:
         "onboarding": False,
         "allow_hosts": [modes.allow_hosts_regex(patterns, cfg.proxy_mode.passthrough_hosts)],
         "ssl_verify_upstream_trusted_ca": str(upstream_bundle(cfg)),
-        # no stream_large_bodies: a streamed *request* would be forwarded before
-        # the addon could check proxy auth or reroute it. Responses are streamed
-        # by the addon (SSE) instead.
+        # bodies over [server].max_body_mb are streamed, never buffered: the addon
+        # decides everything (auth, target, reroute, credentials) from the request
+        # head, so nothing reaches an upstream before it was checked.
+        "stream_large_bodies": str(int(cfg.server.max_body_mb * 1024 * 1024)),
         "http3": False,
     }
 
@@ -81,16 +82,20 @@ class ProxyRunner:
         from mitmproxy.master import Master
 
         from tokn.mitm.addon import ToknAddon
+        from tokn.mitm.connguard import ConnectionGuard
+        from tokn.runtime import client_caps
 
         if self.runtime.cfg.logging.level != "debug":
             logging.getLogger("mitmproxy").setLevel(logging.ERROR)
         opts = options.Options()
         self.master = Master(opts)
         self.master.addons.add(*addons.default_addons())
+        cfg = self.runtime.cfg
         self.addon = ToknAddon(self.runtime, self.listener_url, route_mode=self.route_mode,
                                proxy_key=self.proxy_key)
-        self.master.addons.add(self.addon)
-        opts.update(**mitm_options(self.runtime.cfg, host=self.host, port=self.port))
+        self.master.addons.add(ConnectionGuard(self.addon.access, client_caps(cfg),
+                                               cfg.server.header_timeout_secs), self.addon)
+        opts.update(**mitm_options(cfg, host=self.host, port=self.port))
         self._task = asyncio.create_task(self.master.run())
         proxyserver = self.master.addons.get("proxyserver")
         addrs: list = []

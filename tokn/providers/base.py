@@ -322,3 +322,7 @@ class Provider:
     async def describe(self) -> dict[str, Any]:
         """Extra facts for ``tokn account show`` (plan, quota...)."""
         return {}
+
+    @classmethod
+    def forget(cls, account_id: str) -> None:
+        """Drop what this provider cached for a removed account (tokens, facts)."""

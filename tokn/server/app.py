@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -19,6 +22,7 @@ from tokn.drain import Drain
 from tokn.errors import ToknError, error_body
 from tokn.pipeline import Inbound, Pipeline, Reply
 from tokn.server.auth import key_matches, presented_key
+from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 
 # POST paths -> inbound format.  Un-prefixed forms are what Copilot-style
 # clients (and the proxy's route mode for api.githubcopilot.com) send.
@@ -35,6 +39,11 @@ POST_ROUTES: dict[str, str] = {
 log = logging.getLogger("tokn")
 INTERNAL_HEADER = "x-tokn-internal"
 TOKN_HEADERS = ("x-tokn-internal", "x-tokn-front-door", "x-tokn-route-mode", "x-tokn-client")
+# The proxy's answers for requests whose body it must not buffer: streamed here,
+# answered at once from the (base64 JSON) description in REJECT_HEADER.
+REJECT_PATH = "/-/tokn/reject"
+REJECT_HEADER = "x-tokn-reject"
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @dataclass
@@ -43,7 +52,13 @@ class AppState:
     api_key: str = ""
     internal_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     extra_routes: list[Route] = field(default_factory=list)
+    policy: Policy = field(default_factory=Policy)
     drain: Drain = field(default_factory=Drain)
+
+    def is_internal(self, headers: Mapping[str, str]) -> bool:
+        """Whether a request carries the proxy's secret (its route-mode hop)."""
+        value = headers.get(INTERNAL_HEADER)
+        return bool(value) and key_matches(self.internal_secret, value)
 
 
 FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
@@ -108,10 +123,8 @@ def _error(path: str, status: int, message: str, headers: dict[str, str] | None 
 
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
-    internal = request.headers.get(INTERNAL_HEADER)
-    if internal and key_matches(state.internal_secret, internal):
-        return True
-    return key_matches(state.api_key, presented_key(request.headers))
+    return state.is_internal(request.headers) or key_matches(state.api_key,
+                                                             presented_key(request.headers))
 
 
 def denied(request: Request) -> Response:
@@ -129,19 +142,16 @@ def create_app(state: AppState) -> Starlette:
         path = request.url.path
         if not authorized(request):
             return denied(request)
-        raw = await request.body()
         try:
-            body = json.loads(raw) if raw else None
-        except ValueError as exc:
-            return _error(path, 400, f"The request body is not valid JSON: {exc}.")
-        if not isinstance(body, dict):
-            return _error(path, 400, "The request body must be a JSON object.")
+            body, size = await read_json_object(request, state.policy.max_body)
+        except ToknError as exc:
+            return _error(path, exc.status, exc.message)
         headers = {k.lower(): v for k, v in request.headers.items()
                    if k.lower() not in TOKN_HEADERS}
         # labels from the proxy are trusted only with the proxy's own secret
-        internal = key_matches(state.internal_secret, request.headers.get(INTERNAL_HEADER))
+        internal = state.is_internal(request.headers)
         inbound = Inbound(
-            fmt=POST_ROUTES[path], body=body, headers=headers, size=len(raw),
+            fmt=POST_ROUTES[path], body=body, headers=headers, size=size,
             front_door=request.headers.get("x-tokn-front-door", "listener") if internal
             else "listener",
             route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",
@@ -173,6 +183,20 @@ def create_app(state: AppState) -> Starlette:
         pool = state.pipeline.pool
         return JSONResponse({"status": "ok", "accounts": len(pool.providers)})
 
+    async def reject(request: Request) -> Response:
+        """The proxy's answer for a request it would not buffer (see REJECT_PATH)."""
+        if not state.is_internal(request.headers):
+            return await not_found(request, ToknError("not found", status=404))
+        try:
+            spec = json.loads(base64.b64decode(request.headers[REJECT_HEADER]))
+            status, body, headers = int(spec["status"]), str(spec["body"]), dict(spec["headers"])
+        except (KeyError, ValueError, TypeError):
+            return _error(request.url.path, 500, "tokn proxy: malformed internal rejection.")
+        # no `connection: close`: uvicorn then reads and discards the rest of the
+        # body, where closing with unread input would reset the connection and
+        # could destroy this answer before the proxy reads it
+        return Response(body.encode(), status, headers=headers)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(request.url.path, 404,
                       f"Unknown endpoint {request.method} {request.url.path}. "
@@ -184,8 +208,17 @@ def create_app(state: AppState) -> Starlette:
 
     routes = [Route(p, api, methods=["POST"]) for p in POST_ROUTES]
     routes += [Route("/v1/models", models), Route("/models", models),
-               Route("/healthz", healthz), *state.extra_routes]
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: bad_method},
-                    middleware=[Middleware(TrackRequests, drain=state.drain)])
+               Route("/healthz", healthz), Route(REJECT_PATH, reject, methods=ALL_METHODS),
+               *state.extra_routes]
+    middleware = [
+        Middleware(TrackRequests, drain=state.drain),
+        Middleware(FrontGuard, key_set=lambda: bool(state.api_key), internal=state.is_internal,
+                   policy=state.policy, error_format=_err_fmt),
+        Middleware(CORSMiddleware, allow_origins=list(state.policy.cors_origins),
+                   allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"],
+                   expose_headers=["retry-after"], max_age=600),
+    ]
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers={404: not_found, 405: bad_method})
     app.state.tokn = state
     return app

@@ -165,9 +165,27 @@ def startup_lines(runtime: Any, bound: Any, host: str, proxy_host: str | None = 
         shown_host = guess_lan_host()
     port = lan_env.port_of(api_url if public_api else proxy_url)
     origin = lan_env.HostPort(shown_host.strip("[]"), port).origin()
-    return [
+    import h11
+
+    lines = [
         f"LAN mode: tokn CA SHA-256 fingerprint {fingerprint}",
         f"LAN bootstrap: {origin}{lan_env.BOOTSTRAP_PATH}",
         "Colleagues: run `tokn lan url` here for the one-line setup (it needs the API key) "
         "and compare the fingerprint the script prints.",
     ]
+    warning = old_h11_warning(h11.__version__)
+    return lines + [warning] if warning else lines
+
+
+def old_h11_warning(version: str) -> str | None:
+    """The start-up line for LAN mode on h11 < 0.16 (what pip resolves with
+    mitmproxy 11 on Python 3.11), else ``None``."""
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) >= (0, 16):
+        return None
+    return (f"LAN mode warning: h11 {version} (pinned by mitmproxy 11, which Python 3.11 gets) "
+            "parses chunked bodies leniently (CVE-2025-43859, request smuggling); run tokn on "
+            "Python >= 3.12 (mitmproxy 12, h11 0.16) to share it on a network.")
