@@ -1,115 +1,68 @@
-"""Added latency of tokn's two front doors, against a direct call, in one run.
+"""Added latency of tokn's front doors, against a direct call, in one run.
 
-    python bench/bench_overhead.py [-n 300]
+    python bench/bench_overhead.py [-n 300] [--rounds 5]
 
-Starts a fake OpenAI-style upstream on loopback, then tokn (listener + proxy
-in route mode) with an openai-compatible account pointed at it, and times
-small chat completions three ways over warm keep-alive connections:
+Starts the fast loopback upstream and ``tokn serve --with-proxy`` (route mode)
+as their own processes (``bench/harness.py``, shared with
+``bench_throughput.py``) and times small non-stream calls, sequentially, on one
+warm keep-alive connection per row:
 
-* direct: httpx -> fake upstream
-* listener: httpx -> tokn listener -> fake upstream
-* proxy (route mode): httpx via HTTPS_PROXY -> tokn's MITM (TLS with tokn's CA)
-  -> listener pipeline -> fake upstream
+* direct: raw client -> upstream
+* listener: raw client -> tokn listener (chat, and Anthropic messages -> chat)
+* MITM route: raw client via the proxy (CONNECT + TLS with tokn's CA)
+  -> tokn -> upstream (chat, and messages -> chat)
 
-and a 20-event SSE stream (50 ms apart) for the inter-chunk delay added.
-Prints medians, p99s and ratios.  Not a test: figures, not assertions.
+then one 20-event SSE stream (events 50 ms apart) per row, for the delay tokn
+adds between two chunks.  Prints medians, p99s and ratios to direct.
+``bench_throughput.py`` adds load (hey), many streams and memory.  Not a
+test: figures, not assertions.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import harness
 
-BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "ping"}]}
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(int(q * len(values)), len(values) - 1)]
+EVENTS, GAP = 20, 0.05
 
 
-def timed(client, url: str, n: int, **kw) -> list[float]:
-    out = []
-    client.post(url, json=BODY, **kw).raise_for_status()  # warm the connection
-    for _ in range(n):
-        t = time.perf_counter()
-        client.post(url, json=BODY, **kw).raise_for_status()
-        out.append((time.perf_counter() - t) * 1000)
-    return out
-
-
-def stream_gaps(client, url: str) -> list[float]:
-    body = {**BODY, "stream": True, "messages": [{"role": "user", "content": " ".join(
-        f"w{i}" for i in range(20))}]}
-    arrivals = []
-    with client.stream("POST", url, json=body) as resp:
-        for line in resp.iter_lines():
-            if line.startswith("data: ") and '"content"' in line:
-                arrivals.append(time.perf_counter())
+def stream_gaps(door: harness.Door) -> list[float]:
+    """Milliseconds between consecutive content events of one stream."""
+    conn = door.conn()
+    try:
+        arrivals = [t for t, line in conn.stream_lines(door.stream_body, door.headers)
+                    if line.startswith(b"data: ") and b'"w' in line]
+    finally:
+        conn.close()
     return [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", type=int, default=300, help="requests per path")
+    parser.add_argument("-n", type=int, default=300, help="sequential calls per row")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds the rows alternate in")
     args = parser.parse_args()
-    os.environ["TOKN_HOME"] = tempfile.mkdtemp(prefix="tokn-bench-")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)
-
-    import httpx
-
-    from tests.fakes.llm import FakeLLM
-    from tests.helpers import account, running_tokn, write_config
-    from tokn.ca import ensure_bundle
-
-    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["bench-model"]) as fake, \
-            FakeLLM(formats={"chat"}, path_prefix="/v1", models=["bench-model"],
-                    chunk_delay=0.05) as slow:
-        write_config({"usage": {"enabled": True}, "accounts": [
-            account("fast", "openai-compatible", base_url=fake.url + "/v1",
-                    models=["bench-model"]),
-            account("slow", "openai-compatible", base_url=slow.url + "/v1",
-                    models=["bench-stream"])]})
-        with running_tokn(with_proxy=True) as tokn:
-            bundle = str(ensure_bundle())
-            direct = httpx.Client(trust_env=False)
-            listener = httpx.Client(trust_env=False)
-            proxied = httpx.Client(trust_env=False, proxy=tokn.proxy_url, verify=bundle)
-            results = {
-                "direct": timed(direct, fake.url + "/v1/chat/completions", args.n),
-                "listener": timed(listener, tokn.api_url + "/v1/chat/completions", args.n),
-                "proxy (route)": timed(proxied, "https://api.openai.com/v1/chat/completions",
-                                       args.n),
-            }
-            BODY["model"] = "bench-stream"
-            gaps = {
-                "direct": stream_gaps(direct, slow.url + "/v1/chat/completions"),
-                "listener": stream_gaps(listener, tokn.api_url + "/v1/chat/completions"),
-                "proxy (route)": stream_gaps(proxied,
-                                             "https://api.openai.com/v1/chat/completions"),
-            }
-    base_med = statistics.median(results["direct"])
-    base_p99 = pct(results["direct"], 0.99)
-    print(f"small chat completion, warm keep-alive, n={args.n} per path (ms)")
-    print(f"{'path':16} {'median':>8} {'p99':>8} {'added med':>10} {'added p99':>10} {'ratio':>6}")
-    for name, vals in results.items():
-        med, p99 = statistics.median(vals), pct(vals, 0.99)
-        print(f"{name:16} {med:8.2f} {p99:8.2f} {med - base_med:10.2f} {p99 - base_p99:10.2f} "
-              f"{med / base_med:6.2f}")
-    print("\nSSE stream, 20 events sent 50 ms apart: inter-chunk gap (ms)")
-    base_gap = statistics.median(gaps["direct"])
-    for name, vals in gaps.items():
-        print(f"{name:16} median {statistics.median(vals):7.2f}  max {max(vals):7.2f}  "
-              f"added {statistics.median(vals) - base_gap:+6.2f}")
+    harness.exit_on_sigterm()
+    workdir = Path(tempfile.mkdtemp(prefix="tokn-bench-"))
+    # role + EVENTS contents + stop + usage + DONE, GAP apart
+    with harness.fast_upstream(workdir, stream_secs=GAP * (EVENTS + 3),
+                               stream_events=EVENTS) as up, \
+            harness.tokn_server(workdir, up.url) as tokn:
+        doors = {"direct": harness.direct_door(up), **harness.tokn_doors(tokn)}
+        rows = harness.latency(doors, args.n, args.rounds)
+        gaps = {k: stream_gaps(d) for k, d in doors.items()}
+    print("\n".join(harness.render_latency(rows)))
+    print(f"\nSSE stream, {EVENTS} events sent {GAP * 1000:.0f} ms apart: "
+          "gap between content events (ms)")
+    base = statistics.median(gaps["direct"])
+    for k, vals in gaps.items():
+        med = statistics.median(vals)
+        print(f"{doors[k].name:32} median {med:7.2f}  max {max(vals):7.2f}  "
+              f"added {med - base:+6.2f}")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ own name.  So, before any route runs:
 
 Requests carrying the proxy's internal secret (route mode's in-process hop)
 were checked by the proxy and pass; the dashboard (``/ui``) has its own gate
-(:mod:`tokn.server.ui_auth`: Host, sign-in, CSRF, same-origin forms).  Answers
-use the caller's API format (:func:`tokn.wire.caller_api`).
+(:mod:`tokn.server.ui_auth`: Host, sign-in, CSRF, same-origin forms).
+Answers use the caller's API format (:func:`tokn.wire.caller_api`).
 """
 
 from __future__ import annotations
