@@ -30,6 +30,16 @@ def tokn_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def store(tmp_path):
+    """A usage store of its own (closed after the test)."""
+    from tokn.usage import UsageStore
+
+    usage = UsageStore(tmp_path / "usage.sqlite3")
+    yield usage
+    usage.close()
+
+
+@pytest.fixture
 def public_ca(tmp_path):
     """A CA playing the public web PKI for fake upstreams; returns its PEM path."""
     ca = build_ca(common_name="tokn test public root")

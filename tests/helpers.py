@@ -28,6 +28,15 @@ def account(account_id: str, provider: str, **fields: Any) -> dict[str, Any]:
     return {"id": account_id, "provider": provider, **fields}
 
 
+def stored_rows(store: Any) -> list[dict[str, Any]]:
+    """Every row a :class:`~tokn.usage.UsageStore` holds, once its queue is written."""
+    from tokn.usage import connect
+
+    store.flush()
+    with connect(store.path) as conn:
+        return [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY id")]
+
+
 @contextlib.contextmanager
 def running_tokn(*, with_proxy: bool = False, api_key: str | None = None,
                  proxy_route_mode: str | None = None, listener_public: bool = True,

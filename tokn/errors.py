@@ -1,4 +1,5 @@
-"""Error bodies in each caller's own API format, and tokn's one domain error."""
+"""tokn's one domain error, and the error bodies of the OpenAI and Anthropic APIs
+(which endpoint answers in which: :mod:`tokn.wire`)."""
 
 from __future__ import annotations
 
@@ -71,10 +72,3 @@ def anthropic_error(status: int, message: str) -> dict[str, Any]:
     """``{"type": "error", "error": {...}}`` as the Anthropic API returns it."""
     kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-def error_body(fmt: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    """The error body for inbound format ``fmt`` ("messages" is Anthropic's)."""
-    if fmt == "messages":
-        return anthropic_error(status, message)
-    return openai_error(status, message, code)

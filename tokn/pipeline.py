@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from tokn import endings
+from tokn import endings, wire
 from tokn.config import Config
 from tokn.convert import (
+    FORMATS,
     NO_HINTS,
     Hints,
     convert_request,
@@ -34,40 +33,16 @@ from tokn.convert.chat import completion_to_chunks
 from tokn.convert.tokens import count_tokens
 from tokn.drain import InFlight
 from tokn.endings import Ending, describe
-from tokn.errors import ConversionError, ToknError, error_body
+from tokn.errors import ConversionError, ToknError
+from tokn.identity import ANONYMOUS, Identity
 from tokn.initiator import initiator_for
-from tokn.pool import Candidate, Pool, parse_retry_after
+from tokn.pool import Candidate, Pool
+from tokn.recorder import Attempt, Recorder
 from tokn.sse import encode_event
 from tokn.streaming import Relay
-from tokn.usage import BodyCapture, UsageStore, capture_body
+from tokn.usage import UsageRow, new_request_id
 
-log = logging.getLogger("tokn.request")
-
-
-def usage_columns(usage: Any) -> dict[str, int]:
-    """A converter :class:`~tokn.convert.Usage` as usage-store columns."""
-    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
-            "cache_read_tokens": usage.cache_read_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens, "estimated": int(usage.estimated)}
-
-
-def log_request(row: dict[str, Any]) -> None:
-    """One line per request; structured fields for ``[logging] format = "json"``."""
-    status, error = row.get("status") or 0, row.get("error")
-    fields = {"request_id": row.get("request_id"), "mode": row.get("route_mode"),
-              "front_door": row.get("front_door"), "provider": row.get("provider"),
-              "account": row.get("account"), "model": row.get("model_requested"),
-              "model_served": row.get("model_served"), "stream": bool(row.get("stream")),
-              "status": status, "latency_ms": round(row.get("latency_ms") or 0.0, 1),
-              "input_tokens": row.get("input_tokens", 0),
-              "output_tokens": row.get("output_tokens", 0), "error": error}
-    (log.warning if status >= 500 or error else log.info)(
-        "%s %s %s %s/%s %s %d %.0fms%s", fields["request_id"], fields["mode"],
-        fields["front_door"], fields["provider"], fields["account"], fields["model"], status,
-        fields["latency_ms"], f" {error}" if error else "", extra={"fields": fields})
-
-CONVERTIBLE = ("chat", "messages", "responses")
+CONVERTIBLE = FORMATS  # the formats converted into one another (through chat)
 
 
 @dataclass
@@ -81,13 +56,20 @@ class Inbound:
     route_mode: str = "route"
     client: str = ""
     size: int | None = None
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    request_id: str = field(default_factory=new_request_id)
+    params: Mapping[str, str] = field(default_factory=dict)  # the path's (wire.Endpoint)
+    identity: Identity = ANONYMOUS  # who called, as the front door resolved it
     # the listener's registration of this request (bounded waits, drain)
     flight: InFlight = field(default_factory=InFlight)
 
     @property
     def stream(self) -> bool:
         return bool(self.body.get("stream"))
+
+    @property
+    def api(self) -> wire.Api:
+        """The API the caller speaks (its error format)."""
+        return wire.endpoint(self.fmt).api
 
     @property
     def session_key(self) -> str | None:
@@ -122,12 +104,12 @@ def json_reply(status: int, data: Any, headers: dict[str, str] | None = None) ->
     return Reply(status, json.dumps(data).encode(), headers=headers or {})
 
 
-def error_reply(fmt: str, status: int, message: str, code: str | None = None,
+def error_reply(api: wire.Api, status: int, message: str, code: str | None = None,
                 retry_after: float | None = None) -> Reply:
     headers = {}
     if retry_after and retry_after < 10**9:
         headers["retry-after"] = str(max(int(retry_after + 0.999), 1))
-    return json_reply(status, error_body(fmt, status, message, code), headers)
+    return json_reply(status, api.error(status, message, code), headers)
 
 
 def choose_format(fmt: str, served: frozenset[str]) -> str | None:
@@ -153,10 +135,10 @@ def _upstream_message(raw: bytes, status: int) -> tuple[str, str | None]:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, pool: Pool, usage: UsageStore | None = None) -> None:
+    def __init__(self, cfg: Config, pool: Pool, recorder: Recorder) -> None:
         self.cfg = cfg
         self.pool = pool
-        self.usage = usage
+        self.recorder = recorder
 
     # --- entry ---------------------------------------------------------------------
     async def handle(self, inbound: Inbound) -> Reply:
@@ -165,29 +147,21 @@ class Pipeline:
                 return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
-                return error_reply(self._err_fmt(inbound), 400,
-                                   "`model` is required and must be a string.")
+                return error_reply(inbound.api, 400, "`model` is required and must be a string.")
             started = time.perf_counter()
             try:
                 candidates = await self.pool.candidates(model, inbound.headers,
                                                         inbound.session_key)
             except ToknError as exc:  # no attempt was made: the row says why
-                self._record(self._row(inbound, exc.account), started,
-                             status=exc.status, error=exc.message)
+                self._begin(inbound, exc.account, started=started).finish(
+                    None, status=exc.status, error=exc.message)
                 raise
             except asyncio.CancelledError:  # the client left while accounts were listed
-                ending = self._abandoned(inbound)
-                self._record(self._row(inbound, None), started, status=ending.status,
-                             error=ending.reason)
+                self._begin(inbound, None, started=started).finish(self._abandoned(inbound))
                 raise
             return await self._attempt(inbound, candidates)
         except ToknError as exc:  # ConversionError (a malformed body) is one: a 400
-            return error_reply(self._err_fmt(inbound), exc.status, exc.message, exc.code,
-                               exc.retry_after)
-
-    @staticmethod
-    def _err_fmt(inbound: Inbound) -> str:
-        return "messages" if inbound.fmt in ("messages", "count_tokens") else "chat"
+            return error_reply(inbound.api, exc.status, exc.message, exc.code, exc.retry_after)
 
     # --- attempts ------------------------------------------------------------------
     async def _attempt(self, inbound: Inbound, candidates: list[Candidate]) -> Reply:
@@ -198,7 +172,7 @@ class Pipeline:
             cand.solo = len(candidates) == 1
             target = choose_format(inbound.fmt, cand.provider.model_formats(cand.model))
             if target is None:
-                last = error_reply(self._err_fmt(inbound), 400,
+                last = error_reply(inbound.api, 400,
                                    f"account {cand.account_id} cannot serve {inbound.fmt} "
                                    f"requests for {cand.upstream_model}.")
                 continue
@@ -208,10 +182,10 @@ class Pipeline:
             if not reply.failover:
                 return reply
             last = reply
-        return last or error_reply(self._err_fmt(inbound), 503, "no account could serve this.")
+        return last or error_reply(inbound.api, 503, "no account could serve this.")
 
     async def _try(self, inbound: Inbound, cand: Candidate, target: str) -> Any:
-        attempt = Attempt(self, self._row(inbound, cand.account_id, target))
+        attempt = self._begin(inbound, cand.account_id, target)
         try:
             return await self._send(inbound, cand, target, attempt)
         except asyncio.CancelledError:  # the client went away (or shutdown ran out)
@@ -251,7 +225,7 @@ class Pipeline:
         except TimeoutError:
             return self._account_failed(inbound, cand, attempt,
                                         endings.no_answer(window, stream=inbound.stream))
-        attempt.row["ttfb_ms"] = (time.perf_counter() - attempt.started) * 1000
+        attempt.first_byte()
         if up.status >= 400:
             return await self._upstream_error(inbound, cand, target, up, attempt,
                                               deadline - time.perf_counter())
@@ -285,7 +259,7 @@ class Pipeline:
             out = json.dumps(data).encode()
         else:
             out = raw
-        attempt.row["response_body"] = capture_body(self.cfg, out)
+        attempt.row.response_body = self.recorder.capture(out)
         attempt.finish(None, status=up.status, usage=usage,
                        served=data.get("model") if isinstance(data, dict) else None,
                        bytes_out=len(out), extra=up.extra_usage)
@@ -311,19 +285,18 @@ class Pipeline:
         if inbound.flight.cut:
             ending = endings.shut_down(self.cfg.server.drain_secs)
             attempt.finish(ending)
-            return error_reply(self._err_fmt(inbound), ending.status, ending.reason)
+            return error_reply(inbound.api, ending.status, ending.reason)
         self._rest(cand, ending.reason)
         attempt.finish(ending)
-        reply = error_reply(self._err_fmt(inbound), ending.status,
+        reply = error_reply(inbound.api, ending.status,
                             f"account {cand.account_id} failed: {ending.reason}")
         reply.failover = True
         return reply
 
-    def _rest(self, cand: Candidate, error: str, *, retry_after: float | None = None,
-              exhausted_until: float | None = None) -> None:
-        cooldown = not cand.solo or retry_after is not None or exhausted_until is not None
-        self.pool.mark_failure(cand.account_id, error, retry_after=retry_after,
-                               exhausted_until=exhausted_until, cooldown=cooldown)
+    def _rest(self, cand: Candidate, error: str) -> None:
+        """The account failed (no answer, a broken stream): rest it, unless it is
+        the only one (a transient error then just counts)."""
+        self.pool.mark_failure(cand.account_id, error, cooldown=not cand.solo)
 
     async def _upstream_error(self, inbound: Inbound, cand: Candidate, target: str,
                               up: Any, attempt: Attempt, secs: float) -> Any:
@@ -339,18 +312,16 @@ class Pipeline:
             if cand.model is not None:
                 cand.model.formats = frozenset({"responses"})
             return _RETRY_RESPONSES
-        kind = provider.failure_kind(up.status, raw)
-        fmt = self._err_fmt(inbound)
+        kind, retry_after = self.pool.mark_refused(provider, up.status, raw, up.headers,
+                                                   f"HTTP {up.status}: {message}",
+                                                   cooldown=not cand.solo)
+        api = inbound.api
         if kind == "client":
-            if up.fmt == inbound.fmt or (fmt == "chat" and up.fmt != "messages"):
+            if up.fmt == inbound.fmt or (api is wire.OPENAI and wire.endpoint(up.fmt).api is api):
                 headers = {"content-type": up.headers.get("content-type", "application/json")}
                 return Reply(up.status, raw, headers=headers)
-            return error_reply(fmt, up.status, message, code)
-        retry_after = parse_retry_after(up.headers.get("retry-after"))
-        exhausted = provider.quota_reset(up.status, raw) if kind == "quota" else None
-        self._rest(cand, f"HTTP {up.status}: {message}",
-                   retry_after=retry_after, exhausted_until=exhausted)
-        reply = error_reply(fmt, up.status, f"{provider.account_id}: {message}", code,
+            return error_reply(api, up.status, message, code)
+        reply = error_reply(api, up.status, f"{provider.account_id}: {message}", code,
                             retry_after)
         reply.failover = True
         return reply
@@ -363,10 +334,10 @@ class Pipeline:
                                 include_usage=inbound.wants_usage,
                                 hints=self._hints(inbound, cand, up),
                                 max_line=int(self.cfg.server.max_sse_line_mb * 1024 * 1024))
-        capture = BodyCapture(self.cfg)
+        capture = self.recorder.body_capture()
 
         def on_end(ending: Ending | None, sent: int) -> None:
-            attempt.row["response_body"] = capture.text()
+            attempt.row.response_body = capture.text()
             if ending is not None and ending.status in (endings.UPSTREAM_FAILED,
                                                         endings.TIMED_OUT):
                 self._rest(cand, ending.reason)
@@ -419,40 +390,32 @@ class Pipeline:
         return {"x-tokn-account": cand.account_id,
                 "x-tokn-provider": cand.provider.account.provider}
 
-    def _row(self, inbound: Inbound, account: str | None,
-             target: str | None = None) -> dict[str, Any]:
-        """A usage row's request columns; ``account`` the one tried (or at fault)."""
+    def _begin(self, inbound: Inbound, account: str | None, target: str | None = None, *,
+               started: float | None = None) -> Attempt:
+        """An attempt with its row's request columns; ``account`` the one tried
+        (or at fault); timed from ``started`` (default: now)."""
         provider = self.pool.providers.get(account) if account else None
         initiator = None
         if inbound.fmt in CONVERTIBLE:
             mode = provider.setting("initiator_mode", "auto") if provider else "auto"
             initiator = initiator_for(inbound.fmt, inbound.body,
                                       inbound.headers.get("x-initiator"), mode)
-        return {
-            "request_id": inbound.request_id, "session_key": inbound.session_key,
-            "front_door": inbound.front_door, "route_mode": inbound.route_mode,
-            "client": inbound.client, "inbound_format": inbound.fmt, "upstream_format": target,
-            "provider": provider.account.provider if provider else None, "account": account,
-            "model_requested": inbound.body.get("model"), "initiator": initiator,
-            "stream": int(inbound.stream), "bytes_in": inbound.size,
-            "request_body": capture_body(self.cfg, inbound.body),
-        }
-
-    def _record(self, row: dict[str, Any], started: float, *, status: int,
-                error: str | None = None, usage: Any = None, served: str | None = None,
-                bytes_out: int | None = None, extra: dict[str, Any] | None = None) -> None:
-        row = dict(row, status=status, error=error, model_served=served, bytes_out=bytes_out,
-                   latency_ms=(time.perf_counter() - started) * 1000)
-        if usage is not None:
-            row.update(usage_columns(usage))
-        if extra:
-            row.update(extra)
-        log_request(row)
-        if self.usage is not None:
-            self.usage.record(row)
+        attempt = self.recorder.begin(UsageRow(
+            request_id=inbound.request_id, session_key=inbound.session_key,
+            front_door=inbound.front_door, route_mode=inbound.route_mode,
+            client=inbound.client, inbound_format=inbound.fmt, upstream_format=target,
+            provider=provider.account.provider if provider else None, account=account,
+            model_requested=inbound.body.get("model"), initiator=initiator,
+            stream=int(inbound.stream), bytes_in=inbound.size,
+            request_body=self.recorder.capture(inbound.body)))
+        if started is not None:
+            attempt.started = started
+        return attempt
 
     # --- models --------------------------------------------------------------------
-    async def models(self, anthropic_shape: bool = False) -> dict[str, Any]:
+    async def models(self) -> list[dict[str, Any]]:
+        """Every model the pool serves, once, as OpenAI lists them plus tokn's
+        ``x_tokn`` facts (a caller's API shapes the answer: ``wire.Api.listing``)."""
         seen: dict[str, dict[str, Any]] = {}
         for provider, model in await self.pool.all_models():
             if model.id in seen:
@@ -474,38 +437,7 @@ class Pipeline:
         failing = self.pool.listing_errors()
         if not data and failing:  # not "no models": say which accounts fail and why
             raise self.pool.listing_failure(failing)
-        if anthropic_shape:
-            items = [{"type": "model", "id": m["id"],
-                      "display_name": m["x_tokn"]["display_name"] or m["id"],
-                      "created_at": "1970-01-01T00:00:00Z"} for m in data]
-            return {"data": items, "has_more": False,
-                    "first_id": items[0]["id"] if items else None,
-                    "last_id": items[-1]["id"] if items else None}
-        return {"object": "list", "data": data}
+        return data
 
 
 _RETRY_RESPONSES = object()
-
-
-class Attempt:
-    """One upstream attempt's usage row, recorded exactly once however the
-    attempt ended (the first :meth:`finish` wins)."""
-
-    def __init__(self, pipeline: Pipeline, row: dict[str, Any]) -> None:
-        self.pipeline = pipeline
-        self.row = row
-        self.started = time.perf_counter()
-        self.done = False
-
-    def finish(self, ending: Ending | None, *, status: int = 0, error: str | None = None,
-               usage: Any = None, served: str | None = None, bytes_out: int | None = None,
-               extra: dict[str, Any] | None = None) -> None:
-        """Record the row: with ``ending`` its status and reason win over the
-        upstream's ``status`` / ``error``."""
-        if self.done:
-            return
-        self.done = True
-        if ending is not None:
-            status, error = ending.status, ending.reason
-        self.pipeline._record(self.row, self.started, status=status, error=error, usage=usage,
-                              served=served, bytes_out=bytes_out, extra=extra)

@@ -406,6 +406,26 @@ class Pool:
         self._save(account_id)
         return wait
 
+    def mark_refused(self, provider: Provider, status: int, body: bytes,
+                     headers: Mapping[str, str], error: str, *,
+                     cooldown: bool = True) -> tuple[str, float | None]:
+        """Judge an upstream's error answer (HTTP ``status`` >= 400) the way the
+        account's provider says (:meth:`~tokn.providers.Provider.failure_kind`)
+        and record it: ``client`` leaves the account alone, ``account`` rests it
+        (as long as a ``Retry-After`` asks), ``quota`` takes it out of rotation
+        until the quota resets.  Returns the kind and the Retry-After seconds.
+
+        Without ``cooldown`` (the only account) it rests only when told to wait."""
+        kind = provider.failure_kind(status, body)
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        if kind == "client":
+            return kind, retry_after
+        exhausted = provider.quota_reset(status, body) if kind == "quota" else None
+        self.mark_failure(provider.account_id, error, retry_after=retry_after,
+                          exhausted_until=exhausted,
+                          cooldown=cooldown or retry_after is not None or exhausted is not None)
+        return kind, retry_after
+
     def _save(self, account_id: str) -> None:
         if account_id not in self.providers:
             return  # taken out of rotation while its request ran: nothing to show

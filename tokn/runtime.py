@@ -14,7 +14,7 @@ import signal
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import certifi
@@ -25,10 +25,16 @@ from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
+from tokn.recorder import Recorder
+from tokn.server import lan, usage_routes
 from tokn.server.app import AppState, create_app
 from tokn.server.httpguard import policy_from
 from tokn.server.protocol import ClientLimits, guarded_protocol
+from tokn.ui import routes as ui_routes
 from tokn.usage import UsageStore
+
+if TYPE_CHECKING:
+    from tokn.mitm.services import ProxyServices
 
 log = logging.getLogger("tokn")
 
@@ -88,25 +94,6 @@ def make_client(cfg: Config,
     )
 
 
-ROUTE_MODULES = ("tokn.server.usage_routes", "tokn.server.lan", "tokn.ui.routes")
-
-
-def extra_routes(runtime: Runtime) -> list[Any]:
-    """Routes contributed by optional listener modules (each has ``routes(runtime)``)."""
-    import importlib
-
-    out: list[Any] = []
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        out.extend(module.routes(runtime))
-    return out
-
-
 class Runtime:
     """The shared pool, pipeline and usage store of one tokn process."""
 
@@ -118,13 +105,29 @@ class Runtime:
         self.pool = Pool(cfg, self.client)
         enabled = cfg.usage.enabled if usage is None else usage
         self.usage = UsageStore() if enabled else None
-        self.pipeline = Pipeline(cfg, self.pool, self.usage)
+        self.recorder = Recorder(self.usage, self.config)
+        self.pipeline = Pipeline(cfg, self.pool, self.recorder)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
                               policy=policy_from(cfg.server))
-        self.state.extra_routes = extra_routes(self)
+        # the listener's routes beyond the API: usage, LAN bootstrap, the dashboard
+        self.state.extra_routes = [*usage_routes.routes(self), *lan.routes(self),
+                                   *ui_routes.routes(self)]
         self.app = create_app(self.state)
         self.api_url = ""
         self.proxy_url = ""
+
+    def config(self) -> Config:
+        """The config in force (for parts that must not keep a copy)."""
+        return self.cfg
+
+    def proxy_services(self, listener: tuple[str, int]) -> ProxyServices:
+        """What the proxy's addons use, with route mode handing flows to ``listener``."""
+        from tokn.mitm.services import ProxyServices
+
+        return ProxyServices(config=self.config, pool=self.pool, recorder=self.recorder,
+                             drain=self.state.drain, internal_secret=self.state.internal_secret,
+                             api_key=self.state.api_key, listener=listener,
+                             caps=client_caps(self.cfg))
 
     async def aclose(self) -> None:
         await self.pool.aclose()
@@ -155,8 +158,9 @@ def client_caps(cfg: Config) -> ConnectionCaps:
 PROXY_KEEP_ALIVE = 30 * 86400.0
 
 
-def _make_uvicorn(app: Any, host: str, port: int, log_level: str, cfg: Config, *,
-                  keep_alive: float | None = None, lifespan: str = "on"):
+def make_server(app: Any, host: str, port: int, log_level: str, cfg: Config, *,
+                keep_alive: float | None = None, lifespan: str = "on") -> Any:
+    """A uvicorn server for ``app`` with tokn's limits; tokn owns the signals."""
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -189,7 +193,8 @@ def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -
     loop.default_exception_handler(context)
 
 
-def _bound_port(server: Any) -> int:
+def bound_port(server: Any) -> int:
+    """The port a started uvicorn server listens on."""
     for srv in server.servers:
         for sock in srv.sockets:
             return sock.getsockname()[1]
@@ -219,28 +224,26 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         except (NotImplementedError, RuntimeError):
             pass
     level = runtime.cfg.logging.level if runtime.cfg.logging.level != "info" else "warning"
-    server = _make_uvicorn(runtime.app, host, port, level, runtime.cfg)
+    server = make_server(runtime.app, host, port, level, runtime.cfg)
     servers = [server]
     tasks = [asyncio.create_task(server.serve())]
     proxy = None
     try:
         await _started(server, tasks[0], f"the listener could not start on {host}:{port}")
-        api_port = _bound_port(server)
+        api_port = bound_port(server)
         runtime.pool.start_background_refresh()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         bound = Bound(api_url=f"http://{shown}:{api_port}" if listener_public else "")
         if with_proxy:
             from tokn.mitm.runner import ProxyRunner
 
-            internal = _make_uvicorn(runtime.app, "127.0.0.1", 0, level, runtime.cfg,
-                                     keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
+            internal = make_server(runtime.app, "127.0.0.1", 0, level, runtime.cfg,
+                                   keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
             servers.append(internal)
             tasks.append(asyncio.create_task(internal.serve()))
             await _started(internal, tasks[-1], "the proxy's listener could not start")
-            proxy = ProxyRunner(runtime, host=proxy_host, port=proxy_port,
-                                route_mode=proxy_route_mode,
-                                listener_url=f"http://127.0.0.1:{_bound_port(internal)}",
-                                proxy_key=runtime.state.api_key)
+            proxy = ProxyRunner(runtime.proxy_services(("127.0.0.1", bound_port(internal))),
+                                host=proxy_host, port=proxy_port, route_mode=proxy_route_mode)
             await proxy.start()
             bound.proxy_url = proxy.url
         runtime.api_url = bound.api_url  # "" when the listener is private

@@ -11,10 +11,11 @@ created afresh, so rows never go to a file nobody can open.
 Units: ``ts`` is the time the attempt finished, in epoch **seconds** (REAL);
 ``ttfb_ms`` / ``latency_ms`` are milliseconds; ``bytes_*`` are bytes.
 
-The schema is versioned through ``PRAGMA user_version`` with forward-only
-migrations (``MIGRATIONS[i]`` takes a database from version ``i`` to
-``i + 1``).  Columns added to :data:`COLUMNS` later are also added to older
-databases on open (``ALTER TABLE ... ADD COLUMN``), so a new field never needs
+A row is a :class:`UsageRow`; the table's columns (:data:`COLUMNS`) are built
+from its fields.  The schema is versioned through ``PRAGMA user_version`` with
+forward-only migrations (``MIGRATIONS[i]`` takes a database from version ``i``
+to ``i + 1``).  Fields added to :class:`UsageRow` later are also added to older
+databases on open (``ALTER TABLE ... ADD COLUMN``), so a new column never needs
 a hand-written migration.
 
 Request and response bodies are stored only when ``[usage] record_bodies =
@@ -32,6 +33,8 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,37 +43,70 @@ from tokn.usage_feed import Feed
 
 log = logging.getLogger("tokn.usage")
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("ts", "REAL NOT NULL"),
-    ("request_id", "TEXT"),
-    ("session_key", "TEXT"),
-    ("front_door", "TEXT"),
-    ("route_mode", "TEXT"),
-    ("client", "TEXT"),
-    ("inbound_format", "TEXT"),
-    ("upstream_format", "TEXT"),
-    ("provider", "TEXT"),
-    ("account", "TEXT"),
-    ("model_requested", "TEXT"),
-    ("model_served", "TEXT"),
-    ("initiator", "TEXT"),
-    ("stream", "INTEGER"),
-    ("status", "INTEGER"),
-    ("error", "TEXT"),
-    ("input_tokens", "INTEGER DEFAULT 0"),
-    ("output_tokens", "INTEGER DEFAULT 0"),
-    ("cache_read_tokens", "INTEGER DEFAULT 0"),
-    ("cache_write_tokens", "INTEGER DEFAULT 0"),
-    ("reasoning_tokens", "INTEGER DEFAULT 0"),
-    ("estimated", "INTEGER DEFAULT 0"),
-    ("credits", "REAL"),
-    ("ttfb_ms", "REAL"),
-    ("latency_ms", "REAL"),
-    ("bytes_in", "INTEGER"),
-    ("bytes_out", "INTEGER"),
-    ("request_body", "TEXT"),
-    ("response_body", "TEXT"),
-)
+
+def _col(sql: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"sql": sql})
+
+
+def new_request_id() -> str:
+    """A request's id (one per request; every attempt's row carries it)."""
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(slots=True)
+class UsageRow:
+    """One usage row: the table's columns, in order (the schema is built from
+    this class).  Slots, so a misspelt column is an error, not a lost value."""
+
+    ts: float | None = _col("REAL NOT NULL")  # set when recorded
+    request_id: str | None = _col("TEXT")
+    session_key: str | None = _col("TEXT")
+    front_door: str | None = _col("TEXT")  # listener | proxy | dashboard
+    route_mode: str | None = _col("TEXT")  # route | switch | passthrough
+    client: str | None = _col("TEXT")  # peer host:port
+    inbound_format: str | None = _col("TEXT")
+    upstream_format: str | None = _col("TEXT")
+    provider: str | None = _col("TEXT")
+    account: str | None = _col("TEXT")
+    model_requested: str | None = _col("TEXT")
+    model_served: str | None = _col("TEXT")
+    initiator: str | None = _col("TEXT")
+    stream: int | None = _col("INTEGER")
+    status: int | None = _col("INTEGER")
+    error: str | None = _col("TEXT")
+    input_tokens: int = _col("INTEGER DEFAULT 0", 0)
+    output_tokens: int = _col("INTEGER DEFAULT 0", 0)
+    cache_read_tokens: int = _col("INTEGER DEFAULT 0", 0)
+    cache_write_tokens: int = _col("INTEGER DEFAULT 0", 0)
+    reasoning_tokens: int = _col("INTEGER DEFAULT 0", 0)
+    estimated: int = _col("INTEGER DEFAULT 0", 0)
+    credits: float | None = _col("REAL")
+    ttfb_ms: float | None = _col("REAL")
+    latency_ms: float | None = _col("REAL")
+    bytes_in: int | None = _col("INTEGER")
+    bytes_out: int | None = _col("INTEGER")
+    request_body: str | None = _col("TEXT")
+    response_body: str | None = _col("TEXT")
+
+    def set_usage(self, usage: Any) -> None:
+        """The token counts of a converter :class:`~tokn.convert.Usage`."""
+        self.input_tokens, self.output_tokens = usage.input_tokens, usage.output_tokens
+        self.cache_read_tokens = usage.cache_read_tokens
+        self.cache_write_tokens = usage.cache_write_tokens
+        self.reasoning_tokens = usage.reasoning_tokens
+        self.estimated = int(usage.estimated)
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Set columns by name (``AttributeError`` for a name that is none)."""
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in NAMES}
+
+
+COLUMNS: tuple[tuple[str, str], ...] = tuple((f.name, f.metadata["sql"])
+                                             for f in fields(UsageRow))
 NAMES = tuple(name for name, _ in COLUMNS)
 # Columns whose missing value is stored as 0 (token counts), not NULL.
 _ZERO = frozenset(name for name, decl in COLUMNS if decl.endswith("DEFAULT 0"))
@@ -231,10 +267,14 @@ class UsageStore:
         self._thread = threading.Thread(target=self._run, name="tokn-usage", daemon=True)
         self._thread.start()
 
-    def record(self, row: dict[str, Any]) -> None:
-        """Queue one row (unknown keys ignored; ``ts`` defaults to now, epoch seconds)."""
+    def record(self, row: UsageRow | dict[str, Any]) -> None:
+        """Queue one row (a dict's unknown keys are ignored; ``ts`` defaults to
+        now, epoch seconds)."""
+        if isinstance(row, UsageRow):
+            row = row.as_dict()
         if isinstance(row, dict):
-            row.setdefault("ts", time.time())
+            if row.get("ts") is None:
+                row["ts"] = time.time()
             self.feed.publish(row)
         self._queue.put(row)
 

@@ -13,7 +13,7 @@ from tests.fakes.llm import FakeLLM
 from tests.helpers import account, running_tokn, write_config
 from tokn import ca
 from tokn.cli import app
-from tokn.cli.lan_cmd import addresses_from_ip_json, guess_lan_host
+from tokn.lan_host import addresses_from_ip_json, guess_lan_host
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from tokn import wire
 from tokn.hosts import intercept_patterns, provider_for
-from tokn.mitm.modes import allow_hosts_regex, map_endpoint, parse_basic, resolve_mode
+from tokn.mitm.modes import allow_hosts_regex, parse_basic, resolve_mode
 
 PM = {"github-copilot": "switch", "anthropic": "passthrough"}
 
@@ -51,7 +52,8 @@ def test_invalid_mode_names_the_valid_ones(header, user):
     ("DELETE", "/v1/models", None),
 ])
 def test_endpoint_mapping(method, path, fmt):
-    assert map_endpoint(method, path) == fmt
+    found = wire.match(method, path)
+    assert (found[0].fmt if found else None) == fmt
 
 
 @pytest.mark.parametrize("host,path,provider", [

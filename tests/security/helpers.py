@@ -194,7 +194,7 @@ def body_json(text: str) -> Any:
 
 def lan_address() -> str | None:
     """A non-loopback address of this machine (tests act as a LAN peer from it)."""
-    from tokn.cli.lan_cmd import guess_lan_host
+    from tokn.lan_host import guess_lan_host
 
     host = guess_lan_host()
     try:

@@ -12,9 +12,9 @@ from tokn.config import ConfigError, parse_config
 from tokn.connlimits import ConnectionCaps, fd_budget, is_loopback_peer
 from tokn.hosts import parse_authority
 from tokn.mitm.access import ConnState, ProxyAccess, authorize
-from tokn.mitm.standalone import listen_problem
 from tokn.mitm.target import Target, check_names, credential_may_go, target_of
 from tokn.server.httpguard import Policy, host_allowed, is_json_type, screen, too_deep
+from tokn.standalone import listen_problem
 
 OPENAI = Target("api.openai.com", 443, True)
 

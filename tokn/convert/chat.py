@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..wire import stream_error
 from .common import stronger_finish
 from .context import Dialect
-from .stage import Frame, Stage, chat_error
+from .stage import Frame, Stage
 
 
 class ChatNormalizeStream(Stage):
@@ -63,7 +64,7 @@ class ChatNormalizeStream(Stage):
         if self.done:
             return []
         self.done = True
-        return [(None, chat_error(message))]
+        return [stream_error("chat", message)]
 
     def _renumber(self, choice: int, call: dict[str, Any]) -> dict[str, Any]:
         key = (choice, call.get("index") or 0)

@@ -90,10 +90,6 @@ def chat_stream_tail(chunk_id: str, created: int, model: str | None,
     return [(None, chunk), (None, "[DONE]")]
 
 
-def chat_error(message: str, kind: str = "api_error", code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
 def error_message(data: Any) -> str:
     """The message of an error payload in any of the three formats."""
     if isinstance(data, dict):

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokn.identity import Identity, identify
 from tokn.lan_env import PROXY_USER
 from tokn.mitm.modes import parse_basic
-from tokn.server.auth import key_matches
 
 # The most of an unauthenticated request's body the proxy buffers to answer
 # it; a larger (or unknown) one is streamed to a sink and discarded.
@@ -29,13 +29,16 @@ UNAUTHENTICATED_BODY_LIMIT = 64 * 1024
 class ConnState:
     authed: bool = False
     user: str | None = None
+    identity: Identity | None = None  # who authenticated the connection
 
 
 def authorize(key: str, state: ConnState, header: str | None) -> bool:
     """Admit one request head on a connection in ``state`` (updated in place)."""
     creds = parse_basic(header)
-    if key and not state.authed and (creds is None or not key_matches(key, creds[1])):
-        return False
+    if not state.authed:
+        state.identity = identify(key, creds[1] if creds else None)
+        if state.identity is None:
+            return False
     state.authed = True
     if creds is not None and creds[0] and creds[0] != PROXY_USER:
         state.user = creds[0]
@@ -59,6 +62,10 @@ class ProxyAccess:
     def user(self, conn_id: str) -> str | None:
         state = self.conns.get(conn_id)
         return state.user if state is not None else None
+
+    def identity(self, conn_id: str) -> Identity | None:
+        state = self.conns.get(conn_id)
+        return state.identity if state is not None else None
 
     def forget(self, conn_id: str) -> None:
         self.conns.pop(conn_id, None)

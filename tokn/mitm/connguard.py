@@ -22,17 +22,19 @@ from typing import Any
 
 from mitmproxy import ctx
 
-from tokn.connlimits import ConnectionCaps
 from tokn.mitm.access import ProxyAccess
+from tokn.mitm.services import ProxyServices
 
 log = logging.getLogger("tokn.proxy")
 
 
 class ConnectionGuard:
-    def __init__(self, access: ProxyAccess, caps: ConnectionCaps, header_timeout: float) -> None:
-        self.access = access
-        self.caps = caps
-        self.header_timeout = header_timeout
+    name = "tokn_connguard"
+
+    def __init__(self, access: ProxyAccess, services: ProxyServices) -> None:
+        self.access = access  # ProxyAuth's: whether a connection was admitted
+        self.services = services
+        self.caps = services.caps
         self.counted: dict[str, str] = {}  # client id -> peer host, for release
         self.timers: dict[str, asyncio.TimerHandle] = {}
 
@@ -46,7 +48,7 @@ class ConnectionGuard:
                 return
             self.counted[client.id] = peer
         self.timers[client.id] = asyncio.get_running_loop().call_later(
-            self.header_timeout, self._deadline, client.id)
+            self.services.config().server.header_timeout_secs, self._deadline, client.id)
 
     def client_disconnected(self, client: Any) -> None:
         timer = self.timers.pop(client.id, None)
@@ -65,6 +67,6 @@ class ConnectionGuard:
             return
         io = handler.transports.get(handler.client)
         if io is not None and io.handler is not None:
-            log.info("proxy: closing a connection from %s: not authenticated within %.0f s",
-                     handler.client.peername, self.header_timeout)
+            log.info("proxy: closing a connection from %s: not authenticated within the "
+                     "deadline ([server] header_timeout_secs)", handler.client.peername)
             io.handler.cancel("tokn: authentication deadline")

@@ -1,35 +1,132 @@
-"""Pure decisions of the proxy: route mode, endpoint mapping, allowlist regex."""
+"""Pure decisions of the proxy: what happens to a request for path X on host Y
+(:func:`decide`), route mode precedence, the allowlist regex.
+
+:func:`decide` is the one place that answers "what does the proxy do with this
+request": forward it untouched (not intercepted), refuse it (the names the
+client sent disagree, a bad mode, a web origin, no endpoint), hand it to the
+listener's pipeline (route), or forward it itself with pooled credentials
+(switch) or the client's own (passthrough).  The router addon
+(:mod:`tokn.mitm.router`) acts on it; which endpoint a path names, and the
+caller's error format, come from :mod:`tokn.wire`.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from tokn.config import ROUTE_MODES
+from tokn import hosts, wire
+from tokn.config import ROUTE_MODES, Config
+from tokn.mitm.target import Target, check_names, target_of
 
 MODE_HEADER = "x-tokn-route-mode"
 
-# (method, path suffix) -> inbound format, most specific first.  A suffix
-# match covers every host's prefix: /v1/... (OpenAI, Anthropic), Copilot's
-# un-prefixed paths, /api/paas/v4/... (Z.ai), /api/v1/... (OpenRouter).
-ENDPOINTS: tuple[tuple[str, str, str], ...] = (
-    ("POST", "/chat/completions", "chat"),
-    ("POST", "/messages/count_tokens", "count_tokens"),
-    ("POST", "/messages", "messages"),
-    ("POST", "/responses", "responses"),
-    ("POST", "/embeddings", "embeddings"),
-    ("GET", "/models", "models"),
-)
+# what decide() says to do
+FORWARD = "forward"  # not intercepted: mitmproxy forwards it untouched, unobserved
+REFUSE = "refuse"  # answer at once: status and message, in the caller's API
+ROUTE = "route"
+SWITCH = "switch"
+PASSTHROUGH = "passthrough"
 
-LISTENER_PATHS = {
-    "chat": "/v1/chat/completions",
-    "count_tokens": "/v1/messages/count_tokens",
-    "messages": "/v1/messages",
-    "responses": "/v1/responses",
-    "embeddings": "/v1/embeddings",
-    "models": "/v1/models",
-}
+
+@dataclass(frozen=True)
+class Settings:
+    """What :func:`decide` decides with: the config in force and the proxy's
+    default mode (the ``tokn_route_mode`` option, e.g. ``tokn proxy --route-mode``)."""
+
+    intercept: tuple[str, ...]
+    passthrough: tuple[str, ...]
+    provider_modes: Mapping[str, str]
+    default_mode: str
+    cors_origins: frozenset[str]
+
+    @classmethod
+    def of(cls, cfg: Config, route_mode: str | None = None) -> Settings:
+        pm = cfg.proxy_mode
+        return cls(intercept=tuple(hosts.intercept_patterns(pm.intercept_hosts,
+                                                            pm.passthrough_hosts)),
+                   passthrough=tuple(pm.passthrough_hosts),
+                   provider_modes=dict(pm.provider_modes),
+                   default_mode=route_mode or pm.route_mode,
+                   cors_origins=frozenset(o.rstrip("/").lower()
+                                          for o in cfg.server.cors_origins))
+
+
+@dataclass(frozen=True)
+class Head:
+    """What :func:`decide` reads of a request head.  ``scheme``/``host``/``port``
+    are where mitmproxy would connect (the real target); ``host_headers`` every
+    ``Host`` value, ``authority`` the HTTP/2 ``:authority`` (or absolute-form
+    authority), ``tunnel_sni`` the SNI of TLS inside a CONNECT tunnel;
+    ``connect_user`` the route mode the connection's proxy username names."""
+
+    method: str
+    path: str
+    scheme: str
+    host: str
+    port: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    host_headers: tuple[str, ...] = ()
+    authority: str = ""
+    tunnel_sni: str | None = None
+    connect_user: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    api: wire.Api = wire.OPENAI  # the caller's API: its error format
+    target: Target | None = None
+    mode: str | None = None
+    provider: str | None = None  # the provider owning the host (switch's accounts)
+    endpoint: wire.Endpoint | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    status: int = 0  # with a message: the error to answer (REFUSE, or a switch that
+    message: str = ""  # cannot be done: observed, so its row says why)
+
+
+def decide(settings: Settings, head: Head) -> Decision:
+    """What the proxy does with ``head`` (see the module doc)."""
+    target = target_of(head.host, head.port, head.scheme)
+    api = wire.caller_api(head.path, host=target.host, headers=head.headers)
+    problem = check_names(target, scheme=head.scheme, host_headers=head.host_headers,
+                          authority=head.authority, tunnel_sni=head.tunnel_sni)
+    if problem:
+        return Decision(REFUSE, api, target, status=400, message=f"tokn proxy: {problem}.")
+    if not hosts.should_intercept(target.host, settings.intercept, settings.passthrough):
+        return Decision(FORWARD, api, target)  # plain-HTTP request to another host
+    provider = hosts.provider_for(target.host, head.path)
+    try:
+        mode = resolve_mode(header=head.headers.get(MODE_HEADER), connect_user=head.connect_user,
+                            provider=provider, provider_modes=settings.provider_modes,
+                            default=settings.default_mode)
+    except ValueError as exc:
+        return Decision(REFUSE, api, target, status=400, message=str(exc))
+    origin = head.headers.get("origin")
+    if mode != PASSTHROUGH and origin is not None \
+            and origin.rstrip("/").lower() not in settings.cors_origins:
+        # a web page in a browser that uses this proxy must not spend the pool
+        return Decision(REFUSE, api, target, mode, provider, status=403, message=(
+            f"tokn proxy: requests from the web origin {origin!r} may not use pooled "
+            "accounts; add it to [server].cors_origins to allow it."))
+    found = wire.match(head.method, head.path)
+    endpoint, params = found if found else (None, {})
+    decision = Decision(mode, api, target, mode, provider, endpoint, params)
+    if mode == ROUTE and endpoint is None:
+        return dataclasses.replace(decision, action=REFUSE, status=501, message=(
+            f"tokn route mode has no endpoint for {head.method} {head.path.split('?', 1)[0]} "
+            f"on {head.host}; use {MODE_HEADER}: passthrough to reach the host directly."))
+    if mode == SWITCH and provider is None:
+        return dataclasses.replace(decision, status=400,
+                                   message=f"switch mode has no provider for {target.host}.")
+    if mode == SWITCH and not target.tls:
+        return dataclasses.replace(decision, status=400, message=(
+            "switch mode sends a pooled credential only over TLS; this request is plain "
+            f"HTTP to {target.host}: use https://."))
+    return decision
 
 
 def check_mode(value: str, source: str) -> str:
@@ -53,15 +150,6 @@ def resolve_mode(*, header: str | None, connect_user: str | None, provider: str 
     if provider and provider in provider_modes:
         return check_mode(provider_modes[provider], f"provider_modes.{provider} =")
     return check_mode(default, "default route mode")
-
-
-def map_endpoint(method: str, path: str) -> str | None:
-    """The standard endpoint for a request, or ``None`` when tokn has none."""
-    path = path.split("?", 1)[0].rstrip("/")
-    for verb, suffix, fmt in ENDPOINTS:
-        if method.upper() == verb and path.endswith(suffix):
-            return fmt
-    return None
 
 
 def parse_basic(value: str | None) -> tuple[str, str] | None:

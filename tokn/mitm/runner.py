@@ -1,4 +1,4 @@
-"""Run mitmproxy in-process with tokn's addon (see shared notes on embedding).
+"""Run mitmproxy in-process with tokn's addons (see shared notes on embedding).
 
 ``Master`` + ``default_addons()`` (not ``DumpMaster``, whose error check exits
 the process), lazy upstream connections, leaves naming only the requested
@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from tokn import hosts, paths
+from tokn.config import Config
 from tokn.errors import ToknError
 from tokn.mitm import modes
+from tokn.mitm.services import ProxyServices
 
 
-def upstream_bundle(cfg: Any) -> Path:
+def upstream_bundle(cfg: Config) -> Path:
     """certifi + system roots + ``[proxy_mode].upstream_ca_bundle`` in one file,
     for mitmproxy's upstream verification (which *replaces* default roots)."""
     import ssl
@@ -33,7 +35,7 @@ def upstream_bundle(cfg: Any) -> Path:
     return out
 
 
-def mitm_options(cfg: Any, *, host: str, port: int) -> dict[str, Any]:
+def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
     """Options tokn needs, set with ``opts.update`` after the addons are added."""
     from tokn.ca import ensure_ca, mitm_confdir, write_mitm_confdir
 
@@ -60,17 +62,15 @@ def mitm_options(cfg: Any, *, host: str, port: int) -> dict[str, Any]:
 
 
 class ProxyRunner:
-    """Start/stop one mitmproxy ``Master`` inside the running event loop."""
+    """Start/stop one mitmproxy ``Master`` inside the running event loop, with
+    mitmproxy's default addons and tokn's (:func:`~tokn.mitm.addons.proxy_addons`)."""
 
-    def __init__(self, runtime: Any, *, host: str, port: int, route_mode: str | None,
-                 listener_url: str, proxy_key: str = "") -> None:
-        self.runtime = runtime
+    def __init__(self, services: ProxyServices, *, host: str, port: int,
+                 route_mode: str | None) -> None:
+        self.services = services
         self.host, self.port = host, port
         self.route_mode = route_mode
-        self.listener_url = listener_url
-        self.proxy_key = proxy_key
         self.master: Any = None
-        self.addon: Any = None
         self._task: asyncio.Task | None = None
         self.url = ""
         self.listening = False
@@ -81,21 +81,17 @@ class ProxyRunner:
         from mitmproxy import addons, options
         from mitmproxy.master import Master
 
-        from tokn.mitm.addon import ToknAddon
-        from tokn.mitm.connguard import ConnectionGuard
-        from tokn.runtime import client_caps
+        from tokn.mitm.addons import proxy_addons
 
-        if self.runtime.cfg.logging.level != "debug":
+        cfg = self.services.config()
+        if cfg.logging.level != "debug":
             logging.getLogger("mitmproxy").setLevel(logging.ERROR)
         opts = options.Options()
         self.master = Master(opts)
         self.master.addons.add(*addons.default_addons())
-        cfg = self.runtime.cfg
-        self.addon = ToknAddon(self.runtime, self.listener_url, route_mode=self.route_mode,
-                               proxy_key=self.proxy_key)
-        self.master.addons.add(ConnectionGuard(self.addon.access, client_caps(cfg),
-                                               cfg.server.header_timeout_secs), self.addon)
-        opts.update(**mitm_options(cfg, host=self.host, port=self.port))
+        self.master.addons.add(*proxy_addons(self.services))
+        opts.update(**mitm_options(cfg, host=self.host, port=self.port),
+                    tokn_route_mode=self.route_mode)
         self._task = asyncio.create_task(self.master.run())
         proxyserver = self.master.addons.get("proxyserver")
         addrs: list = []
@@ -115,7 +111,6 @@ class ProxyRunner:
         host, port = addrs[0][0], addrs[0][1]
         self.port = port
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        self.addon.self_addrs = {(a[0], a[1]) for a in addrs} | {(shown, port)}
         self.url = f"http://{shown}:{port}"
 
     async def stop_listening(self) -> None:

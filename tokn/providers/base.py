@@ -20,6 +20,7 @@ import httpx
 from tokn.config import AccountConfig
 from tokn.convert import PLAIN, Dialect
 from tokn.errors import ToknError
+from tokn.wire import upstream_paths
 
 # Inbound headers never forwarded upstream (hop-by-hop, credentials, tokn's own).
 DROP_HEADERS = frozenset({
@@ -98,14 +99,8 @@ class Provider:
     display_name: ClassVar[str] = ""
     formats: ClassVar[frozenset[str]] = frozenset({"chat", "embeddings"})
     default_base_url: ClassVar[str] = ""
-    paths: ClassVar[dict[str, str]] = {
-        "chat": "/chat/completions",
-        "responses": "/responses",
-        "messages": "/messages",
-        "embeddings": "/embeddings",
-        "models": "/models",
-        "count_tokens": "/messages/count_tokens",
-    }
+    # format -> path under base_url: the wire table's (tokn.wire), unless overridden
+    paths: ClassVar[dict[str, str]] = upstream_paths()
     key_field: ClassVar[str] = "api_key"
     env_vars: ClassVar[tuple[str, ...]] = ()     # default env vars for `tokn import --from env`
     hosts: ClassVar[tuple[str, ...]] = ()        # hosts whose traffic this provider owns (switch)

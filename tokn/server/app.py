@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -18,31 +16,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tokn import hop, wire
 from tokn.drain import Drain
-from tokn.errors import ToknError, error_body
+from tokn.errors import ToknError
+from tokn.identity import Identity, identify, key_matches, presented_key
 from tokn.pipeline import Inbound, Pipeline, Reply
-from tokn.server.auth import key_matches, presented_key
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 
-# POST paths -> inbound format.  Un-prefixed forms are what Copilot-style
-# clients (and the proxy's route mode for api.githubcopilot.com) send.
-POST_ROUTES: dict[str, str] = {
-    "/v1/chat/completions": "chat",
-    "/chat/completions": "chat",
-    "/v1/messages": "messages",
-    "/v1/messages/count_tokens": "count_tokens",
-    "/v1/responses": "responses",
-    "/responses": "responses",
-    "/v1/embeddings": "embeddings",
-    "/embeddings": "embeddings",
-}
+# The API endpoints are the wire table's (tokn.wire): each at its listener
+# paths (un-prefixed forms are what Copilot-style clients send).
 log = logging.getLogger("tokn")
-INTERNAL_HEADER = "x-tokn-internal"
-TOKN_HEADERS = ("x-tokn-internal", "x-tokn-front-door", "x-tokn-route-mode", "x-tokn-client")
-# The proxy's answers for requests whose body it must not buffer: streamed here,
-# answered at once from the (base64 JSON) description in REJECT_HEADER.
-REJECT_PATH = "/-/tokn/reject"
-REJECT_HEADER = "x-tokn-reject"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -57,8 +40,15 @@ class AppState:
 
     def is_internal(self, headers: Mapping[str, str]) -> bool:
         """Whether a request carries the proxy's secret (its route-mode hop)."""
-        value = headers.get(INTERNAL_HEADER)
+        value = headers.get(hop.INTERNAL)
         return bool(value) and key_matches(self.internal_secret, value)
+
+    def identity(self, headers: Mapping[str, str]) -> Identity | None:
+        """Who is calling (``None``: refused): the proxy's hop says whom it
+        admitted; anyone else presents the API key."""
+        if self.is_internal(headers):
+            return Identity(headers.get(hop.IDENTITY) or "proxy")
+        return identify(self.api_key, presented_key(headers))
 
 
 FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
@@ -104,10 +94,6 @@ async def until_disconnect(request: Request, work: Any) -> Any:
     return None if task.cancelled() else task.result()
 
 
-def _err_fmt(path: str) -> str:
-    return "messages" if path.startswith("/v1/messages") else "chat"
-
-
 def to_response(reply: Reply) -> Response:
     if reply.stream is not None:
         return StreamingResponse(reply.stream, status_code=reply.status, headers=reply.headers,
@@ -117,67 +103,70 @@ def to_response(reply: Reply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=headers, media_type=media)
 
 
-def _error(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(error_body(_err_fmt(path), status, message), status, headers=headers)
+def error_response(request: Request, status: int, message: str,
+                   code: str | None = None) -> Response:
+    """An error in the caller's own API format (:func:`tokn.wire.caller_api`)."""
+    api = wire.caller_api(request.url.path, headers=request.headers)
+    return JSONResponse(api.error(status, message, code), status)
 
 
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
-    return state.is_internal(request.headers) or key_matches(state.api_key,
-                                                             presented_key(request.headers))
+    return state.identity(request.headers) is not None
 
 
 def denied(request: Request) -> Response:
     """401 in the caller's format, saying how to authenticate."""
-    return _error(request.url.path, 401,
-                  "Invalid or missing API key: send it as `Authorization: Bearer KEY` or "
-                  "`x-api-key: KEY` (the key is [server].api_key / --api-key).")
+    return error_response(request, 401,
+                          "Invalid or missing API key: send it as `Authorization: Bearer KEY` "
+                          "or `x-api-key: KEY` (the key is [server].api_key / --api-key).")
 
 
 def create_app(state: AppState) -> Starlette:
-    def authorized(request: Request) -> bool:
-        return is_authorized(state, request)
+    def api(endpoint: wire.Endpoint) -> Any:
+        async def handle(request: Request) -> Response:
+            identity = state.identity(request.headers)
+            if identity is None:
+                return denied(request)
+            try:
+                body, size = await read_json_object(request, state.policy.max_body)
+            except ToknError as exc:
+                return error_response(request, exc.status, exc.message)
+            headers = {k.lower(): v for k, v in request.headers.items()
+                       if k.lower() not in hop.LABELS}
+            # labels from the proxy are trusted only with the proxy's own secret
+            internal = state.is_internal(request.headers)
+            inbound = Inbound(
+                fmt=endpoint.fmt, body=body, headers=headers, size=size,
+                front_door=request.headers.get(hop.FRONT_DOOR, "listener") if internal
+                else "listener",
+                route_mode=request.headers.get(hop.ROUTE_MODE, "route") if internal
+                else "route",
+                client=(request.headers.get(hop.CLIENT) if internal else None)
+                or (f"{request.client.host}:{request.client.port}" if request.client else ""),
+                params=request.path_params, identity=identity, flight=request.scope[FLIGHT],
+            )
+            try:
+                reply = await until_disconnect(request, state.pipeline.handle(inbound))
+                if reply is None:  # the client is gone; the pipeline recorded a 499
+                    return Response(status_code=499)
+                return to_response(reply)
+            except Exception as exc:  # noqa: BLE001 - last resort: the caller's format
+                log.exception("unexpected error on %s", request.url.path)
+                return error_response(request, 500, "tokn hit an unexpected error ("
+                                      f"{type(exc).__name__}: {exc}); see the log and please "
+                                      "report it.")
 
-    async def api(request: Request) -> Response:
-        path = request.url.path
-        if not authorized(request):
-            return denied(request)
-        try:
-            body, size = await read_json_object(request, state.policy.max_body)
-        except ToknError as exc:
-            return _error(path, exc.status, exc.message)
-        headers = {k.lower(): v for k, v in request.headers.items()
-                   if k.lower() not in TOKN_HEADERS}
-        # labels from the proxy are trusted only with the proxy's own secret
-        internal = state.is_internal(request.headers)
-        inbound = Inbound(
-            fmt=POST_ROUTES[path], body=body, headers=headers, size=size,
-            front_door=request.headers.get("x-tokn-front-door", "listener") if internal
-            else "listener",
-            route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",
-            client=(request.headers.get("x-tokn-client") if internal else None)
-            or (f"{request.client.host}:{request.client.port}" if request.client else ""),
-            flight=request.scope[FLIGHT],
-        )
-        try:
-            reply = await until_disconnect(request, state.pipeline.handle(inbound))
-            if reply is None:  # the client is gone; the pipeline recorded a 499
-                return Response(status_code=499)
-            return to_response(reply)
-        except Exception as exc:  # noqa: BLE001 - last resort: the caller's format, no traceback
-            log.exception("unexpected error on %s", path)
-            return _error(path, 500, f"tokn hit an unexpected error ({type(exc).__name__}: "
-                          f"{exc}); see the log and please report it.")
+        return handle
 
     async def models(request: Request) -> Response:
-        if not authorized(request):
+        if state.identity(request.headers) is None:
             return denied(request)
-        anthropic = "anthropic-version" in request.headers
+        caller = wire.caller_api(request.url.path, headers=request.headers)
         try:
-            return JSONResponse(await state.pipeline.models(anthropic_shape=anthropic))
+            return JSONResponse(caller.listing(await state.pipeline.models()))
         except ToknError as exc:  # no model listed, and accounts failing: say why
-            return JSONResponse(error_body("messages" if anthropic else "chat", exc.status,
-                                           exc.message, exc.code), exc.status)
+            return error_response(request, exc.status, exc.message, exc.code)
 
     async def healthz(request: Request) -> Response:
         pool = state.pipeline.pool
@@ -188,32 +177,31 @@ def create_app(state: AppState) -> Starlette:
         if not state.is_internal(request.headers):
             return await not_found(request, ToknError("not found", status=404))
         try:
-            spec = json.loads(base64.b64decode(request.headers[REJECT_HEADER]))
-            status, body, headers = int(spec["status"]), str(spec["body"]), dict(spec["headers"])
-        except (KeyError, ValueError, TypeError):
-            return _error(request.url.path, 500, "tokn proxy: malformed internal rejection.")
+            status, body, headers = hop.decode_rejection(request.headers.get(hop.REJECT, ""))
+        except ValueError:
+            return error_response(request, 500, "tokn proxy: malformed internal rejection.")
         # no `connection: close`: uvicorn then reads and discards the rest of the
         # body, where closing with unread input would reset the connection and
         # could destroy this answer before the proxy reads it
-        return Response(body.encode(), status, headers=headers)
+        return Response(body, status, headers=headers)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return _error(request.url.path, 404,
-                      f"Unknown endpoint {request.method} {request.url.path}. "
-                      "See GET /v1/models and the README for what tokn serves.")
+        return error_response(request, 404,
+                              f"Unknown endpoint {request.method} {request.url.path}. "
+                              "See GET /v1/models and the README for what tokn serves.")
 
     async def bad_method(request: Request, exc: Exception) -> Response:
-        return _error(request.url.path, 405, f"{request.method} is not allowed on "
-                      f"{request.url.path}.")
+        return error_response(request, 405, f"{request.method} is not allowed on "
+                              f"{request.url.path}.")
 
-    routes = [Route(p, api, methods=["POST"]) for p in POST_ROUTES]
-    routes += [Route("/v1/models", models), Route("/models", models),
-               Route("/healthz", healthz), Route(REJECT_PATH, reject, methods=ALL_METHODS),
+    routes = [Route(path, models if ep.method == "GET" else api(ep), methods=[ep.method])
+              for ep in wire.ENDPOINTS for path in ep.routes]
+    routes += [Route("/healthz", healthz), Route(hop.REJECT_PATH, reject, methods=ALL_METHODS),
                *state.extra_routes]
     middleware = [
         Middleware(TrackRequests, drain=state.drain),
         Middleware(FrontGuard, key_set=lambda: bool(state.api_key), internal=state.is_internal,
-                   policy=state.policy, error_format=_err_fmt),
+                   policy=state.policy),
         Middleware(CORSMiddleware, allow_origins=list(state.policy.cors_origins),
                    allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"],
                    expose_headers=["retry-after"], max_age=600),

@@ -17,7 +17,7 @@ own name.  So, before any route runs:
 Requests carrying the proxy's internal secret (route mode's in-process hop)
 were checked by the proxy and pass; the dashboard (``/ui``) has its own gate
 (:mod:`tokn.server.ui_auth`: Host, sign-in, CSRF, same-origin forms).
-Answers use the caller's API format.
+Answers use the caller's API format (:func:`tokn.wire.caller_api`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from tokn.errors import ToknError, error_body
+from tokn import wire
+from tokn.errors import ToknError
 from tokn.hosts import normalize_host, parse_authority
 from tokn.server.guard import is_loopback
 from tokn.server.ui_auth import owns as dashboard_owns
@@ -144,13 +145,11 @@ class FrontGuard:
     """ASGI middleware applying :func:`screen` (see the module doc)."""
 
     def __init__(self, app: Any, *, key_set: Callable[[], bool],
-                 internal: Callable[[Headers], bool], policy: Policy,
-                 error_format: Callable[[str], str]) -> None:
+                 internal: Callable[[Headers], bool], policy: Policy) -> None:
         self.app = app
         self.key_set = key_set
         self.internal = internal
         self.policy = policy
-        self.error_format = error_format
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # the dashboard's pages and forms pass its own gate (tokn.server.ui_auth)
@@ -160,10 +159,10 @@ class FrontGuard:
                 scope["method"], headers, self.policy, key_set=self.key_set())
             if problem is not None:
                 status, message = problem
-                fmt = self.error_format(scope["path"])
+                api = wire.caller_api(scope["path"], headers=headers)
                 # answered before the body is read; uvicorn discards what still comes
                 # (closing instead would reset the connection under the answer)
-                response = JSONResponse(error_body(fmt, status, message), status)
+                response = JSONResponse(api.error(status, message, None), status)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

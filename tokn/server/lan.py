@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from tokn import lan_env
 from tokn.errors import ToknError
+from tokn.identity import key_matches, presented_key
+from tokn.lan_host import guess_lan_host
 from tokn.server.app import denied, is_authorized
-from tokn.server.auth import key_matches, presented_key
 
 NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 ENDPOINTS = "GET /-/lan/bootstrap.json, /-/lan/ca.crt, /-/lan/env?shell=sh|bash|zsh|fish|pwsh"
@@ -57,14 +58,13 @@ def _ports(runtime: Any, request: Request, hp: lan_env.HostPort) -> tuple[int, i
                                                                          int | None]:
     """``(request_port, api_port, proxy_port)`` as the client should use them."""
     request_port = hp.port or 80
-    proxy_port = lan_env.port_of(getattr(runtime, "proxy_url", None)) \
-        or runtime.cfg.proxy_mode.port
-    api_url = getattr(runtime, "api_url", None)  # "" when the listener is not public
+    proxy_port = lan_env.port_of(runtime.proxy_url) or runtime.cfg.proxy_mode.port
+    api_url = runtime.api_url  # "" when the listener is not public
     forwarded = lan_env.parse_port(request.headers.get("x-forwarded-port"))
     if forwarded is not None and len(request.headers.getlist("x-forwarded-port")) == 1:
         # Reached through the proxy port: helper URLs stay on it.
         return forwarded, lan_env.port_of(api_url), forwarded
-    api_port = request_port if api_url is None or api_url else None
+    api_port = request_port if api_url else None
     return request_port, api_port, proxy_port
 
 
@@ -151,8 +151,7 @@ def startup_lines(runtime: Any, bound: Any, host: str, proxy_host: str | None = 
     Print with ``markup=False`` (IPv6 literals contain brackets)."""
     from tokn.server.guard import is_loopback
 
-    api_url = getattr(bound, "api_url", "") or ""
-    proxy_url = getattr(bound, "proxy_url", "") or ""
+    api_url, proxy_url = bound.api_url, bound.proxy_url
     public_api = bool(api_url) and not is_loopback(host)
     public_proxy = bool(proxy_url) and proxy_host is not None and not is_loopback(proxy_host)
     if not (public_api or public_proxy):
@@ -160,8 +159,6 @@ def startup_lines(runtime: Any, bound: Any, host: str, proxy_host: str | None = 
     _, fingerprint = ca_certificate(runtime)
     shown_host = host if public_api else (proxy_host or host)
     if shown_host in ("0.0.0.0", "::", "", "*"):
-        from tokn.cli.lan_cmd import guess_lan_host
-
         shown_host = guess_lan_host()
     port = lan_env.port_of(api_url if public_api else proxy_url)
     origin = lan_env.HostPort(shown_host.strip("[]"), port).origin()

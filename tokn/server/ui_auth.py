@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tokn.identity import key_matches, presented_key
 from tokn.lan_env import BadHost, parse_host
-from tokn.server.auth import key_matches, presented_key
 from tokn.server.guard import is_loopback
 
 PREFIX = "/ui"

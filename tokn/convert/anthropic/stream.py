@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...wire import stream_error
 from ..common import (
     ANTHROPIC_TO_CHAT_STOP,
     CHAT_TO_ANTHROPIC_STOP,
@@ -17,7 +18,6 @@ from ..stage import (
     Frame,
     FromChatStage,
     Stage,
-    chat_error,
     chat_stream_tail,
     error_message,
 )
@@ -48,7 +48,7 @@ class ChatToMessagesStream(FromChatStage):
         if self.done:
             return []
         self.done = True
-        return [("error", {"type": "error", "error": {"type": "api_error", "message": message}})]
+        return [stream_error("messages", message)]
 
     # -- internals --
     def _start(self, chunk: dict[str, Any]) -> list[Frame]:
@@ -319,4 +319,4 @@ class MessagesToChatStream(Stage):
         if self.done:
             return []
         self.done = True
-        return [(None, chat_error(message))]
+        return [stream_error("chat", message)]

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...wire import stream_error
 from ..common import Usage, drop_none, dumps, parse_args
 from ..stage import (
     ChatReader,
     Frame,
     FromChatStage,
     Stage,
-    chat_error,
     chat_stream_tail,
     error_message,
 )
@@ -151,7 +151,7 @@ class GeminiToChatStream(Stage):
         if self.done:
             return []
         self.done = True
-        return [(None, chat_error(message))]
+        return [stream_error("chat", message)]
 
 
 class ChatToGeminiStream(FromChatStage):

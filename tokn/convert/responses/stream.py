@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...wire import stream_error
 from ..common import (
     Usage,
     usage_from_responses,
@@ -13,7 +14,6 @@ from ..stage import (
     Frame,
     FromChatStage,
     Stage,
-    chat_error,
     chat_stream_tail,
     error_message,
 )
@@ -51,7 +51,8 @@ class ChatToResponsesStream(FromChatStage):
         if self.done:
             return []
         out = self._start({})
-        out.append(self._ev("error", code="server_error", message=message, param=None))
+        event, data = stream_error("responses", message)
+        out.append(self._ev(data["type"], **{k: v for k, v in data.items() if k != "type"}))
         assert self.resp is not None
         self.resp["status"] = "failed"
         self.resp["error"] = {"code": "server_error", "message": message}
@@ -349,4 +350,4 @@ class ResponsesToChatStream(Stage):
         if self.done:
             return []
         self.done = True
-        return [(None, chat_error(message))]
+        return [stream_error("chat", message)]

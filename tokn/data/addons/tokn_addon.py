@@ -7,6 +7,6 @@
 The routing, CA, allowlist and accounts come from the user's tokn config.
 """
 
-from tokn.mitm.standalone import StandaloneAddon
+from tokn.standalone import StandaloneAddon
 
 addons = [StandaloneAddon()]

@@ -3,10 +3,9 @@
 The script loader gives us a running mitmproxy; this addon builds tokn's
 runtime from the user's config, starts the listener that route mode hands
 flows to on a private loopback port, points mitmproxy at tokn's CA and
-allowlist, then hands every hook to the same addons ``tokn proxy`` runs
-(:class:`~tokn.mitm.addon.ToknAddon`, :class:`~tokn.mitm.connguard.ConnectionGuard`).
-
-The same guard as ``tokn proxy`` applies:
+allowlist, then adopts as its sub-addons exactly the list ``tokn proxy`` runs
+(:func:`tokn.mitm.addons.proxy_addons`), so the same guard applies by
+construction:
 
 * mitmproxy's default listen address ("every interface") becomes 127.0.0.1;
   any address beyond loopback is refused (mitmproxy exits) unless
@@ -28,10 +27,17 @@ import logging
 from typing import Any
 
 import h11
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, hooks, http
 from mitmproxy.proxy.mode_specs import ProxyMode, RegularMode
 
+from tokn.config import ConfigError, load_config
 from tokn.connlimits import is_loopback_peer
+from tokn.mitm.addons import proxy_addons
+from tokn.mitm.router import ROUTE_MODE_OPTION
+from tokn.mitm.runner import mitm_options
+from tokn.runtime import PROXY_KEEP_ALIVE, Runtime, bound_port, make_server
+from tokn.server.guard import check_bind
+from tokn.server.lan import old_h11_warning
 
 log = logging.getLogger("tokn")
 
@@ -41,8 +47,6 @@ NOT_READY = b"tokn: the proxy is not available (see mitmproxy's event log)\n"
 def listen_problem(modes: list[str], listen_host: str, *, allow_remote: bool,
                    api_key: str) -> str | None:
     """Why mitmproxy's listening setup may not run tokn, or ``None`` (pure)."""
-    from tokn.server.guard import check_bind
-
     for spec in modes or ["regular"]:
         mode = ProxyMode.parse(spec)
         if not isinstance(mode, RegularMode):
@@ -58,10 +62,13 @@ def listen_problem(modes: list[str], listen_host: str, *, allow_remote: bool,
 
 
 class StandaloneAddon:
+    """The gate in front of tokn's addons: until tokn is up connections wait;
+    if it could not start, they are refused (``AddonHalt``: no addon after
+    this one sees them)."""
+
     def __init__(self) -> None:
-        self.inner: Any = None
-        self.guard: Any = None
-        self.runtime: Any = None
+        self.addons: list[Any] = []  # tokn's proxy addons, once tokn is up
+        self.runtime: Runtime | None = None
         self.server: Any = None
         self.refusal: str | None = None
         self.defaulted_host = False
@@ -69,9 +76,7 @@ class StandaloneAddon:
         self._task: asyncio.Task | None = None
 
     def load(self, loader: Any) -> None:
-        loader.add_option("tokn_route_mode", str | None, None,
-                          "Default route mode for intercepted flows: route, switch or "
-                          "passthrough (default: [proxy_mode].route_mode).")
+        loader.add_option(*ROUTE_MODE_OPTION)  # known before tokn starts (--set)
         loader.add_option("tokn_insecure_allow_remote", bool, False,
                           "Let the proxy listen beyond loopback (needs [server].api_key; "
                           "clients then authenticate with Proxy-Authorization).")
@@ -83,8 +88,6 @@ class StandaloneAddon:
             return  # configure runs again for the change
         if not {"listen_host", "mode", "tokn_insecure_allow_remote"} & updated:
             return
-        from tokn.config import ConfigError, load_config
-
         try:
             key = load_config().server.api_key
         except ConfigError as exc:
@@ -106,42 +109,23 @@ class StandaloneAddon:
         self._task = asyncio.get_running_loop().create_task(self._start())
 
     async def _start(self) -> None:
-        from tokn.config import load_config
-        from tokn.mitm.addon import ToknAddon
-        from tokn.mitm.connguard import ConnectionGuard
-        from tokn.mitm.modes import check_mode
-        from tokn.mitm.runner import mitm_options
-        from tokn.runtime import (
-            PROXY_KEEP_ALIVE,
-            Runtime,
-            _bound_port,
-            _make_uvicorn,
-            client_caps,
-        )
-        from tokn.server.lan import old_h11_warning
-
         try:
             if self.refusal:
                 return
             cfg = load_config()
-            mode = ctx.options.tokn_route_mode
-            if mode:
-                check_mode(mode, "tokn_route_mode")
             self.runtime = Runtime(cfg)
-            self.server = _make_uvicorn(self.runtime.app, "127.0.0.1", 0, "warning", cfg,
-                                        keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
+            self.server = make_server(self.runtime.app, "127.0.0.1", 0, "warning", cfg,
+                                      keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
             serve_task = asyncio.get_running_loop().create_task(self.server.serve())
             while not self.server.started:
                 if serve_task.done():
                     raise RuntimeError("tokn's internal listener did not start")
                 await asyncio.sleep(0.01)
-            url = f"http://127.0.0.1:{_bound_port(self.server)}"
+            listener = ("127.0.0.1", bound_port(self.server))
             opts = mitm_options(cfg, host=ctx.options.listen_host, port=ctx.options.listen_port)
             for name in ("listen_host", "listen_port"):
                 opts.pop(name)
             ctx.options.update(**opts)
-            inner = ToknAddon(self.runtime, url, route_mode=mode or None,
-                              proxy_key=cfg.server.api_key)
             proxyserver = ctx.master.addons.get("proxyserver")
             addrs = proxyserver.listen_addrs()
             if self.defaulted_host and not all(is_loopback_peer(a[0]) for a in addrs):
@@ -149,7 +133,6 @@ class StandaloneAddon:
                 await proxyserver.servers.update([])
                 await proxyserver.setup_servers()
                 addrs = proxyserver.listen_addrs()
-            inner.self_addrs = {(a[0], a[1]) for a in addrs}
             for addr in addrs:  # what was really bound, whatever the options said
                 problem = listen_problem(["regular"], addr[0], api_key=cfg.server.api_key,
                                          allow_remote=ctx.options.tokn_insecure_allow_remote)
@@ -161,70 +144,52 @@ class StandaloneAddon:
                 warning = old_h11_warning(h11.__version__)
                 if warning:
                     log.warning("tokn: %s", warning)
-            self.guard = ConnectionGuard(inner.access, client_caps(cfg),
-                                         cfg.server.header_timeout_secs)
-            self.inner = inner
-            log.warning("tokn: routing active (listener %s, CA from tokn%s)", url,
-                        ", proxy authentication on" if cfg.server.api_key else "")
+            self._adopt(proxy_addons(self.runtime.proxy_services(listener)))
+            log.warning("tokn: routing active (listener http://%s:%d, CA from tokn%s)",
+                        *listener, ", proxy authentication on" if cfg.server.api_key else "")
         except Exception as exc:  # noqa: BLE001 - shown in mitmproxy's event log
+            self.addons = []
             self._refuse(f"tokn addon failed to start: {exc}")
         finally:
             assert self._ready is not None
             self._ready.set()
 
+    def _adopt(self, children: list[Any]) -> None:
+        """Register tokn's addons as this one's children (mitmproxy's way for
+        an addon that manages addons), configured with the options in force."""
+        manager = ctx.master.addons
+        for child in children:
+            manager.register(child)
+        self.addons = children
+        for child in children:
+            manager.invoke_addon_sync(child, hooks.ConfigureHook(set(ctx.options.keys())))
+            manager.invoke_addon_sync(child, hooks.RunningHook())
+
     async def _usable(self) -> bool:
         if self._ready is not None:
             await self._ready.wait()
-        return self.inner is not None and self.refusal is None
+        return bool(self.addons) and self.refusal is None
 
-    # --- hooks: wait until ready, refuse when not usable, else hand over -----------
+    # --- the gate: hooks run here first, then in the children ---------------------
     async def client_connected(self, client: Any) -> None:
         if not await self._usable():
             client.error = "tokn is not available"
-            return
+            raise exceptions.AddonHalt
         local = client.sockname[0] if client.sockname else ""
         if not (is_loopback_peer(local) or ctx.options.tokn_insecure_allow_remote):
             # arrived on an address beyond loopback (e.g. before re-binding)
             client.error = "tokn: not listening beyond loopback"
-            return
-        self.guard.client_connected(client)
-
-    def client_disconnected(self, client: Any) -> None:
-        if self.inner is not None:
-            self.guard.client_disconnected(client)
-            self.inner.client_disconnected(client)
+            raise exceptions.AddonHalt
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         if not await self._usable():
             flow.response = http.Response.make(503, NOT_READY)
-            return
-        self.inner.http_connect(flow)
+            raise exceptions.AddonHalt
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not await self._usable():
             flow.kill()
-            return
-        await self.inner.requestheaders(flow)
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        if self.inner is not None:
-            self.inner.request(flow)
-
-    def server_connect(self, data: Any) -> None:
-        if self.inner is not None:
-            self.inner.server_connect(data)
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if self.inner is not None:
-            self.inner.responseheaders(flow)
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        if self.inner is not None:
-            self.inner.response(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        if self.inner is not None:
-            self.inner.error(flow)
+            raise exceptions.AddonHalt
 
     async def done(self) -> None:
         if self.server is not None:

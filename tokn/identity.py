@@ -1,0 +1,50 @@
+"""Who is calling: resolved once at a front door, then carried with the request.
+
+The listener reads the key a client presents (``Authorization: Bearer`` or
+``x-api-key``); the proxy reads ``Proxy-Authorization: Basic`` once per client
+connection.  Both turn it into an :class:`Identity` with :func:`identify`, and
+the identity travels with the request (the proxy hands it to the listener on
+its internal hop) to the pipeline and the usage log.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A caller as tokn knows it: ``admin`` (the API key), ``anonymous`` (no
+    key is configured, so every caller is admitted)."""
+
+    name: str
+
+
+ADMIN = Identity("admin")
+ANONYMOUS = Identity("anonymous")
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: ``Authorization: Bearer K`` or ``x-api-key: K``."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return headers.get("x-api-key")
+
+
+def key_matches(expected: str, presented: str | None) -> bool:
+    """Constant-time comparison; an unset ``expected`` admits everyone."""
+    if not expected:
+        return True
+    if presented is None:
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def identify(api_key: str, presented: str | None) -> Identity | None:
+    """The caller presenting ``presented``, or ``None`` when refused."""
+    if not api_key:
+        return ANONYMOUS
+    return ADMIN if key_matches(api_key, presented) else None

@@ -1,0 +1,147 @@
+"""Addon: what happens to an intercepted request, decided from its head.
+
+:func:`tokn.mitm.modes.decide` takes the decision (pure); this addon acts on
+it: ``route`` rewrites the flow to the in-process listener, whose pipeline
+picks the account and converts formats (so both front doors share one pool);
+``switch`` replaces the client's credentials with a pooled account's (only
+over TLS, only to that account's own hosts); ``passthrough`` forwards as is.
+Flows forwarded by mitmproxy itself (switch, passthrough) get a usage row
+(:mod:`tokn.mitm.observer`).
+
+Options: ``tokn_route_mode``, the default mode (else ``[proxy_mode].route_mode``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+
+from tokn import hop
+from tokn.config import Config
+from tokn.errors import ToknError
+from tokn.identity import Identity
+from tokn.mitm import modes
+from tokn.mitm.services import (
+    IDENTITY,
+    INFO,
+    PROXY_USER,
+    FlowInfo,
+    ProxyServices,
+    answer_error,
+    handled,
+    in_tunnel,
+    peer,
+)
+from tokn.mitm.target import Target, credential_may_go
+from tokn.usage import UsageRow, new_request_id
+
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+
+# (name, type, default, help): also declared by the mitmdump entry, so that
+# `--set tokn_route_mode=...` is known before tokn has started
+ROUTE_MODE_OPTION: tuple[str, Any, Any, str] = (
+    "tokn_route_mode", str | None, None,
+    "Default route mode for intercepted flows: route, switch or passthrough "
+    "(default: [proxy_mode].route_mode).")
+
+
+def head_of(flow: http.HTTPFlow, connect_user: str | None) -> modes.Head:
+    req = flow.request
+    return modes.Head(method=req.method, path=req.path, scheme=req.scheme, host=req.host,
+                      port=req.port, headers=req.headers,
+                      host_headers=tuple(req.headers.get_all("host")), authority=req.authority,
+                      tunnel_sni=flow.client_conn.sni if in_tunnel(flow) else None,
+                      connect_user=connect_user)
+
+
+class Router:
+    name = "tokn_router"
+
+    def __init__(self, services: ProxyServices) -> None:
+        self.services = services
+        self._settings: tuple[Config, str | None, modes.Settings] | None = None
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(*ROUTE_MODE_OPTION)
+
+    def configure(self, updated: set[str]) -> None:
+        if "tokn_route_mode" in updated and ctx.options.tokn_route_mode:
+            try:
+                modes.check_mode(ctx.options.tokn_route_mode, "tokn_route_mode")
+            except ValueError as exc:
+                raise exceptions.OptionsError(str(exc)) from None
+
+    def settings(self) -> modes.Settings:
+        """The decision's settings, rebuilt when the config or the option changed."""
+        cfg, mode = self.services.config(), ctx.options.tokn_route_mode
+        if self._settings is None or self._settings[0] is not cfg or self._settings[1] != mode:
+            self._settings = (cfg, mode, modes.Settings.of(cfg, mode))
+        return self._settings[2]
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if handled(flow):
+            return
+        decision = modes.decide(self.settings(), head_of(flow, flow.metadata.get(PROXY_USER)))
+        if decision.action == modes.FORWARD:
+            return
+        if decision.action == modes.REFUSE:
+            answer_error(flow, self.services, decision.api, decision.status, decision.message)
+            return
+        req = flow.request
+        for name in list(req.headers):
+            if name.lower().startswith("x-tokn-"):
+                req.headers.pop(name)
+        fmt = decision.endpoint.fmt if decision.endpoint else None
+        if decision.action == modes.ROUTE:
+            flow.metadata[INFO] = FlowInfo(decision.action, fmt)
+            self._route(flow, decision)
+            return
+        flow.metadata[INFO] = info = FlowInfo(decision.action, fmt, self.services.recorder.begin(
+            UsageRow(request_id=new_request_id(), front_door="proxy", route_mode=decision.mode,
+                     client=peer(flow), inbound_format=fmt, upstream_format=fmt,
+                     provider=decision.provider, stream=0)))
+        if decision.status:
+            answer_error(flow, self.services, decision.api, decision.status, decision.message)
+        elif decision.action == modes.SWITCH:
+            assert decision.target is not None and decision.provider is not None
+            await self._switch(flow, info, decision)
+
+    def _route(self, flow: http.HTTPFlow, decision: modes.Decision) -> None:
+        req = flow.request
+        assert decision.endpoint is not None
+        identity: Identity | None = flow.metadata.get(IDENTITY)
+        req.headers[hop.INTERNAL] = self.services.internal_secret
+        req.headers[hop.FRONT_DOOR] = "proxy"
+        req.headers[hop.ROUTE_MODE] = "route"
+        if identity is not None:
+            req.headers[hop.IDENTITY] = identity.name
+        if flow.client_conn.peername:
+            req.headers[hop.CLIENT] = peer(flow)
+        _, sep, query = req.path.partition("?")
+        req.scheme, (req.host, req.port) = "http", self.services.listener
+        req.path = decision.endpoint.listener_path(decision.params) + sep + query
+
+    async def _switch(self, flow: http.HTTPFlow, info: FlowInfo,
+                      decision: modes.Decision) -> None:
+        pool = self.services.pool
+        target: Target = decision.target  # type: ignore[assignment]
+        try:
+            chosen = pool.switch_account(decision.provider, accept=lambda p: credential_may_go(
+                target, base_url=p.account.base_url, provider_hosts=type(p).hosts))
+            headers = await chosen.switch_headers()
+        except ToknError as exc:
+            answer_error(flow, self.services, decision.api, exc.status, exc.message, exc.code)
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the client in its format
+            pool.mark_failure(chosen.account_id, str(exc))
+            answer_error(flow, self.services, decision.api, 502,
+                         f"account {chosen.account_id} could not supply credentials: {exc}")
+            return
+        for name in CREDENTIAL_HEADERS:
+            flow.request.headers.pop(name, None)
+        for name, value in headers.items():
+            flow.request.headers[name] = value
+        info.provider = chosen
+        assert info.attempt is not None
+        info.attempt.row.account = chosen.account_id
