@@ -335,6 +335,18 @@ class Provider:
             response = await call(await self.credentials(failed=failed))
         return response
 
+    async def post(self, url: str, headers: Mapping[str, str], *, json: Any = None,
+                   content: bytes | None = None) -> httpx.Response:
+        """POST with the account's credentials (:meth:`authorized`), the answer
+        streamed: the caller reads or closes it."""
+        async def call(creds: dict[str, str]) -> httpx.Response:
+            request = self.client.build_request("POST", url, json=json, content=content,
+                                                headers={**headers, **creds},
+                                                timeout=self.http_timeout())
+            return await self.client.send(request, stream=True)
+
+        return await self.authorized(call)
+
     async def get_json(self, fmt: str) -> Any:
         url = await self.url_for(fmt)
         base = {**self.static_headers(), "accept": "application/json"}
@@ -360,14 +372,7 @@ class Provider:
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }
-
-        async def post(creds: dict[str, str]) -> httpx.Response:
-            request = self.client.build_request("POST", url, json=body,
-                                                headers={**base_headers, **creds},
-                                                timeout=self.http_timeout())
-            return await self.client.send(request, stream=True)
-
-        response = await self.authorized(post)
+        response = await self.post(url, base_headers, json=body)
         return UpstreamResponse(response.status_code, response.headers, fmt, stream,
                                 _response=response)
 

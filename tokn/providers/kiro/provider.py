@@ -337,14 +337,7 @@ class KiroProvider(Provider):
         url = f"{await self.base_url()}/generateAssistantResponse"
         base = {**self.static_headers(), "content-type": "application/json",
                 "accept": "application/vnd.amazon.eventstream"}
-
-        async def post(creds: dict[str, str]) -> httpx.Response:
-            request = self.client.build_request("POST", url, content=raw,
-                                                headers={**base, **creds},
-                                                timeout=self.http_timeout())
-            return await self.client.send(request, stream=True)
-
-        response = await self.authorized(post)
+        response = await self.post(url, base, content=raw)
         if response.status_code >= 400:
             try:
                 err = await response.aread()
