@@ -6,7 +6,7 @@ import ssl
 
 import pytest
 
-from tokn.ca import build_ca, issue_leaf
+from tokn.certs import build_ca, issue_leaf
 
 SCRUBBED = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tokn import ca, paths
+from tokn import ca, certs, paths
 from tokn.config import CAConfig, Config
 from tokn.errors import ToknError
 
@@ -78,7 +78,7 @@ def serve(tmp_path):
     servers: list[TLSServer] = []
 
     def start(hosts: list[str]) -> TLSServer:
-        cert, key = ca.issue_leaf(hosts)
+        cert, key = certs.issue_leaf(hosts, ca=ca.load_ca(ca.ensure_ca()))
         d = tmp_path / f"srv{len(servers)}"
         d.mkdir()
         s = TLSServer(cert, key, d)
@@ -153,18 +153,18 @@ def test_ca_certificate_properties():
 
 
 def test_permitted_names_wildcards_and_minimal():
-    dns, ips = ca.permitted_names(
+    dns, ips = certs.permitted_names(
         ["api.openai.com", "api.*.githubcopilot.com", "api.githubcopilot.com", "10.0.0.7",
          "x.api.openai.com"])
     assert dns == ["api.openai.com", "githubcopilot.com"]
     assert ips == ["10.0.0.7"]
     with pytest.raises(ToknError):
-        ca.constraint_for("*")
+        certs.constraint_for("*")
 
 
 def test_default_constraints_cover_builtin_hosts():
     ca.ensure_ca(cfg())
-    nc = ca.ca_constraints(ca.load_ca().cert)
+    nc = certs.ca_constraints(ca.load_ca().cert)
     assert "api.openai.com" in nc["dns"] and "githubcopilot.com" in nc["dns"]
     assert "openai.com" not in nc["dns"]
     assert set(nc["excluded"]) == {"0.0.0.0/0", "::/0"}
@@ -173,7 +173,7 @@ def test_default_constraints_cover_builtin_hosts():
 
 def test_passthrough_hosts_are_not_permitted():
     ca.ensure_ca(cfg(passthrough_hosts=["api.deepseek.com"]))
-    assert "api.deepseek.com" not in ca.ca_constraints(ca.load_ca().cert)["dns"]
+    assert "api.deepseek.com" not in certs.ca_constraints(ca.load_ca().cert)["dns"]
 
 
 # --- real TLS handshakes ------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_unconstrained_ca_accepts_any_host(serve):
     c = unconstrained()
     ca.ensure_ca(c)
     bundle = ca.ensure_bundle(c)
-    assert ca.ca_constraints(ca.load_ca().cert) is None
+    assert certs.ca_constraints(ca.load_ca().cert) is None
     server = serve(["evil.example.com"])
     python_handshake(bundle, server.port, "evil.example.com")
     assert ca.constraints_outdated(c) == []
@@ -250,8 +250,8 @@ def test_curl_accepts_any_host_when_unconstrained(serve):
 def test_leaf_from_other_ca_rejected(serve, tmp_path):
     ca.ensure_ca(cfg())
     bundle = ca.ensure_bundle(cfg())
-    other = ca.build_ca(common_name="other", hosts=None)
-    cert, key = ca.issue_leaf(["api.openai.com"], ca=other)
+    other = certs.build_ca(common_name="other", hosts=None)
+    cert, key = certs.issue_leaf(["api.openai.com"], ca=other)
     d = tmp_path / "other"
     d.mkdir()
     server = TLSServer(cert, key, d)
@@ -287,7 +287,7 @@ def test_constraints_outdated_after_adding_host():
     assert ca.constraints_outdated(wider) == ["llm.example.org"]
     ca.regenerate_ca(wider)
     assert ca.constraints_outdated(wider) == []
-    assert "llm.example.org" in ca.ca_constraints(ca.load_ca().cert)["dns"]
+    assert "llm.example.org" in certs.ca_constraints(ca.load_ca().cert)["dns"]
 
 
 def test_regenerate_changes_key_and_rebuilds_bundle():
@@ -429,7 +429,7 @@ def test_corrupt_cert_is_a_tokn_error():
 
 def test_mismatched_key_is_a_tokn_error():
     files = ca.ensure_ca(cfg())
-    other = ca.build_ca(hosts=None)
+    other = certs.build_ca(hosts=None)
     paths.write_private(files.key_path, other.key_pem)
     with pytest.raises(ToknError, match="does not belong"):
         ca.load_ca()

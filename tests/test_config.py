@@ -8,7 +8,7 @@ import stat
 import pytest
 import tomlkit
 
-from tokn import config, paths
+from tokn import config, config_edit, paths
 from tokn.config import ConfigError, load_config, parse_config
 
 
@@ -59,9 +59,9 @@ def test_set_keeps_type_comments_and_order_and_writes_0600():
     paths.write_private(path, "# my settings\n[server]\nport = 4141  # the port\n"
                               "host = \"127.0.0.1\"\n\n[proxy_mode]\nintercept_hosts = []\n")
     doc = config.load_document()
-    assert config.set_key(doc, "server.port", "5000") == 5000
-    config.set_key(doc, "proxy_mode.intercept_hosts", "llm.corp.example", add=True)
-    config.set_key(doc, "pool.sticky_sessions", "true")
+    assert config_edit.set_key(doc, "server.port", "5000") == 5000
+    config_edit.set_key(doc, "proxy_mode.intercept_hosts", "llm.corp.example", add=True)
+    config_edit.set_key(doc, "pool.sticky_sessions", "true")
     config.save_document(doc)
     text = path.read_text()
     assert "# my settings" in text and "# the port" in text
@@ -76,9 +76,9 @@ def test_set_keeps_type_comments_and_order_and_writes_0600():
 def test_set_rejects_wrong_type_and_invalid_result_without_writing():
     doc = config.load_document()
     with pytest.raises(ConfigError, match="expected an integer"):
-        config.set_key(doc, "server.port", "abc")
+        config_edit.set_key(doc, "server.port", "abc")
     with pytest.raises(ConfigError, match="round_robin"):
-        config.set_key(doc, "pool.strategy", "random")
+        config_edit.set_key(doc, "pool.strategy", "random")
     doc["pool"] = {"strategy": "random"}          # edited past set_key: save still checks
     with pytest.raises(ConfigError, match="round_robin"):
         config.save_document(doc)
@@ -102,14 +102,14 @@ def test_atomic_write_leaves_old_file_on_failure(monkeypatch):
 def test_account_scoped_edit_and_mask():
     doc = tomlkit.document()
     config.add_account(doc, {"id": "k", "provider": "openai", "api_key": "sk-abcdefghijkl"})
-    config.set_key(doc, "base_url", "http://local/v1", account="k")
-    assert config.get_key(doc, "base_url", account="k") == "http://local/v1"
+    config_edit.set_key(doc, "base_url", "http://local/v1", account="k")
+    assert config_edit.get_key(doc, "base_url", account="k") == "http://local/v1"
     assert config.masked(doc.unwrap())["accounts"][0]["api_key"] == "sk-a…ijkl"
     with pytest.raises(ConfigError, match="no account with id 'zz'"):
-        config.set_key(doc, "base_url", "x", account="zz")
-    config.unset_key(doc, "base_url", account="k")
+        config_edit.set_key(doc, "base_url", "x", account="zz")
+    config_edit.unset_key(doc, "base_url", account="k")
     with pytest.raises(KeyError):
-        config.get_key(doc, "base_url", account="k")
+        config_edit.get_key(doc, "base_url", account="k")
 
 
 def test_tokn_home_puts_everything_under_it(tokn_home):

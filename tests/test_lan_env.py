@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tokn import ca, lan_env, shellenv
+from tokn import ca, certs, lan_env, shellenv
 from tokn.lan_env import BadHost, EnvSpec, HostPort, parse_host
 
 NASTY_KEY = "k'e\"y $HOME `id` \\ %40@:/;&|"
@@ -125,7 +125,7 @@ def pem_server(routes: dict[str, bytes]) -> Iterator[str]:
 
 
 def new_cert() -> bytes:
-    return ca.build_ca(common_name="tokn test CA").cert_pem
+    return certs.build_ca(common_name="tokn test CA").cert_pem
 
 
 def spec_for(base: str, cert: bytes, key: str | None = NASTY_KEY) -> EnvSpec:

@@ -1,18 +1,89 @@
-"""Account operations shared by the CLI (``tokn account ...``) and the dashboard:
-health as shown to people, enabling, disabling and removing an account in the
-config file (under its cross-process lock, :func:`tokn.config.editing`)."""
+"""Account operations shared by the CLI (``tokn login|import|account ...``) and
+the dashboard: adding an account from a provider's sign-in or import (one id
+allocator, one verification, one locked save), health as shown to people,
+enabling, disabling and removing an account in the config file (under its
+cross-process lock, :func:`tokn.config.editing`)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tokn import config, state
-from tokn.providers import provider_class
+from tokn.errors import ToknError
+from tokn.providers import Provider, provider_class
+from tokn.providers.setup import Credentials, Verified
 
 HEALTH_STATE = "health"
-# State files that hold per-account entries removing an account drops.
-ACCOUNT_STATE_FILES = ("copilot-tokens", "health", "account-info")
+# Per-account state files of every provider (a provider's own: its forget()).
+ACCOUNT_STATE_FILES = (HEALTH_STATE, "account-info")
+
+
+@dataclass
+class Added:
+    """An account saved by :func:`add`: its id, its table as saved, what
+    verifying it said (``None``: not verified) and the config file."""
+
+    account_id: str
+    values: dict[str, Any]
+    verified: Verified | None
+    path: Path
+
+
+def account_config(values: dict[str, Any]) -> config.AccountConfig:
+    """An account table (as :func:`add` builds it) as the config's account."""
+    known = {"id", "provider", "base_url", "refresh_url"}
+    return config.AccountConfig(
+        id=values["id"], provider=values["provider"], base_url=values.get("base_url") or "",
+        refresh_url=values.get("refresh_url") or "",
+        fields={k: v for k, v in values.items() if k not in known and v not in (None, "")})
+
+
+def check_base_url(cls: type[Provider], base_url: str | None) -> None:
+    """A provider without a default base URL needs one (``--base-url``)."""
+    if not (base_url or cls.default_base_url):
+        raise ToknError(f"provider {cls.id!r} needs --base-url (it has no default).",
+                        status=400, code="missing_base_url")
+
+
+async def add(cls: type[Provider], creds: Credentials, *, account_id: str | None = None,
+              base_url: str | None = None, refresh_url: str | None = None,
+              client: httpx.AsyncClient | None = None, path: Path | None = None) -> Added:
+    """Save what a provider's sign-in or import found as an account.
+
+    The id: ``account_id``, else the existing account holding the same
+    credential (``same_account``: signing in again updates it), else the
+    provider's prefix (``copilot``, ``kiro``...), ``PREFIX-LOGIN`` or
+    ``PREFIX-N``.  Tokens cached for the id's earlier credentials are dropped.
+    With ``client`` the credential is verified upstream first (``verify``); a
+    refused one is not saved.
+    """
+    check_base_url(cls, base_url)
+    values: dict[str, Any] = {"provider": cls.id, "base_url": base_url,
+                              "refresh_url": refresh_url, **creds.fields}
+    if not account_id:
+        account_id = config.allocate_id(
+            config.load_document(path), cls.account_id_prefix or cls.id,
+            same=lambda table: cls.same_account(table, values), hint=cls.id_hint(values))
+    values = {"id": account_id, **values}
+    cls.forget_tokens(account_id)
+    verified = None
+    if client is not None:
+        try:
+            verified = await cls(account_config(values), client).verify()
+        except ToknError as exc:
+            if creds.hint and exc.status in (401, 403):
+                raise ToknError(f"{exc.message} ({creds.hint})", status=exc.status,
+                                code=exc.code) from None
+            raise
+        values.update({k: v for k, v in verified.fields.items() if not values.get(k)})
+    values = {k: v for k, v in values.items() if v not in (None, "")}
+    where = config.save_account(values, path)
+    return Added(account_id, values, verified, where)
 
 
 def local_time(epoch: float) -> str:
@@ -66,7 +137,8 @@ def set_enabled(account_id: str, enabled: bool) -> bool:
 
 def remove(account_id: str) -> str | None:
     """Remove the account from the config file and drop its cached tokens,
-    health and facts; returns its provider id (``None``: no such account)."""
+    health and facts (the provider's ``forget``); returns its provider id
+    (``None``: no such account)."""
     with config.editing() as doc:
         provider = next((t.get("provider") for t in doc.get("accounts", [])
                          if t.get("id") == account_id), None)

@@ -18,13 +18,15 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from tomlkit.container import Container
 from tomlkit.exceptions import TOMLKitError
+from tomlkit.items import Item
 
 from tokn import config_keys, paths
 from tokn.config_keys import LOG_FORMATS, LOG_LEVELS, ROUTE_MODES, STRATEGIES
@@ -188,9 +190,9 @@ _ACCOUNT_KNOWN = {"id", "provider", "base_url", "refresh_url", "enabled", "model
                   "timeouts"}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """tomlkit items -> plain Python values."""
-    return value.unwrap() if hasattr(value, "unwrap") else value
+    return value.unwrap() if isinstance(value, Item | Container) else value
 
 
 def _type_name(tp: type) -> str:
@@ -223,7 +225,7 @@ def _parse_section(name: str, raw: Any, src: str, warnings: list[str]) -> Any:
             warnings.append(f"{src}: unknown key {name}.{key} (ignored"
                             + (f"; did you mean {close}?)" if close else ")"))
             continue
-        value = _check_type(f"{name}.", key, _plain(value), getattr(obj, key), src)
+        value = _check_type(f"{name}.", key, plain(value), getattr(obj, key), src)
         _check_value(f"{name}.{key}", value, src)
         setattr(obj, key, value)
     return obj
@@ -235,11 +237,11 @@ def _check_value(key: str, value: Any, src: str, shown: str = "") -> None:
         config_keys.check(key, value)
     except config_keys.Invalid as exc:
         name = (shown or key) + exc.key[len(key):]
-        raise ConfigError(f"{src}: {name} = {_literal(exc.value)} is not valid; {exc.reason}; "
+        raise ConfigError(f"{src}: {name} = {literal(exc.value)} is not valid; {exc.reason}; "
                           "fix it with `tokn config set` or `tokn config edit`.") from None
 
 
-def _literal(value: Any) -> str:
+def literal(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 def _account_timeouts(account_id: str, raw: Any, base: TimeoutsConfig,
@@ -253,7 +255,7 @@ def _account_timeouts(account_id: str, raw: Any, base: TimeoutsConfig,
         if key not in TimeoutsConfig.__dataclass_fields__:
             raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} is not a timeout; "
                               f"use one of: {', '.join(TimeoutsConfig.__dataclass_fields__)}.")
-        value = _check_type(f"accounts.{account_id}.timeouts.", key, _plain(value), 0.0, src)
+        value = _check_type(f"accounts.{account_id}.timeouts.", key, plain(value), 0.0, src)
         if value <= 0:
             raise ConfigError(f"{src}: accounts.{account_id}.timeouts.{key} must be above 0, "
                               f"got {value!r}.")
@@ -280,11 +282,11 @@ def _parse_account(i: int, raw: Any, src: str, seen: set[str]) -> AccountConfig:
     acc = AccountConfig(id=account_id, provider=provider)
     for key in ("base_url", "refresh_url", "enabled", "models", "settings"):
         if key in raw:
-            value = _check_type(f"accounts.{account_id}.", key, _plain(raw[key]),
+            value = _check_type(f"accounts.{account_id}.", key, plain(raw[key]),
                                 getattr(acc, key), src)
             _check_value(f"accounts.{key}", value, src, f"accounts.{account_id}.{key}")
             setattr(acc, key, value)
-    acc.fields = {k: _plain(v) for k, v in raw.items() if k not in _ACCOUNT_KNOWN}
+    acc.fields = {k: plain(v) for k, v in raw.items() if k not in _ACCOUNT_KNOWN}
     return acc
 
 
@@ -295,16 +297,16 @@ def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
         if key in SECTIONS:
             setattr(cfg, key, _parse_section(key, value, src, cfg.warnings))
         elif key == "accounts":
-            value = _plain(value)
+            value = plain(value)
             if not isinstance(value, list):
                 raise ConfigError(f"{src}: `accounts` must be an array of tables ([[accounts]]).")
             seen: set[str] = set()
             cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
         else:
             cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
-    accounts = _plain(data.get("accounts"))
+    accounts = plain(data.get("accounts"))
     for acc, raw in zip(cfg.accounts, accounts or ()):
-        acc.timeouts = _account_timeouts(acc.id, _plain(raw.get("timeouts", {})), cfg.timeouts,
+        acc.timeouts = _account_timeouts(acc.id, plain(raw.get("timeouts", {})), cfg.timeouts,
                                          src)
     return cfg
 
@@ -388,40 +390,7 @@ def editing(path: Path | None = None) -> Iterator[tomlkit.TOMLDocument]:
             save_document(doc, path)
 
 
-# --- dotted-key editing -----------------------------------------------------------
-
-def _split(key: str, account: str | None = None) -> list[str]:
-    """``server.port`` -> ``["server", "port"]``; an entry of a table setting keeps
-    its dots (``proxy_mode.upstream_overrides.api.openai.com`` names one host)."""
-    parts = key.split(".")
-    if not key or any(not p for p in parts):
-        raise ConfigError(f"{key!r} is not a valid key; use dotted names like server.port.")
-    section = SECTIONS.get(parts[0])
-    if not account and section and len(parts) > 3 and \
-            isinstance(getattr(section(), parts[1], None), dict):
-        return [*parts[:2], ".".join(parts[2:])]
-    return parts
-
-
-def account_table(doc: tomlkit.TOMLDocument, account_id: str) -> Any:
-    for table in doc.get("accounts", []):
-        if table.get("id") == account_id:
-            return table
-    raise ConfigError(f"no account with id {account_id!r}; see `tokn account list`.")
-
-
-def _root(doc: tomlkit.TOMLDocument, account: str | None) -> Any:
-    return account_table(doc, account) if account else doc
-
-
-def get_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> Any:
-    node: Any = _root(doc, account)
-    for part in _split(key, account):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return _plain(node)
-
+# --- the schema's keys ---------------------------------------------------------
 
 def account_defaults() -> dict[str, Any]:
     """Defaults of the keys every account has (``enabled``, ``models``...)."""
@@ -434,178 +403,6 @@ def account_defaults() -> dict[str, Any]:
 def known_keys() -> list[str]:
     """Every ``section.key`` of the dataclasses (what ``set`` accepts without --force)."""
     return [f"{name}.{f.name}" for name, cls in SECTIONS.items() for f in fields(cls)]
-
-
-def default_for(key: str, account: str | None = None) -> Any:
-    """The built-in default of a known key (an account's with ``account``), else ``None``."""
-    parts = key.split(".")
-    if account:
-        return account_defaults().get(key)
-    if len(parts) == 2 and parts[0] in SECTIONS:
-        return getattr(SECTIONS[parts[0]](), parts[1], None)
-    return None
-
-
-def _unknown(key: str, known: list[str], hint: str) -> ConfigError:
-    close = config_keys.suggest(key, known)
-    guess = f"; did you mean {close}?" if close else ""
-    return ConfigError(f"{key} is not a tokn setting{guess} ({hint}; --force sets it anyway).")
-
-
-def _like(parts: list[str], account: str | None,
-          force: bool) -> tuple[Any, str | None, str | None]:
-    """For the key ``parts``: the value a new one is parsed like, the row of
-    :mod:`tokn.config_keys` that checks it, and the table entry it names
-    (``proxy_mode.provider_modes.ENTRY``).  Raises for a key tokn does not
-    know, unless ``force``."""
-    key = ".".join(parts)
-    if account:
-        common = account_defaults()
-        if parts[0] == "settings":
-            return ({}, "accounts.settings", None) if len(parts) == 1 else (None, None, None)
-        if len(parts) == 1 and parts[0] in (*common, "id", "provider"):
-            return common.get(parts[0], ""), f"accounts.{parts[0]}", None
-        # a provider field (api_key, refresh_token, region...), unless it looks
-        # like a typo of a common key (enabeld, base_ulr)
-        typo = config_keys.close_to(key, list(common), 0.85)
-        if (len(parts) > 1 or (typo and not is_secret_key(key))) and not force:
-            raise _unknown(key, list(common), "an account has enabled, models, base_url, "
-                           "refresh_url, its provider's fields and settings.NAME options")
-        return ("" if is_secret_key(key) else None), None, None   # a provider field
-    section = SECTIONS.get(parts[0])
-    defaults = section() if section else None
-    if defaults is not None and len(parts) == 2 and hasattr(defaults, parts[1]):
-        return getattr(defaults, parts[1]), key, None
-    if defaults is not None and len(parts) == 3 and \
-            isinstance(getattr(defaults, parts[1], None), dict):
-        return "", ".".join(parts[:2]), parts[2]   # aliases, provider_modes... (strings)
-    if parts[0] == "accounts":
-        who, what = (parts[1], parts[2:]) if len(parts) > 2 else ("ID", parts[1:])
-        raise ConfigError(f"{key}: account keys are set with `tokn config set --account {who} "
-                          f"{'.'.join(what) or 'KEY'} VALUE`.")
-    if force:
-        return None, None, None
-    raise _unknown(key, known_keys(), "`tokn config list --defaults` lists every key")
-
-
-def check_known(key: str, account: str | None = None) -> None:
-    """ConfigError (with a did-you-mean) when ``key`` is not a setting tokn knows."""
-    _like(_split(key, account), account, force=False)
-
-
-def _parse_literal(raw: str) -> Any:
-    """``raw`` as JSON or a TOML value (``true``, ``[1, 2]``, ``{a = 1}``); KeyError if neither."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        pass
-    try:
-        return tomlkit.parse(f"v = {raw}").unwrap()["v"]
-    except TOMLKitError:
-        raise KeyError(raw) from None
-
-
-def coerce(raw: str, like: Any) -> Any:
-    """Parse the command-line string ``raw`` as the type of ``like``.
-
-    ``like`` is None for a new free-form key: then a JSON or TOML literal
-    (``42``, ``true``, ``["a"]``) is honoured and anything else stays a string.
-    Arrays and tables take JSON (what ``tokn config get`` prints) or TOML.
-    """
-    if isinstance(like, bool):
-        low = raw.strip().lower()
-        if low in ("true", "yes", "on", "1"):
-            return True
-        if low in ("false", "no", "off", "0"):
-            return False
-        raise ValueError(f"expected true or false, got {raw!r}")
-    if isinstance(like, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
-    if isinstance(like, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"expected a number, got {raw!r}") from None
-    if isinstance(like, str):
-        return raw
-    if isinstance(like, list):
-        try:
-            value = _parse_literal(raw)
-        except KeyError:
-            return [p.strip() for p in raw.split(",") if p.strip()]
-        return value if isinstance(value, list) else [value]
-    if isinstance(like, dict):
-        try:
-            value = _parse_literal(raw)
-        except KeyError:
-            value = None
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a table like {{a = 1}} or {{\"a\": 1}}, got {raw!r}")
-        return value
-    try:
-        value = _parse_literal(raw)
-    except KeyError:
-        return raw
-    return value if isinstance(value, (bool, int, float, list, dict)) else raw
-
-
-def set_key(doc: tomlkit.TOMLDocument, key: str, raw: str, *, account: str | None = None,
-            add: bool = False, force: bool = False) -> Any:
-    """Set ``key`` to ``raw`` (keeping the existing value's type); ``add`` appends
-    to an array.  Unknown keys are refused (with a suggestion) unless ``force``;
-    the value is checked against its row in :mod:`tokn.config_keys`.  Returns
-    the stored value."""
-    parts = _split(key, account)
-    root: Any = _root(doc, account)
-    like, row, entry = _like(parts, account, force)
-    node = root
-    for part in parts[:-1]:
-        if part not in node:
-            node[part] = tomlkit.table()
-        node = node[part]
-        if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {part} is not a table.")
-    last = parts[-1]
-    existing = _plain(node[last]) if last in node else like
-    if add:
-        if existing is None:
-            existing = []
-        if not isinstance(existing, list):
-            raise ConfigError(f"{key} is not an array; --add only appends to arrays.")
-        try:
-            items = coerce(raw, [])
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}") from exc
-        value = list(existing) + [i for i in items if i not in existing]
-    else:
-        try:
-            value = coerce(raw, existing)
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}") from exc
-    if row:
-        try:
-            config_keys.check(row, {entry: value} if entry else value)
-        except config_keys.Invalid as exc:
-            where = key + exc.key[len(row):] if account else exc.key
-            raise ConfigError(f"{where} = {_literal(exc.value)} is not valid; "
-                              f"{exc.reason}.") from None
-    node[last] = value
-    return value
-
-
-def unset_key(doc: tomlkit.TOMLDocument, key: str, account: str | None = None) -> None:
-    parts = _split(key, account)
-    node: Any = _root(doc, account)
-    for part in parts[:-1]:
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    if parts[-1] not in node:
-        raise KeyError(key)
-    del node[parts[-1]]
 
 
 def mask(value: str) -> str:
@@ -649,6 +446,49 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             out.append((name, value))
     return out
+
+
+# --- accounts -----------------------------------------------------------------------
+
+def account_table(doc: tomlkit.TOMLDocument, account_id: str) -> Any:
+    for table in doc.get("accounts", []):
+        if table.get("id") == account_id:
+            return table
+    raise ConfigError(f"no account with id {account_id!r}; see `tokn account list`.")
+
+
+def account_tables(doc: tomlkit.TOMLDocument) -> list[dict[str, Any]]:
+    """Every ``[[accounts]]`` table as a plain dict."""
+    return [dict(plain(t)) for t in doc.get("accounts", [])]
+
+
+def allocate_id(doc: tomlkit.TOMLDocument, prefix: str, *,
+                same: Callable[[dict[str, Any]], bool], hint: str = "") -> str:
+    """The id for an account about to be added: the id of the existing account
+    ``same`` recognises (signing in again updates it), else ``prefix``, else
+    ``prefix-HINT`` (a login name), else the first free ``prefix-N``."""
+    tables = account_tables(doc)
+    for table in tables:
+        if same(table):
+            return str(table["id"])
+    taken = {t.get("id") for t in tables}
+    if prefix not in taken:
+        return prefix
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", hint).strip("-")
+    if safe and f"{prefix}-{safe}" not in taken:
+        return f"{prefix}-{safe}"
+    n = 2
+    while f"{prefix}-{n}" in taken:
+        n += 1
+    return f"{prefix}-{n}"
+
+
+def save_account(values: dict[str, Any], path: Path | None = None) -> Path:
+    """Add the account ``values`` (with its ``id``), or update the one with that
+    id, in the config file under its lock; empty values are left out."""
+    with editing(path) as doc:
+        add_account(doc, {k: v for k, v in values.items() if v not in (None, "")})
+    return path or paths.config_file()
 
 
 def add_account(doc: tomlkit.TOMLDocument, values: dict[str, Any]) -> None:

@@ -10,21 +10,13 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
-# Built-in interception allowlist.  ``*.`` entries match exactly one label or
-# more below the suffix (``api.*.githubcopilot.com`` one label in the middle).
-BUILTIN_INTERCEPT: tuple[str, ...] = (
-    "api.openai.com",
-    "api.anthropic.com",
-    "api.githubcopilot.com",
-    "api.*.githubcopilot.com",
-    "api.z.ai",
-    "open.bigmodel.cn",
-    "api.deepseek.com",
-    "openrouter.ai",
-)
-
-# host pattern -> (provider id, path prefix that selects it).  Order matters:
-# the first match wins, so longer path prefixes come first.
+# Which provider owns each API host: pattern -> (provider id, path prefix that
+# selects it).  The one table of provider hosts: the proxy intercepts these
+# (plus ``[proxy_mode].intercept_hosts``), switch mode gives a host's flows to
+# its provider, and a provider's ``hosts`` (where its credential may go) are
+# its rows.  ``*.`` matches exactly one label or more below the suffix
+# (``api.*.githubcopilot.com`` one label in the middle).  Order matters: the
+# first match wins, so longer path prefixes come first.
 HOST_PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("api.openai.com", "", "openai"),
     ("api.anthropic.com", "", "anthropic"),
@@ -39,6 +31,14 @@ HOST_PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("api.deepseek.com", "", "deepseek"),
     ("openrouter.ai", "", "openrouter"),
 )
+
+# Built-in interception allowlist: every host of the table, in its order.
+BUILTIN_INTERCEPT: tuple[str, ...] = tuple(dict.fromkeys(p for p, _, _ in HOST_PROVIDERS))
+
+
+def hosts_of(provider_id: str) -> tuple[str, ...]:
+    """The host patterns ``provider_id`` owns (its rows of the table)."""
+    return tuple(dict.fromkeys(p for p, _, pid in HOST_PROVIDERS if pid == provider_id))
 
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"

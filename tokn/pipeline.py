@@ -177,8 +177,8 @@ class Pipeline:
                                    f"requests for {cand.upstream_model}.")
                 continue
             reply = await self._try(inbound, cand, target)
-            if reply is _RETRY_RESPONSES:  # a responses-only model: convert instead
-                reply = await self._try(inbound, cand, "responses")
+            if isinstance(reply, _Retry):  # the model is served in another format there
+                reply = await self._try(inbound, cand, reply.fmt)
             if not reply.failover:
                 return reply
             last = reply
@@ -307,11 +307,10 @@ class Pipeline:
             raw = b""
         message, code = _upstream_message(raw, up.status)
         attempt.finish(None, status=up.status, error=message)
-        if code == "unsupported_api_for_model" and target != "responses" \
-                and "responses" in provider.formats and inbound.fmt in CONVERTIBLE:
-            if cand.model is not None:
-                cand.model.formats = frozenset({"responses"})
-            return _RETRY_RESPONSES
+        retry = provider.format_refused(up.status, code, target, cand.model) \
+            if inbound.fmt in CONVERTIBLE else None
+        if retry is not None:
+            return _Retry(retry)
         kind, retry_after = self.pool.mark_refused(provider, up.status, raw, up.headers,
                                                    f"HTTP {up.status}: {message}",
                                                    cooldown=not cand.solo)
@@ -396,10 +395,10 @@ class Pipeline:
         (or at fault); timed from ``started`` (default: now)."""
         provider = self.pool.providers.get(account) if account else None
         initiator = None
-        if inbound.fmt in CONVERTIBLE:
-            mode = provider.setting("initiator_mode", "auto") if provider else "auto"
-            initiator = initiator_for(inbound.fmt, inbound.body,
-                                      inbound.headers.get("x-initiator"), mode)
+        if inbound.fmt in CONVERTIBLE:  # the provider's rule: what Copilot sends too
+            initiator = provider.initiator(inbound.fmt, inbound.body, inbound.headers) \
+                if provider else initiator_for(inbound.fmt, inbound.body,
+                                               inbound.headers.get("x-initiator"))
         attempt = self.recorder.begin(UsageRow(
             request_id=inbound.request_id, session_key=inbound.session_key,
             front_door=inbound.front_door, route_mode=inbound.route_mode,
@@ -440,4 +439,8 @@ class Pipeline:
         return data
 
 
-_RETRY_RESPONSES = object()
+@dataclass(frozen=True)
+class _Retry:
+    """The upstream refused the format for this model: try ``fmt`` on the same account."""
+
+    fmt: str

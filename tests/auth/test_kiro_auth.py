@@ -1,4 +1,6 @@
-"""tokn.auth.kiro: import from the Kiro IDE / kiro-cli, device + social login, refresh."""
+"""Kiro credentials: import from the Kiro IDE / kiro-cli (tokn.auth.kiro_files),
+device + social sign-in and refresh (tokn.auth.kiro), saved as an account through
+KiroProvider's setup hooks and tokn.accounts.add."""
 
 from __future__ import annotations
 
@@ -13,9 +15,36 @@ from typer.testing import CliRunner
 
 from tests.fakes.kiro import FakeKiro
 from tests.helpers import account, write_config
-from tokn import config, paths, state
-from tokn.auth import kiro
+from tokn import accounts, config, paths, state
+from tokn.auth import kiro, kiro_files
 from tokn.errors import ToknError
+from tokn.providers.kiro.provider import TOKEN_STATE, KiroProvider
+from tokn.providers.setup import Credentials, Setup
+
+
+def import_kiro(path, account_id=None) -> dict:
+    """`tokn import --from kiro [--path PATH] [--id ID]` without the CLI."""
+    async def go():
+        creds = await KiroProvider.import_("kiro", Setup(), path=str(path) if path else None)
+        return (await accounts.add(KiroProvider, creds, account_id=account_id)).values
+
+    return asyncio.run(go())
+
+
+def login_kiro(method, *, account_id=None, base_url=None, open_browser=None, **urls) -> dict:
+    """A sign-in (URLs pointed at the fake) saved as `tokn login --provider kiro` does."""
+    async def go():
+        setup = Setup(open_browser=open_browser)
+        async with httpx.AsyncClient() as client:
+            tokens = await kiro.sign_in(client, method, say=setup.say,
+                                        open_browser=setup.open_browser if open_browser
+                                        else None, **urls)
+        creds = Credentials(kiro_files.account_fields(tokens))
+        added = await accounts.add(KiroProvider, creds, account_id=account_id,
+                                   base_url=base_url)
+        return added.values
+
+    return asyncio.run(go())
 
 
 def saved_accounts() -> list[dict]:
@@ -94,7 +123,7 @@ def test_normalize_auth_method():
 
 def test_import_ide_social(tmp_path):
     path = write_ide_social(tmp_path / "cache")
-    values = kiro.import_account(path, None)
+    values = import_kiro(path, None)
     assert values["id"] == "kiro" and values["provider"] == "kiro"
     assert values["auth_method"] == "social"
     assert values["refresh_token"] == "aor-ide" and values["access_token"] == "aoa-ide"
@@ -109,7 +138,7 @@ def test_import_ide_social(tmp_path):
 
 def test_import_ide_idc_follows_client_id_hash(tmp_path):
     path = write_ide_idc(tmp_path / "cache")
-    values = kiro.import_account(path, "work")
+    values = import_kiro(path, "work")
     assert values["id"] == "work" and values["auth_method"] == "idc"
     assert values["client_id"] == "cid-ide" and values["client_secret"] == "csecret-ide"
     assert values["region"] == "eu-west-1"
@@ -120,12 +149,12 @@ def test_import_ide_idc_missing_registration(tmp_path):
     path = write_ide_idc(tmp_path / "cache")
     (tmp_path / "cache" / "abc123hash.json").unlink()
     with pytest.raises(ToknError, match="abc123hash"):
-        kiro.import_account(path, None)
+        import_kiro(path, None)
 
 
 def test_import_cli_sqlite_idc(tmp_path):
     db = write_cli_db(tmp_path / "kiro-cli" / "data.sqlite3")
-    values = kiro.import_account(db, None)
+    values = import_kiro(db, None)
     assert values["auth_method"] == "idc"
     assert values["refresh_token"] == "aor-cli"
     assert values["client_id"] == "cid-cli" and values["client_secret"] == "csecret-cli"
@@ -134,7 +163,7 @@ def test_import_cli_sqlite_idc(tmp_path):
 
 def test_import_cli_sqlite_social_profile_from_state(tmp_path):
     db = write_cli_db(tmp_path / "data.sqlite3", idc=False)
-    values = kiro.import_account(db, None)
+    values = import_kiro(db, None)
     assert values["auth_method"] == "social" and values["refresh_token"] == "aor-cs"
     assert values["profile_arn"].endswith("profile/CLI")
     assert values["idp"] == "Github"
@@ -143,28 +172,28 @@ def test_import_cli_sqlite_social_profile_from_state(tmp_path):
 def test_import_default_locations(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ToknError) as info:
-        kiro.import_account(None, None)
+        import_kiro(None, None)
     assert info.value.status == 404 and "kiro-auth-token.json" in info.value.message
     write_cli_db(tmp_path / ".local" / "share" / "kiro-cli" / "data.sqlite3")
-    assert kiro.import_account(None, None)["refresh_token"] == "aor-cli"
+    assert import_kiro(None, None)["refresh_token"] == "aor-cli"
     write_ide_social(tmp_path / ".aws" / "sso" / "cache")  # the IDE file wins
-    assert kiro.import_account(None, None)["refresh_token"] == "aor-ide"
+    assert import_kiro(None, None)["refresh_token"] == "aor-ide"
 
 
 def test_import_reuses_id_of_same_account_and_numbers_new_ones(tmp_path):
     write_config({"accounts": [account("kiro", "kiro", refresh_token="aor-other")]})
     path = write_ide_social(tmp_path / "cache")
-    first = kiro.import_account(path, None)
+    first = import_kiro(path, None)
     assert first["id"] == "kiro-2"
-    again = kiro.import_account(path, None)
+    again = import_kiro(path, None)
     assert again["id"] == "kiro-2"
     assert [a["id"] for a in saved_accounts()] == ["kiro", "kiro-2"]
 
 
 def test_import_drops_stale_token_cache(tmp_path):
-    state.update(kiro.TOKEN_STATE, "kiro", {"access_token": "old", "refresh_token": "old"})
-    kiro.import_account(write_ide_social(tmp_path / "c"), None)
-    assert "kiro" not in state.read(kiro.TOKEN_STATE)
+    state.update(TOKEN_STATE, "kiro", {"access_token": "old", "refresh_token": "old"})
+    import_kiro(write_ide_social(tmp_path / "c"), None)
+    assert "kiro" not in state.read(TOKEN_STATE)
 
 
 def test_import_via_cli(tmp_path, monkeypatch):
@@ -202,9 +231,9 @@ def test_builder_id_device_login(sleeps):
     opened = []
     with FakeKiro(device_script=["authorization_pending", "slow_down",
                                  "authorization_pending"]) as fake:
-        values = asyncio.run(kiro.login(
-            "builder-id", oidc_url_override=fake.url, account_id="bid",
-            open_browser=opened.append, base_url="https://q.us-east-1.amazonaws.com"))
+        values = login_kiro("builder-id", oidc_url_override=fake.url, account_id="bid",
+                            open_browser=opened.append,
+                            base_url="https://q.us-east-1.amazonaws.com")
         reg = fake.requests_to("/client/register")[-1].json
         dev = fake.requests_to("/device_authorization")[-1].json
         polls = fake.requests_to("/token")
@@ -224,14 +253,14 @@ def test_builder_id_device_login(sleeps):
 def test_device_login_failures(sleeps, step, code):
     with FakeKiro(device_script=["authorization_pending", step]) as fake, \
             pytest.raises(ToknError) as info:
-        asyncio.run(kiro.login("builder-id", oidc_url_override=fake.url, open_browser=False))
+        login_kiro("builder-id", oidc_url_override=fake.url)
     assert info.value.code == code
     assert not paths.config_file().exists()
 
 
 def test_idc_login_needs_start_url():
     with pytest.raises(ToknError, match="start-url"):
-        asyncio.run(kiro.login("idc"))
+        login_kiro("idc")
 
 
 # --- social PKCE ----------------------------------------------------------------------------
@@ -243,7 +272,7 @@ def test_social_login_pkce(casing):
         assert r.status_code == 200 and b"complete" in r.content
 
     with FakeKiro(token_casing=casing) as fake:
-        values = asyncio.run(kiro.login("google", auth_url=fake.url, open_browser=browser))
+        values = login_kiro("google", auth_url=fake.url, open_browser=browser)
         login = fake.requests_to("/login")[-1]
         exchanges = fake.requests_to("/oauth/token")
     assert login.query["idp"] == ["Google"]
@@ -253,23 +282,6 @@ def test_social_login_pkce(casing):
     assert values["auth_method"] == "social" and values["idp"] == "Google"
     assert values["profile_arn"] == fake.profile_arn
     assert saved_accounts()[0]["refresh_token"] == values["refresh_token"]
-
-
-def test_social_login_via_cli_signature(monkeypatch):
-    """The CLI's `_kiro("login", ...)` passes only the keywords login() accepts."""
-    from tokn.cli import account_cmd
-
-    seen = {}
-
-    async def fake_login(method="builder-id", **kw):
-        seen.update(kw, method=method)
-        return {"id": "kiro", "provider": "kiro", "refresh_token": "aor-x"}
-
-    monkeypatch.setattr(kiro, "login", fake_login)
-    account_cmd._kiro("login", account_id="k1", base_url=None, no_browser=True,
-                      refresh_url=None)
-    assert seen["account_id"] == "k1" and seen["no_browser"] is True
-    assert saved_accounts()[0]["refresh_token"] == "aor-x"
 
 
 # --- refresh helper ----------------------------------------------------------------------

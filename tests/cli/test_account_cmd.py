@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import types
 
 import pytest
 from typer.testing import CliRunner
@@ -14,9 +13,9 @@ from typer.testing import CliRunner
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import FakeLLM
 from tokn import config, state
+from tokn.accounts import health_of
 from tokn.auth import github as gh_auth
 from tokn.cli import app
-from tokn.cli.account_cmd import health_of
 
 runner = CliRunner()
 GH_TOKEN = "ghu_importedtoken123456"
@@ -172,45 +171,55 @@ def test_login_unknown_provider_lists_known():
     assert "unknown provider 'nope'" in result.output and "github-copilot" in result.output
 
 
-def test_kiro_login_delegates(monkeypatch):
-    calls = {}
+def test_kiro_login_goes_through_the_generic_command(monkeypatch):
+    """`tokn login --provider kiro` hands exactly Kiro's declared options to its
+    sign-in and saves through the one save path (id, base URL, fields)."""
+    from tokn.auth import kiro as kiro_auth
 
-    def login(account_id=None, no_browser=False, **kw):
-        calls.update(account_id=account_id, no_browser=no_browser)
-        return {"id": account_id or "kiro", "provider": "kiro", "refresh_token": "rt-123456789"}
+    calls = []
 
-    module = types.ModuleType("tokn.auth.kiro")
-    module.login = login
-    monkeypatch.setitem(sys.modules, "tokn.auth.kiro", module)
-    result = invoke("login", "--provider", "kiro", "--id", "k1", "--no-browser")
+    async def sign_in(client, method, *, say, open_browser, region, start_url):
+        calls.append({"method": method, "region": region, "start_url": start_url,
+                      "browser": open_browser is not None})
+        return {"access_token": "aoa-1", "refresh_token": "aor-123456789",
+                "expires_at": 4102444800, "auth_method": "idc", "region": region,
+                "client_id": "cid", "client_secret": "csecret", "start_url": start_url}
+
+    monkeypatch.setattr(kiro_auth, "sign_in", sign_in)
+    result = invoke("login", "--provider", "kiro", "--id", "k1", "--method", "idc",
+                    "--start-url", "https://x.awsapps.com/start", "--region", "eu-west-1",
+                    "--no-browser", "--base-url", "https://runtime.eu-west-1.kiro.dev")
     assert result.exit_code == 0, result.output
-    assert calls == {"account_id": "k1", "no_browser": True}
-    assert accounts()["k1"]["refresh_token"] == "rt-123456789"
+    assert calls == [{"method": "idc", "region": "eu-west-1",
+                      "start_url": "https://x.awsapps.com/start", "browser": False}]
+    assert "saved account k1 (kiro)" in result.output
+    acc = accounts()["k1"]
+    assert acc["refresh_token"] == "aor-123456789" and acc["client_secret"] == "csecret"
+    assert acc["base_url"] == "https://runtime.eu-west-1.kiro.dev"
+    assert acc["expires_at"] == "2100-01-01T00:00:00Z" and acc["region"] == "eu-west-1"
+    # the same sign-in again updates that account instead of adding one
+    assert invoke("login", "-p", "kiro", "--method", "idc", "--start-url",
+                  "https://x.awsapps.com/start", "--region", "eu-west-1").exit_code == 0
+    assert list(accounts()) == ["k1"]
 
 
-# --- import --------------------------------------------------------------------------------------
-
-def test_kiro_login_that_saves_itself_is_not_saved_twice(monkeypatch):
-    seen = {}
-
-    async def login(method="builder-id", *, account_id=None, save=True, start_url=None,
-                    **kw):
-        seen.update(method=method, save=save, start_url=start_url)
-        return {"id": "kiro", "provider": "kiro"}          # pretends it saved
-
-    module = types.ModuleType("tokn.auth.kiro")
-    module.login = login
-    monkeypatch.setitem(sys.modules, "tokn.auth.kiro", module)
-    result = invoke("login", "-p", "kiro", "--method", "idc", "--start-url", "https://x/start")
-    assert result.exit_code == 0, result.output
-    assert seen == {"method": "idc", "save": True, "start_url": "https://x/start"}
+def test_an_option_the_provider_does_not_take_is_an_error(openai_fake):
+    """Nothing is silently dropped: an option of another provider's sign-in, or a
+    misspelled one, stops the command before anything is asked or saved."""
+    result = invoke("login", "-p", "openai", "--method", "idc", "--key-stdin",
+                    input="sk-good-key-123456\n")
+    assert result.exit_code == 1
+    assert "--method does not apply to `tokn login --provider openai`" in result.output
+    assert "--key-stdin" in result.output                   # what it does take
+    result = invoke("login", "-p", "kiro", "--methd", "idc")
+    assert result.exit_code == 2 and "No such option" in result.output and "--methd" in \
+        result.output
+    result = invoke("import", "--from", "kiro", "--host", "github.com")
+    assert result.exit_code == 1 and "--host does not apply" in result.output
+    result = invoke("import", "--from", "gh", "--provider", "openai")
+    assert result.exit_code == 1 and "--from gh imports a github-copilot account" in \
+        result.output
     assert accounts() == {}
-
-
-def test_kiro_without_module_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tokn.auth.kiro", None)   # import fails
-    result = invoke("login", "--provider", "kiro")
-    assert result.exit_code == 1 and "Kiro sign-in is not available" in result.output
 
 
 def test_import_from_gh(github, tmp_path, monkeypatch):
@@ -369,6 +378,21 @@ def test_account_remove():
     assert "oa" not in state.read("health") and "down" in state.read("health")
     result = invoke("account", "remove", "ghost", "--yes")
     assert result.exit_code == 1 and "no account with id 'ghost'" in result.output
+
+
+def test_account_remove_of_a_kiro_account_drops_its_tokens():
+    """A removed Kiro account leaves no refresh token behind in the state dir."""
+    save_accounts({"id": "k", "provider": "kiro", "refresh_token": "aor-1234567890"},
+                  {"id": "k2", "provider": "kiro", "refresh_token": "aor-other-123456"})
+    for account_id in ("k", "k2"):
+        state.update("kiro-tokens", account_id, {"access_token": "aoa-x",
+                                                 "refresh_token": f"aor-live-{account_id}"})
+    state.update("health", "k", {"failures": 1})
+    result = invoke("account", "remove", "k", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "k" not in accounts() and "k2" in accounts()
+    assert "k" not in state.read("kiro-tokens") and "k" not in state.read("health")
+    assert state.read("kiro-tokens")["k2"]["refresh_token"] == "aor-live-k2"
 
 
 # --- headers ---------------------------------------------------------------------------------

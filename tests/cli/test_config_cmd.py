@@ -98,10 +98,10 @@ def _round_trip(key, value, *account):
 
 
 def test_every_known_key_round_trips_through_set_and_get():
-    from tokn import config
+    from tokn import config, config_edit
 
     for key in config.known_keys():
-        default = config.default_for(key)
+        default = config_edit.default_for(key)
         value = _sample(key, default)
         shown = _round_trip(key, value)
         assert shown == (value if isinstance(value, str) else json.dumps(value)), key

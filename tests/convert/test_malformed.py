@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokn.convert import FORMATS, convert_request
-from tokn.convert.kiro import build_request
 from tokn.convert.tokens import count_tokens
 from tokn.errors import ConversionError
+from tokn.providers.kiro.request import build_request
 
 AGENT_BODIES = Path(__file__).parent / "agent_bodies"
 

@@ -80,7 +80,7 @@ class FakeKiro(FakeServer):
                  tool_trigger: str = "weather", expires_in: int = 3600,
                  chunk_pause: float = 0.002, exception_type: str = "ThrottlingException",
                  device_script: list[str] | None = None, token_casing: str = "camel",
-                 **kw: Any) -> None:
+                 refresh_delay: float = 0.0, **kw: Any) -> None:
         super().__init__(**kw)
         self.access_tokens = set(access_tokens or {"aoa-initial"})
         self.refresh_tokens = set(refresh_tokens or {"aor-initial"})
@@ -97,6 +97,7 @@ class FakeKiro(FakeServer):
         self.exception_type = exception_type
         self.device_script = list(device_script or ["authorization_pending", "slow_down"])
         self.token_casing = token_casing  # which /oauth/token body casing is accepted
+        self.refresh_delay = refresh_delay  # seconds a refresh answer takes (after rotating)
         self.refresh_bodies: list[dict[str, Any]] = []
         self.chat_bodies: list[dict[str, Any]] = []
         self.errors: list[str] = []  # protocol violations the fake noticed
@@ -188,6 +189,7 @@ class FakeKiro(FakeServer):
                 return
             answer = self._issue(token)
         answer["profileArn"] = self.profile_arn
+        time.sleep(self.refresh_delay)
         ex.send_json(200, answer)
 
     def _oidc_token(self, ex: Exchange) -> None:

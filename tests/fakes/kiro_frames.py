@@ -1,6 +1,6 @@
 """Encoder of AWS event-stream frames, for the fake Kiro server and tests.
 
-The inverse of :mod:`tokn.providers.kiro_eventstream`.  Header values are
+The inverse of :mod:`tokn.providers.kiro.eventstream`.  Header values are
 typed from their Python type (``str`` -> string, ``bool`` -> bool,
 ``bytes`` -> byte array, ``int`` -> long, ``uuid.UUID`` -> uuid,
 ``datetime`` -> timestamp); pass ``Typed(type_code, value)`` to pick a type

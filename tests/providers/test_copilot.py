@@ -251,8 +251,9 @@ def test_api_base_selection():
     assert run(lambda p: p.base_url(), acc,
                transport=_token_transport(None, seen)) == DEFAULT_API_BASE
     assert seen == ["https://api.github.com/copilot_internal/v2/token"]
-    # endpoints.api from the token response
-    state.write("copilot-tokens", {})
+    # endpoints.api from the token response (a new exchange: the cached token,
+    # in this process's memory and the state file, dropped)
+    CopilotProvider.forget_tokens("a")
     api = "https://api.business.githubcopilot.com"
     assert run(lambda p: p.base_url(), acc,
                transport=_token_transport({"api": api + "/"}, seen)) == api

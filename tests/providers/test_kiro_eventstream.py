@@ -22,7 +22,7 @@ from tests.fakes.kiro_frames import (
     event_frame,
     exception_frame,
 )
-from tokn.providers.kiro_eventstream import (
+from tokn.providers.kiro.eventstream import (
     MAX_FRAME_LEN,
     EventStreamDecoder,
     EventStreamError,

@@ -17,7 +17,7 @@ from tests.helpers import account, write_config
 from tokn import config, paths, state
 from tokn.convert.models import normalize_model
 from tokn.providers import provider_class
-from tokn.providers.kiro import (
+from tokn.providers.kiro.provider import (
     SUSPENDED_REST,
     TOKEN_STATE,
     KiroProvider,
@@ -508,8 +508,8 @@ def test_adopts_tokens_rotated_by_another_process(fake):
                                   clock=lambda: clock[0])
             assert (await server.send("chat", chat("a"), {}, stream=False)).status == 200
             other = KiroProvider(config.load_config().accounts[0], client)
-            await other.tokens(refresh=True)
-            await other.tokens(refresh=True)
+            await other.tokens.token(refresh=True)
+            await other.tokens.token(refresh=True)
             assert saved_account()["refresh_token"] == "aor-2"
             clock[0] += 7200  # the server's token is now stale
             up = await server.send("chat", chat("b"), {}, stream=False)

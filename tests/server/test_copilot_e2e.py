@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.github import FakeGitHub
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, running_tokn, write_config
+from tests.helpers import account, running_tokn, usage_rows, write_config
 
 COPILOT_MODELS = [
     {"id": "gpt-4.1", "name": "GPT-4.1", "vendor": "Azure OpenAI", "object": "model",
@@ -113,3 +113,24 @@ def test_fifty_concurrent_requests_while_token_expires_one_refresh(copilot):
             results = list(pool.map(ask, range(50)))
     assert [r.choices[0].message.content for r in results] == [f"echo: n{i}" for i in range(50)]
     assert gh.exchange_count == 2  # exactly one refresh for all 50
+
+
+@pytest.mark.parametrize("where", ["field", "settings"])
+def test_usage_row_initiator_is_the_header_copilot_got(where):
+    """The usage row's initiator (premium or not) and the x-initiator header come
+    from one rule, however the account sets initiator_mode (a field or a setting)."""
+    mode = {"initiator_mode": "always_agent"}
+    with FakeGitHub() as gh, FakeLLM(copilot_style=True, models=COPILOT_MODELS,
+                                     token_validator=gh.is_valid_copilot_token) as api:
+        gh.copilot_api_url = api.url
+        write_config({"accounts": [account(
+            "copilot", "github-copilot", github_token="gho_test", github_api_url=gh.url,
+            **(mode if where == "field" else {}),
+            settings=mode if where == "settings" else {})]})
+        with running_tokn() as tokn:
+            client = openai.OpenAI(base_url=tokn.api_url + "/v1", api_key="x")
+            client.chat.completions.create(
+                model="gpt-4.1", messages=[{"role": "user", "content": "typed by a person"}])
+        sent = api.requests_to("/chat/completions")[-1].headers["x-initiator"]
+    assert sent == "agent"
+    assert usage_rows()[-1]["initiator"] == sent

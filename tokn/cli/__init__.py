@@ -42,8 +42,8 @@ COMMANDS: dict[str, str] = {
     "config": "config_cmd",
     "proxy": "proxy_cmd",
     "serve": "serve_cmd",
-    "login": "account_cmd",
-    "import": "account_cmd",
+    "login": "login_cmd",
+    "import": "login_cmd",
     "account": "account_cmd",
     "headers": "account_cmd",
     "usage": "usage_cmd",
@@ -66,12 +66,7 @@ def _build(argv: list[str] | None = None) -> None:
     import sys
 
     for name in _wanted(sys.argv[1:] if argv is None else argv):
-        try:
-            module = importlib.import_module(f"tokn.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tokn.cli.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"tokn.cli.{name}")
         if name in GROUPS:
             app.add_typer(module.app, name=GROUPS[name])
         else:

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tokn import config, config_keys, paths
+from tokn import config, config_edit, config_keys, paths
 from tokn.cli.common import cli_errors, console, err_console, fail
 
 app = typer.Typer(help="Show and edit tokn's config file (TOML, mode 0600).", no_args_is_help=True,
@@ -77,10 +77,10 @@ def get_cmd(key: str = typer.Argument(..., help="Dotted key, e.g. server.port.")
     with cli_errors():
         doc = config.load_document()
         try:
-            value = config.get_key(doc, key, account)
+            value = config_edit.get_key(doc, key, account)
         except KeyError:
-            config.check_known(key, account)
-            value = config.default_for(key, account)
+            config_edit.check_known(key, account)
+            value = config_edit.default_for(key, account)
             if value is None:
                 raise fail(f"{key} is not set; see `tokn config list --defaults`.") from None
     typer.echo(_shown(value))
@@ -98,7 +98,7 @@ def set_cmd(
 ) -> None:
     """Set a key, keeping its type; unknown keys and invalid values are refused."""
     with cli_errors(), config.editing() as doc:
-        stored = config.set_key(doc, key, value, account=account, add=add, force=force)
+        stored = config_edit.set_key(doc, key, value, account=account, add=add, force=force)
     where = paths.config_file()
     shown = config.mask(str(stored)) if config.is_secret_key(key) else json.dumps(stored)
     console.print(f"{escape(key)} = {escape(shown)}  [dim]({escape(str(where))})[/]",
@@ -139,7 +139,7 @@ def unset_cmd(key: str = typer.Argument(..., help="Dotted key to remove."),
     """Remove a key (it falls back to its default)."""
     with cli_errors(), config.editing() as doc:
         try:
-            config.unset_key(doc, key, account)
+            config_edit.unset_key(doc, key, account)
         except KeyError:
             raise fail(f"{key} is not set in {paths.config_file()}.") from None
     console.print(f"unset {escape(key)}", highlight=False)

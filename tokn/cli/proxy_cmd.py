@@ -11,21 +11,11 @@ app = typer.Typer(
 
 
 def _mount() -> None:
-    for name, attr in (("proxy_env", "register"), ("proxy_start", "register")):
-        try:
-            module = __import__(f"tokn.cli.{name}", fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tokn.cli.{name}":
-                raise
-            continue
-        getattr(module, attr)(app)
-    try:
-        from tokn.cli.ca_cmd import ca_app
-    except ModuleNotFoundError as exc:
-        if exc.name != "tokn.cli.ca_cmd":
-            raise
-    else:
-        app.add_typer(ca_app, name="ca")
+    from tokn.cli import ca_cmd, proxy_env, proxy_start
+
+    proxy_env.register(app)
+    proxy_start.register(app)
+    app.add_typer(ca_cmd.ca_app, name="ca")
 
 
 _mount()

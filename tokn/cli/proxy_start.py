@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tokn.cli.serve_cmd import _mode
+from tokn.cli.serve_cmd import route_mode_value
 
 
 def register(proxy_app: typer.Typer) -> None:
@@ -22,7 +22,7 @@ def register(proxy_app: typer.Typer) -> None:
                             "127.0.0.1].")
     port_opt = typer.Option(None, "--port",
                             help="Proxy port \\[default: \\[proxy_mode].port, 4142].")
-    mode_opt = typer.Option(None, "--route-mode", callback=_mode,
+    mode_opt = typer.Option(None, "--route-mode", callback=route_mode_value,
                             help="Default mode for intercepted flows: route|switch|passthrough "
                             "\\[default: \\[proxy_mode].route_mode, route].")
     remote_opt = typer.Option(False, "--insecure-allow-remote",

@@ -10,7 +10,7 @@ from rich.markup import escape
 from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
 
 
-def _mode(value: str | None) -> str | None:
+def route_mode_value(value: str | None) -> str | None:
     from tokn.config import ROUTE_MODES
 
     if value is not None and value not in ROUTE_MODES:
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
                                        "\\[proxy_mode].host, 127.0.0.1]."),
         proxy_port: int = typer.Option(None, help="Proxy port \\[default: \\[proxy_mode].port, "
                                        "4142]."),
-        proxy_route_mode: str = typer.Option(None, callback=_mode,
+        proxy_route_mode: str = typer.Option(None, callback=route_mode_value,
                                              help="Proxy default mode: route|switch|passthrough."),
         insecure_allow_remote: bool = typer.Option(
             False, "--insecure-allow-remote",

@@ -1,40 +1,25 @@
-"""Provider registry: provider id -> class.  One module per provider.
+"""Provider registry: provider id -> class.  One module (or package) per provider.
 
 Adding a provider: write ``tokn/providers/NAME.py`` with a :class:`Provider`
-subclass and add the module name to ``MODULES``.  Nothing else changes.
+subclass, export it in ``PROVIDERS`` and add the module to ``MODULES``.  The
+pipeline, the proxy and the CLI (``tokn login`` / ``import`` / ``account``)
+find it here; nothing else changes.
 """
 
 from __future__ import annotations
 
-import importlib
-
+from tokn.providers import anthropic, copilot, kiro, openai, zai
 from tokn.providers.base import ModelInfo, Provider, UpstreamResponse
 
-MODULES: tuple[str, ...] = ("copilot", "openai", "anthropic", "zai", "kiro")
+MODULES = (copilot, openai, anthropic, zai, kiro)
+# `tokn login` / `tokn import --from env` without --provider
+DEFAULT_PROVIDER = "github-copilot"
 
-_registry: dict[str, type[Provider]] = {}
-_loaded = False
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for name in MODULES:
-        try:
-            module = importlib.import_module(f"tokn.providers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tokn.providers.{name}":
-                raise
-            continue
-        for cls in getattr(module, "PROVIDERS", ()):
-            for pid in (cls.id, *cls.ids):
-                _registry[pid] = cls
-    _loaded = True
+_registry: dict[str, type[Provider]] = {
+    pid: cls for module in MODULES for cls in module.PROVIDERS for pid in (cls.id, *cls.ids)}
 
 
 def provider_class(provider_id: str) -> type[Provider]:
-    _load()
     try:
         return _registry[provider_id]
     except KeyError:
@@ -44,8 +29,24 @@ def provider_class(provider_id: str) -> type[Provider]:
 
 
 def provider_ids() -> list[str]:
-    _load()
     return sorted(_registry)
 
 
-__all__ = ["ModelInfo", "Provider", "UpstreamResponse", "provider_class", "provider_ids"]
+def provider_classes() -> list[type[Provider]]:
+    """Every provider class once, in registry order."""
+    return list(dict.fromkeys(_registry.values()))
+
+
+def import_sources() -> dict[str, type[Provider] | None]:
+    """``tokn import --from`` source -> the provider class reading it (``None``:
+    ``env``, read for whichever provider ``--provider`` names)."""
+    out: dict[str, type[Provider] | None] = {"env": None}
+    for cls in provider_classes():
+        for source in cls.import_sources:
+            if source != "env":
+                out.setdefault(source, cls)
+    return out
+
+
+__all__ = ["DEFAULT_PROVIDER", "ModelInfo", "Provider", "UpstreamResponse", "import_sources",
+           "provider_class", "provider_classes", "provider_ids"]

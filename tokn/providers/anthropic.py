@@ -16,19 +16,10 @@ from typing import Any
 
 from tokn.convert import Dialect
 from tokn.errors import ToknError
-from tokn.providers.base import ModelInfo, Provider
+from tokn.providers.base import ModelInfo, Provider, header
 
 ANTHROPIC_VERSION = "2023-06-01"
 _MAX_MODEL_PAGES = 20
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup in a plain mapping of headers."""
-    name = name.lower()
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 def version_headers(inbound: Mapping[str, str]) -> dict[str, str]:
@@ -59,7 +50,6 @@ class AnthropicProvider(Provider):
         "models": "/v1/models",
     }
     env_vars = ("ANTHROPIC_API_KEY",)
-    hosts = ("api.anthropic.com",)
 
     async def base_url(self) -> str:
         """The API origin; a pasted ``.../v1`` is tolerated (paths carry ``/v1``)."""

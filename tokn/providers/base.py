@@ -11,15 +11,23 @@ natively, so adding a provider never touches the pipeline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
-from tokn.config import AccountConfig
+from tokn import hosts, state
+from tokn.auth import importers
+from tokn.auth.tokens import bearer_of, local_tokens
+from tokn.config import AccountConfig, mask
 from tokn.convert import PLAIN, Dialect
+from tokn.endings import describe as describe_error
 from tokn.errors import ToknError
+from tokn.initiator import MODES, initiator_for
+from tokn.providers.setup import ENV_VAR, KEY_STDIN, Credentials, Option, Setup, Verified
 from tokn.wire import upstream_paths
 
 # Inbound headers never forwarded upstream (hop-by-hop, credentials, tokn's own).
@@ -92,6 +100,10 @@ class Provider:
 
     Subclasses override class attributes and, where the upstream differs,
     :meth:`credentials`, :meth:`prepare`, :meth:`list_models` or :meth:`send`.
+    Every hook the pipeline, the proxy and the CLI call is declared here with
+    its default; the account-setup hooks (``login``, ``import_``, ``verify``,
+    ``same_account``, ``forget``) make ``tokn login`` / ``tokn import`` /
+    ``tokn account`` work for a provider without CLI code of its own.
     """
 
     id: ClassVar[str] = ""
@@ -103,14 +115,37 @@ class Provider:
     paths: ClassVar[dict[str, str]] = upstream_paths()
     key_field: ClassVar[str] = "api_key"
     env_vars: ClassVar[tuple[str, ...]] = ()     # default env vars for `tokn import --from env`
-    hosts: ClassVar[tuple[str, ...]] = ()        # hosts whose traffic this provider owns (switch)
+    # Hosts whose traffic this provider owns in switch mode: derived from the one
+    # table in tokn/hosts.py (never set in a subclass).
+    hosts: ClassVar[tuple[str, ...]] = ()
     chat_stream_quirks: ClassVar[bool] = False   # repair split choices / tool indexes for chat
+    shows_identity: ClassVar[bool] = False       # `tokn headers` shows its identity headers
+    # Account setup (see tokn.providers.setup): the options `tokn login` passes to
+    # login(), the sources `tokn import --from` reads and the options it passes to
+    # import_(); default ids are PREFIX, PREFIX-2... ("": the provider id).
+    login_options: ClassVar[tuple[Option, ...]] = (KEY_STDIN,)
+    import_sources: ClassVar[tuple[str, ...]] = ("env",)
+    import_options: ClassVar[tuple[Option, ...]] = (ENV_VAR,)
+    account_id_prefix: ClassVar[str] = ""
+    # Per-account state files of this provider (cached tokens, facts), dropped by
+    # forget(); token_state is the one its expiring tokens live in.
+    token_state: ClassVar[str] = ""
+    state_files: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "hosts" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: a provider's hosts are rows of the table in "
+                            "tokn/hosts.py, not a class attribute")
+        cls.hosts = hosts.hosts_of(cls.id) if cls.id else ()
 
     def __init__(self, account: AccountConfig, client: httpx.AsyncClient) -> None:
         self.account = account
         self.client = client
         self._models: list[ModelInfo] | None = None
         self._models_lock = asyncio.Lock()
+        # models the upstream refused a format for: the formats it serves them in
+        self._refused: dict[str, frozenset[str]] = {}
 
     # --- identity ----------------------------------------------------------------
     @property
@@ -141,8 +176,11 @@ class Provider:
             )
         return str(key)
 
-    async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
-        """Headers that authenticate this account (``refresh`` forces a new token)."""
+    async def credentials(self, *, refresh: bool = False,
+                          failed: str | None = None) -> dict[str, str]:
+        """Headers that authenticate this account.  Providers whose token expires
+        (``can_refresh``) renew it on ``refresh``, or when ``failed`` (the token
+        the upstream rejected) is still the current one (:mod:`tokn.auth.tokens`)."""
         return {"authorization": f"Bearer {self.api_key()}"}
 
     @property
@@ -153,6 +191,20 @@ class Provider:
                 inbound: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
         """Provider tweaks to an outgoing body, and extra headers for it."""
         return body, {}
+
+    @property
+    def initiator_mode(self) -> str:
+        """``initiator_mode`` (``[accounts.settings]`` or a field): auto, always_user,
+        always_agent."""
+        mode = str(self.option("initiator_mode", "auto"))
+        return mode if mode in MODES else "auto"
+
+    def initiator(self, fmt: str, body: Mapping[str, Any],
+                  inbound: Mapping[str, str]) -> str:
+        """Who started this request, ``user`` or ``agent`` (:mod:`tokn.initiator`):
+        what the usage row says and what Copilot's ``x-initiator`` header sends."""
+        return initiator_for(fmt, dict(body), header(inbound, "x-initiator"),
+                             self.initiator_mode)
 
     # --- models ------------------------------------------------------------------
     async def models(self, *, refresh: bool = False) -> list[ModelInfo]:
@@ -220,9 +272,26 @@ class Provider:
 
     def model_formats(self, model: ModelInfo | None) -> frozenset[str]:
         """Formats this account can serve ``model`` in natively."""
+        if model is not None and model.id in self._refused:
+            return self._refused[model.id]
         if model is not None and model.formats:
             return model.formats
         return self.formats
+
+    def format_refused(self, status: int, code: str | None, fmt: str,
+                       model: ModelInfo | None) -> str | None:
+        """The upstream refused ``fmt`` for ``model`` (an error answer): the format
+        to try the same account in instead, or ``None`` (no retry).
+
+        By default the OpenAI-style ``unsupported_api_for_model``: Copilot (and
+        proxies in front of it) serve some models (codex) on /responses only.
+        Remembered for the model, so later requests go there first."""
+        if code != "unsupported_api_for_model" or fmt == "responses" \
+                or "responses" not in self.formats:
+            return None
+        if model is not None:
+            self._refused[model.id] = frozenset({"responses"})
+        return "responses"
 
     def dialect(self, fmt: str, model: str) -> Dialect:
         """What this upstream accepts beyond plain ``fmt`` requests for ``model``
@@ -248,13 +317,36 @@ class Provider:
         keep = ("anthropic-version", "anthropic-beta", "openai-beta")
         return {k.lower(): v for k, v in inbound.items() if k.lower() in keep}
 
+    async def authorized(self, call: Callable[[dict[str, str]], Awaitable[httpx.Response]]
+                         ) -> httpx.Response:
+        """``call(credential headers)``, and once more with a refreshed credential
+        when the upstream rejected the first (:meth:`should_refresh`).  The one
+        refresh-on-rejection loop: every upstream call of every provider goes
+        through it."""
+        response = await call(await self.credentials())
+        if self.can_refresh and await self.should_refresh(response):
+            await response.aclose()
+            failed = bearer_of(response.request.headers) or ""
+            response = await call(await self.credentials(failed=failed))
+        return response
+
+    async def post(self, url: str, headers: Mapping[str, str], *, json: Any = None,
+                   content: bytes | None = None) -> httpx.Response:
+        """POST with the account's credentials (:meth:`authorized`), the answer
+        streamed: the caller reads or closes it."""
+        async def call(creds: dict[str, str]) -> httpx.Response:
+            request = self.client.build_request("POST", url, json=json, content=content,
+                                                headers={**headers, **creds},
+                                                timeout=self.http_timeout())
+            return await self.client.send(request, stream=True)
+
+        return await self.authorized(call)
+
     async def get_json(self, fmt: str) -> Any:
-        headers = {**await self.credentials(), "accept": "application/json"}
-        headers.update(self.static_headers())
-        resp = await self.client.get(await self.url_for(fmt), headers=headers)
-        if resp.status_code == 401 and self.can_refresh:
-            headers.update(await self.credentials(refresh=True))
-            resp = await self.client.get(await self.url_for(fmt), headers=headers)
+        url = await self.url_for(fmt)
+        base = {**self.static_headers(), "accept": "application/json"}
+        resp = await self.authorized(
+            lambda creds: self.client.get(url, headers={**base, **creds}))
         if resp.status_code >= 400:
             raise self.listing_refused(resp.status_code, resp.text, self.paths[fmt])
         return resp.json()
@@ -265,7 +357,7 @@ class Provider:
 
     async def send(self, fmt: str, body: dict[str, Any], inbound: Mapping[str, str],
                    *, stream: bool) -> UpstreamResponse:
-        """POST ``body`` to the endpoint for ``fmt``; refresh once on a 401."""
+        """POST ``body`` to the endpoint for ``fmt``; refresh once on a rejection."""
         body, extra = self.prepare(fmt, body, inbound)
         url = await self.url_for(fmt)
         base_headers = {
@@ -275,22 +367,13 @@ class Provider:
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }
-        refresh = False
-        while True:
-            headers = {**base_headers, **await self.credentials(refresh=refresh)}
-            request = self.client.build_request("POST", url, json=body, headers=headers,
-                                                timeout=self.http_timeout())
-            response = await self.client.send(request, stream=True)
-            if response.status_code in (401, 403) and self.can_refresh and not refresh \
-                    and await self.should_refresh(response):
-                await response.aclose()
-                refresh = True
-                continue
-            return UpstreamResponse(response.status_code, response.headers, fmt,
-                                    stream, _response=response)
+        response = await self.post(url, base_headers, json=body)
+        return UpstreamResponse(response.status_code, response.headers, fmt, stream,
+                                _response=response)
 
     async def should_refresh(self, response: httpx.Response) -> bool:
-        """Whether an auth failure means "token stale": a 401 by default."""
+        """Whether an error answer means "token stale" (refresh and retry once):
+        a 401 by default."""
         return response.status_code == 401
 
     def failure_kind(self, status: int, body: bytes) -> str:
@@ -318,6 +401,119 @@ class Provider:
         """Extra facts for ``tokn account show`` (plan, quota...)."""
         return {}
 
+    def call_headers(self, fmt: str = "chat") -> dict[str, str]:
+        """The headers an API call in ``fmt`` carries besides the credential."""
+        _, extra = self.prepare(fmt, {}, {})
+        return {**self.static_headers(), **extra}
+
+    async def resolved_headers(self, *, masked: bool = True) -> dict[str, str]:
+        """Every header a chat call would carry now (``tokn headers``), the
+        credential masked unless ``masked=False``; a :class:`ToknError` when
+        there is no credential to be had."""
+        creds = await self.credentials()
+        if masked:
+            creds = {k: _mask_credential(v) for k, v in creds.items()}
+        return {**self.call_headers("chat"), **creds}
+
+    # --- account setup ---------------------------------------------------------------
+    @classmethod
+    async def login(cls, setup: Setup, *, key_stdin: bool = False) -> Credentials:
+        """Sign in (``tokn login``): read the API key, hidden, or one line of stdin."""
+        if key_stdin:
+            key = sys.stdin.readline().strip()
+        else:
+            key = setup.ask_secret(f"{cls.display_name or cls.id} API key").strip()
+        if not key:
+            raise ToknError("no key given.", status=400, code="missing_credentials")
+        return Credentials({cls.key_field: key})
+
+    @classmethod
+    async def import_(cls, source: str, setup: Setup, *,
+                      env_var: str | None = None) -> Credentials:
+        """Read a credential another tool keeps (``tokn import --from SOURCE``,
+        one of ``import_sources``); ``env``: the provider's environment variables."""
+        if source != "env":
+            raise ToknError(f"provider {cls.id} cannot import from {source!r}.", status=400)
+        names = [env_var] if env_var else list(cls.env_vars)
+        if not names:
+            raise ToknError(f"provider {cls.id!r} has no standard environment variable; "
+                            "name the one holding the key with --env-var NAME.",
+                            status=400, code="no_env_vars")
+        found = importers.from_env(names)
+        return Credentials({cls.key_field: found.token}, source=found.source)
+
+    async def verify(self) -> Verified:
+        """Check a new credential upstream before it is saved: the model listing.
+        A :class:`ToknError` saying what is wrong when it is refused."""
+        try:
+            url = await self.url_for("models")
+        except ToknError:
+            raise
+        except Exception:  # noqa: BLE001 - only for the message
+            url = self.account.base_url or self.default_base_url
+        try:
+            models = await self.list_models()
+        except httpx.TransportError as exc:
+            raise ToknError(f"cannot reach {url}: {describe_error(exc)}; check "
+                            "--base-url, or save the key unchecked with --no-verify.",
+                            status=502, code="unreachable") from None
+        except ToknError as exc:
+            if exc.status in (401, 403) or re.search(r"answered (401|403)\b", exc.message):
+                raise ToknError(f"the key was rejected by {url}: {exc.message}",
+                                status=401, code="key_rejected") from None
+            raise ToknError(f"could not verify the key against {url}: {exc.message}; "
+                            "use --no-verify to save it anyway.", status=502,
+                            code="verify_failed") from None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ToknError(f"could not verify the key against {url}: {exc}; "
+                            "use --no-verify to save it anyway.", status=502,
+                            code="verify_failed") from None
+        return Verified(f"key works, {len(models)} models")
+
+    @classmethod
+    def same_account(cls, existing: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether the saved account table ``existing`` holds the credential of
+        ``new`` (then signing in again updates it instead of adding one)."""
+        return existing.get("provider") in (cls.id, *cls.ids) and \
+            bool(new.get(cls.key_field)) and existing.get(cls.key_field) == new.get(cls.key_field)
+
+    @classmethod
+    def id_hint(cls, fields: Mapping[str, Any]) -> str:
+        """A word to tell a second account of this provider by (a login name)."""
+        return ""
+
+    @classmethod
+    def cached_facts(cls, account_id: str) -> dict[str, Any]:
+        """What is known of the account without asking upstream (``plan``...)."""
+        info = state.read("account-info").get(account_id)
+        return dict(info) if isinstance(info, dict) else {}
+
+    @classmethod
+    def forget_tokens(cls, account_id: str) -> None:
+        """Drop the account's cached expiring tokens (new credentials, removal)."""
+        if cls.token_state:
+            local_tokens().drop(cls.token_state, account_id)
+
     @classmethod
     def forget(cls, account_id: str) -> None:
-        """Drop what this provider cached for a removed account (tokens, facts)."""
+        """Drop everything this provider keeps of a removed account."""
+        cls.forget_tokens(account_id)
+        for name in cls.state_files:
+            if account_id in state.read(name):
+                state.update(name, account_id, None)
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """``headers[name]``, whatever the case of the name (a plain mapping)."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    low = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == low), None)
+
+
+def _mask_credential(value: str) -> str:
+    scheme, sep, secret = value.partition(" ")
+    return f"{scheme} {mask(secret)}" if sep else mask(value)

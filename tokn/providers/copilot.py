@@ -22,32 +22,33 @@ exchange, else ``https://api.githubcopilot.com``.
 The Copilot token is cached in memory and in the 0600 state file
 ``copilot-tokens.json`` (keyed by account id, bound to a hash of the GitHub
 token), refreshed ahead of expiry; one exchange at a time per account however
-many requests wait for it.
+many requests wait for it (:mod:`tokn.auth.tokens`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import hashlib
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
 from tokn import state
+from tokn.auth import github, importers
 from tokn.auth.github import DEFAULT_API_URL, DEFAULT_GITHUB_URL, api_url_for
-from tokn.config import AccountConfig, mask
+from tokn.auth.tokens import Refresher, Token
+from tokn.config import AccountConfig
 from tokn.convert import PLAIN, Dialect
 from tokn.endings import describe
 from tokn.errors import ToknError
-from tokn.initiator import MODES, has_image, initiator_for
-from tokn.providers.base import ModelInfo, Provider
+from tokn.initiator import has_image
+from tokn.providers.base import ModelInfo, Provider, header
+from tokn.providers.setup import ENV_VAR, NO_BROWSER, Credentials, Option, Setup, Verified
 
 DEFAULT_API_BASE = "https://api.githubcopilot.com"
 TOKEN_STATE = "copilot-tokens"
@@ -74,67 +75,20 @@ ENDPOINT_FORMATS = {
     "/v1/messages": "messages",
     "/embeddings": "embeddings",
 }
-
-# The token a 401 was answered for, set by should_refresh() in the same task as the
-# credentials(refresh=True) call that follows it in Provider.send().
-_FAILED_TOKEN: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "tokn_copilot_failed_token", default=None)
+# Account-setup options (`tokn login`, `tokn import`).
+GITHUB_URL = Option("github_url", "GitHub host of the account and its device flow (default "
+                    "https://github.com).")
+GITHUB_API_URL = Option("github_api_url", "GitHub API URL (default https://api.github.com).")
+HOST = Option("host", "GitHub host to look up (gh, copilot-plugin; default github.com).")
 
 
 def _owner(github_token: str) -> str:
     return hashlib.sha256(github_token.encode()).hexdigest()[:16]
 
 
-@dataclass
-class CopilotToken:
-    token: str
-    expires_at: float
-    refresh_at: float
-    fetched_at: float
-    api: str = ""
-    sku: str = ""
-    owner: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def fresh(self, now: float) -> bool:
-        """Good to use without refreshing first."""
-        return now < self.refresh_at
-
-    def valid(self, now: float) -> bool:
-        """Not expired yet (usable as a fallback when a refresh fails)."""
-        return now < self.expires_at - 30
-
-    def to_state(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("raw")
-        return data
-
-    @classmethod
-    def from_state(cls, data: Any) -> CopilotToken | None:
-        if not isinstance(data, dict):
-            return None
-        try:
-            return cls(token=str(data["token"]), expires_at=float(data["expires_at"]),
-                       refresh_at=float(data["refresh_at"]),
-                       fetched_at=float(data.get("fetched_at", 0)),
-                       api=str(data.get("api") or ""), sku=str(data.get("sku") or ""),
-                       owner=str(data.get("owner") or ""))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    value = headers.get(name)
-    if value is not None:
-        return value
-    low = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == low), None)
-
-
 class CopilotProvider(Provider):
     chat_stream_quirks = True  # split choices, tool-call indexes from 1 (see convert/chat.py)
+    shows_identity = True      # the editor identity it sends (`tokn headers`)
     id: ClassVar[str] = "github-copilot"
     ids: ClassVar[tuple[str, ...]] = ("copilot",)
     display_name: ClassVar[str] = "GitHub Copilot"
@@ -150,16 +104,18 @@ class CopilotProvider(Provider):
     }
     key_field: ClassVar[str] = "github_token"
     env_vars: ClassVar[tuple[str, ...]] = ("GH_TOKEN", "GITHUB_TOKEN", "COPILOT_GITHUB_TOKEN")
-    hosts: ClassVar[tuple[str, ...]] = ("api.githubcopilot.com", "api.*.githubcopilot.com")
+    login_options: ClassVar[tuple[Option, ...]] = (GITHUB_URL, GITHUB_API_URL, NO_BROWSER)
+    import_sources: ClassVar[tuple[str, ...]] = ("gh", "copilot-plugin", "env")
+    import_options: ClassVar[tuple[Option, ...]] = (HOST, GITHUB_URL, GITHUB_API_URL, ENV_VAR)
+    account_id_prefix: ClassVar[str] = "copilot"
+    token_state: ClassVar[str] = TOKEN_STATE
 
     def __init__(self, account: AccountConfig, client: httpx.AsyncClient, *,
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(account, client)
         self._clock = clock
-        self._token: CopilotToken | None = None
-        self._token_lock = asyncio.Lock()
-        self._generation = 0
-        self.exchange_count = 0
+        self.tokens = Refresher(TOKEN_STATE, account.id, self, owner=_owner(self.github_token),
+                                clock=clock)
 
     # --- options (``option()`` comes from Provider) ----------------------------
     @property
@@ -188,11 +144,6 @@ class CopilotProvider(Provider):
     def user_url(self) -> str:
         return f"{self.github_api_url}/copilot_internal/user"
 
-    @property
-    def initiator_mode(self) -> str:
-        mode = str(self.option("initiator_mode", "auto"))
-        return mode if mode in MODES else "auto"
-
     def identity_headers(self) -> dict[str, str]:
         """The editor identity (defaults, each overridable), without credentials."""
         out = {}
@@ -209,64 +160,38 @@ class CopilotProvider(Provider):
         return {"authorization": f"token {self.github_token}", "accept": "application/json",
                 **{k: ident[k] for k in _GITHUB_IDENTITY if k in ident}}
 
-    # --- Copilot token -----------------------------------------------------------
+    # --- Copilot token (a TokenSource for tokn.auth.tokens.Refresher) ---------------
     @property
     def can_refresh(self) -> bool:
         return True
 
-    def _load_cached(self) -> CopilotToken | None:
-        tok = CopilotToken.from_state(state.read(TOKEN_STATE).get(self.account_id))
-        if tok is None or tok.owner != _owner(self.github_token):
+    def token_from_record(self, record: dict[str, Any] | None) -> Token | None:
+        if not isinstance(record, dict):
             return None
-        return tok
+        try:
+            return Token(str(record["token"]), float(record["expires_at"]),
+                         float(record["refresh_at"]), owner=str(record.get("owner") or ""),
+                         data={"fetched_at": float(record.get("fetched_at", 0)),
+                               "api": str(record.get("api") or ""),
+                               "sku": str(record.get("sku") or "")})
+        except (KeyError, TypeError, ValueError):
+            return None
 
-    async def copilot_token(self, *, refresh: bool = False) -> CopilotToken:
-        """The current Copilot token, exchanging the GitHub token when needed.
+    def token_record(self, token: Token) -> dict[str, Any]:
+        return {"token": token.access, "expires_at": token.expires_at,
+                "refresh_at": token.refresh_at, "owner": token.owner, **token.data}
 
-        Single-flight: one exchange per account at a time; callers that waited
-        for it reuse its result.  ``refresh`` forces an exchange, except when
-        the token that failed was already replaced meanwhile.
-        """
-        failed = _FAILED_TOKEN.get() if refresh else None
-        if refresh:
-            _FAILED_TOKEN.set(None)
-        current = self._token
-        if not refresh and current is not None and current.fresh(self._clock()):
-            return current
-        generation = self._generation
-        async with self._token_lock:
-            tok = self._token
-            if tok is None:
-                tok = self._token = self._load_cached()
-            now = self._clock()
-            if refresh and tok is not None:
-                if failed is not None:
-                    if tok.token != failed and tok.valid(now):
-                        return tok          # someone else already replaced the failed token
-                elif self._generation != generation:
-                    return tok              # a refresh finished while we waited
-            elif tok is not None and tok.fresh(now):
-                return tok
-            try:
-                new = await self._exchange()
-            except ToknError:
-                if not refresh and tok is not None and tok.valid(now):
-                    return tok              # soft: the old token still works for a while
-                raise
-            self._token = new
-            self._generation += 1
-            with contextlib.suppress(OSError):  # the cache is an optimisation only
-                state.update(TOKEN_STATE, self.account_id, new.to_state())
-            return new
+    def token_saved(self, token: Token) -> None:
+        """Nothing beyond the state file: the GitHub token does not change."""
 
-    async def _exchange(self) -> CopilotToken:
+    async def fetch_token(self, current: Token | None) -> Token:
+        """Exchange the GitHub token for a Copilot token."""
         if not self.github_token:
             raise ToknError(
                 f"account {self.account_id!r} has no github_token; "
                 f"run `tokn login --id {self.account_id}`.",
                 status=401, code="missing_credentials")
         url = self.token_url
-        self.exchange_count += 1
         try:
             resp = await self.client.get(url, headers=self._github_headers())
         except httpx.HTTPError as exc:
@@ -315,28 +240,21 @@ class CopilotProvider(Provider):
         if refresh_at <= now:               # short-lived token: refresh at half its life
             refresh_at = now + max(expires_at - now, 0.0) / 2
         endpoints = data.get("endpoints") if isinstance(data.get("endpoints"), dict) else {}
-        return CopilotToken(token=str(data["token"]), expires_at=expires_at,
-                            refresh_at=refresh_at, fetched_at=now,
-                            api=str(endpoints.get("api") or "").rstrip("/"),
-                            sku=str(data.get("sku") or ""), owner=_owner(self.github_token),
-                            raw=data)
+        return Token(str(data["token"]), expires_at, refresh_at,
+                     owner=_owner(self.github_token),
+                     data={"fetched_at": now, "api": str(endpoints.get("api") or "").rstrip("/"),
+                           "sku": str(data.get("sku") or "")})
 
-    async def credentials(self, *, refresh: bool = False) -> dict[str, str]:
-        tok = await self.copilot_token(refresh=refresh)
-        return {"authorization": f"Bearer {tok.token}"}
-
-    async def should_refresh(self, response: httpx.Response) -> bool:
-        if response.status_code != 401:
-            return False
-        auth = response.request.headers.get("authorization", "")
-        _FAILED_TOKEN.set(auth.partition(" ")[2] or None)
-        return True
+    async def credentials(self, *, refresh: bool = False,
+                          failed: str | None = None) -> dict[str, str]:
+        tok = await self.tokens.token(refresh=refresh, failed=failed)
+        return {"authorization": f"Bearer {tok.access}"}
 
     async def base_url(self) -> str:
         if self.account.base_url:
             return self.account.base_url.rstrip("/")
-        tok = await self.copilot_token()
-        return (tok.api or DEFAULT_API_BASE).rstrip("/")
+        tok = await self.tokens.token()
+        return (tok.data.get("api") or DEFAULT_API_BASE).rstrip("/")
 
     # --- requests ------------------------------------------------------------------
     def static_headers(self) -> dict[str, str]:
@@ -350,10 +268,9 @@ class CopilotProvider(Provider):
             return headers
         body = body if isinstance(body, Mapping) else {}
         if fmt != "count_tokens":           # only completions are billed
-            headers["x-initiator"] = initiator_for(
-                fmt, dict(body), _header(inbound, "x-initiator"), self.initiator_mode)
+            headers["x-initiator"] = self.initiator(fmt, body, inbound or {})
         if has_image(body.get("messages")) or has_image(body.get("input")) \
-                or _header(inbound, "copilot-vision-request") == "true":
+                or header(inbound, "copilot-vision-request") == "true":
             headers["copilot-vision-request"] = "true"
         return headers
 
@@ -371,14 +288,6 @@ class CopilotProvider(Provider):
             value = body.pop("max_tokens")
             body.setdefault("max_completion_tokens", value)
         return body, self.request_headers(fmt, body, inbound)
-
-    async def resolved_headers(self, masked: bool = True, *, fmt: str = "chat",
-                               body: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """Every header an API call would carry now (token masked unless ``masked=False``)."""
-        tok = await self.copilot_token()
-        headers = {**self.static_headers(), **self.request_headers(fmt, body or {}),
-                   "authorization": f"Bearer {mask(tok.token) if masked else tok.token}"}
-        return headers
 
     def dialect(self, fmt: str, model: str) -> Dialect:
         # Copilot's chat endpoint caches Claude models at `copilot_cache_control`
@@ -461,13 +370,13 @@ class CopilotProvider(Provider):
                         "overage_permitted", "overage_count") if k in snap}
         if quotas:
             out["quotas"] = quotas
-        tok = self._token or self._load_cached()
+        tok = await self.tokens.stored()
         if tok is not None:
             out["token_expires_at"] = tok.expires_at
-            if tok.sku:
-                out["sku"] = tok.sku
-            if tok.api:
-                out["api"] = tok.api
+            if tok.data.get("sku"):
+                out["sku"] = tok.data["sku"]
+            if tok.data.get("api"):
+                out["api"] = tok.data["api"]
         if out.get("plan") or out.get("login"):
             with contextlib.suppress(OSError):
                 state.update(INFO_STATE, self.account_id, {
@@ -475,11 +384,89 @@ class CopilotProvider(Provider):
                     "checked_at": self._clock()})
         return out
 
+    # --- account setup -------------------------------------------------------------
     @classmethod
-    def forget(cls, account_id: str) -> None:
-        """Drop every cached secret/fact of ``account_id`` (``tokn account remove``)."""
-        state.update(TOKEN_STATE, account_id, None)
-        state.update(INFO_STATE, account_id, None)
+    async def login(cls, setup: Setup, *, github_url: str | None = None,
+                    github_api_url: str | None = None, no_browser: bool = False) -> Credentials:
+        """The GitHub device flow with the Copilot app's client id."""
+        device = await github.start_device_flow(
+            github_url=github_url or DEFAULT_GITHUB_URL, transport=setup.transport)
+        setup.say(f"Open {device.verification_uri} and enter the code {device.user_code}")
+        if not no_browser:
+            await setup.open_browser(device.verification_uri_complete
+                                     or device.verification_uri)
+        with setup.waiting("waiting for you to authorise tokn on GitHub…") as update:
+            def on_status(what: str) -> None:
+                if what == "slow_down":
+                    update("waiting for you to authorise tokn on GitHub "
+                           "(GitHub asked to poll more slowly)…")
+            token = await github.poll_for_token(device, on_status=on_status,
+                                                transport=setup.transport)
+        setup.say("authorised")
+        return await cls._credentials(setup, token, None, github_url, github_api_url, "")
+
+    @classmethod
+    async def import_(cls, source: str, setup: Setup, *, host: str | None = None,
+                      github_url: str | None = None, github_api_url: str | None = None,
+                      env_var: str | None = None) -> Credentials:
+        """The gh CLI's token, a Copilot editor plugin's, or an environment variable's."""
+        if source == "gh":
+            found = importers.from_gh(host=host or importers.GITHUB_HOST)
+        elif source == "copilot-plugin":
+            found = importers.from_copilot_plugin(host=host or importers.GITHUB_HOST)
+        elif source == "env":
+            found = importers.from_env([env_var] if env_var else list(cls.env_vars))
+        else:
+            raise ToknError(f"provider {cls.id} cannot import from {source!r}.", status=400)
+        creds = await cls._credentials(setup, found.token, found.user, github_url,
+                                       github_api_url, found.source)
+        if source == "gh":
+            creds.hint = ("tokens of the gh CLI are not always accepted by Copilot; "
+                          "`tokn login` gets one that is")
+        return creds
+
+    @classmethod
+    async def _credentials(cls, setup: Setup, token: str, login: str | None,
+                           github_url: str | None, github_api_url: str | None,
+                           source: str) -> Credentials:
+        if login is None:
+            api = github_api_url or (api_url_for(github_url) if github_url else DEFAULT_API_URL)
+            user = await github.fetch_user(token, api_url=api, transport=setup.transport)
+            login = user.get("login")
+        return Credentials({"github_token": token, "github_login": login,
+                            "github_base_url": github_url, "github_api_url": github_api_url},
+                           source=source)
+
+    async def verify(self) -> Verified:
+        """One token exchange (cached for later), then plan and login, failing soft."""
+        tok = await self.tokens.token()
+        try:
+            info = await asyncio.wait_for(self.describe(), 15)
+        except (TimeoutError, ToknError, OSError):
+            info = {}
+        login = self.account.get("github_login") or info.get("login")
+        plan = info.get("plan") or tok.data.get("sku")
+        note = ", ".join(([f"as {login}"] if login else []) + ([f"plan {plan}"] if plan else []))
+        return Verified(note, {"github_login": login} if login else {})
+
+    @classmethod
+    def same_account(cls, existing: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        login = new.get("github_login")
+        return existing.get("provider") in (cls.id, *cls.ids) and (
+            (bool(login) and existing.get("github_login") == login)
+            or existing.get("github_token") == new.get("github_token"))
+
+    @classmethod
+    def id_hint(cls, fields: Mapping[str, Any]) -> str:
+        return str(fields.get("github_login") or "")
+
+    @classmethod
+    def cached_facts(cls, account_id: str) -> dict[str, Any]:
+        facts = super().cached_facts(account_id)
+        tok = state.read(TOKEN_STATE).get(account_id)
+        if not facts.get("plan") and isinstance(tok, dict) and tok.get("sku"):
+            facts["plan"] = tok["sku"]
+        return facts
 
 
 PROVIDERS = [CopilotProvider]

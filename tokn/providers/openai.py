@@ -53,7 +53,6 @@ class OpenAIProvider(Provider):
     formats = frozenset({"chat", "responses", "embeddings"})
     default_base_url = "https://api.openai.com/v1"
     env_vars = ("OPENAI_API_KEY",)
-    hosts = ("api.openai.com",)
 
     def static_headers(self) -> dict[str, str]:
         """``OpenAI-Organization`` / ``OpenAI-Project`` from
@@ -93,7 +92,6 @@ class DeepSeekProvider(Provider):
     formats = frozenset({"chat"})
     default_base_url = "https://api.deepseek.com"
     env_vars = ("DEEPSEEK_API_KEY",)
-    hosts = ("api.deepseek.com",)
 
     async def describe(self) -> dict[str, Any]:
         """Account balance from ``GET {base}/user/balance`` (fails soft)."""
@@ -123,7 +121,6 @@ class OpenRouterProvider(Provider):
     formats = frozenset({"chat", "responses"})
     default_base_url = "https://openrouter.ai/api/v1"
     env_vars = ("OPENROUTER_API_KEY",)
-    hosts = ("openrouter.ai",)
 
     def static_headers(self) -> dict[str, str]:
         """Optional app attribution: ``[accounts.settings] referer`` / ``title``."""

@@ -156,7 +156,6 @@ class ZaiProvider(Provider):
     formats = frozenset({"chat"})
     default_base_url = BASES["zai-coding-plan"]
     env_vars = ("ZAI_API_KEY",)
-    hosts = ("api.z.ai",)
     plan_quota: bool = True          # describe() looks the plan quota up by default
 
     def __init__(self, account: AccountConfig, client: httpx.AsyncClient) -> None:
@@ -244,7 +243,8 @@ class ZaiProvider(Provider):
         try:
             return await self.quota()
         except (httpx.HTTPError, ToknError, ValueError, TypeError) as exc:
-            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            message = (exc.message if isinstance(exc, ToknError) else str(exc)) \
+                or type(exc).__name__
             return {"quota_error": message}
 
 
@@ -260,7 +260,6 @@ class ZhipuCodingProvider(ZaiProvider):
     display_name = "Zhipu GLM Coding Plan"
     default_base_url = BASES["zhipuai-coding-plan"]
     env_vars = ("ZHIPUAI_API_KEY",)
-    hosts = ("open.bigmodel.cn",)
 
 
 class ZhipuApiProvider(ZhipuCodingProvider):

@@ -17,24 +17,21 @@ from tests.fakes.kiro_frames import (
     text_events,
     tool_events,
 )
-from tokn.convert.kiro import (
+from tokn.errors import ConversionError, ToknError
+from tokn.providers.kiro.errors import KiroError, classify_error
+from tokn.providers.kiro.eventstream import EventStreamDecoder, Message, decode_all
+from tokn.providers.kiro.models import map_model
+from tokn.providers.kiro.request import (
     CONTINUE_TEXT,
     MAX_TOOL_DESCRIPTION,
     PLACEHOLDER_USER,
-    KiroError,
     KiroPayloadTooLarge,
-    KiroToChatStream,
     ToolNameMap,
     build_request,
-    classify_error,
     clean_schema,
-    collect_response,
     encode_request,
-    estimate_tokens,
-    map_model,
 )
-from tokn.errors import ConversionError, ToknError
-from tokn.providers.kiro_eventstream import EventStreamDecoder, Message, decode_all
+from tokn.providers.kiro.response import KiroToChatStream, collect_response, estimate_tokens
 
 TOOL = {
     "type": "function",
