@@ -53,7 +53,9 @@ def usage_columns(usage: Any) -> dict[str, int]:
 
 
 def log_request(row: dict[str, Any]) -> None:
-    """One line per request; structured fields for ``[logging] format = "json"``."""
+    """One line per request: id, mode, front door, provider/account, requested ->
+    served model ("-": none served), status, latency and, for a failure, its
+    reason; structured fields for ``[logging] format = "json"``."""
     status, error = row.get("status") or 0, row.get("error")
     fields = {"request_id": row.get("request_id"), "mode": row.get("route_mode"),
               "front_door": row.get("front_door"), "provider": row.get("provider"),
@@ -63,9 +65,10 @@ def log_request(row: dict[str, Any]) -> None:
               "input_tokens": row.get("input_tokens", 0),
               "output_tokens": row.get("output_tokens", 0), "error": error}
     (log.warning if status >= 500 or error else log.info)(
-        "%s %s %s %s/%s %s %d %.0fms%s", fields["request_id"], fields["mode"],
-        fields["front_door"], fields["provider"], fields["account"], fields["model"], status,
-        fields["latency_ms"], f" {error}" if error else "", extra={"fields": fields})
+        "%s %s %s %s/%s %s -> %s %d %.0fms%s", fields["request_id"], fields["mode"],
+        fields["front_door"], fields["provider"] or "-", fields["account"] or "-",
+        fields["model"] or "-", fields["model_served"] or "-", status, fields["latency_ms"],
+        f" reason: {error}" if error else "", extra={"fields": fields})
 
 CONVERTIBLE = ("chat", "messages", "responses")
 
@@ -165,8 +168,9 @@ class Pipeline:
                 return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
-                return error_reply(self._err_fmt(inbound), 400,
-                                   "`model` is required and must be a string.")
+                message = "`model` is required and must be a string."
+                self.reject(inbound, 400, message)
+                return error_reply(self._err_fmt(inbound), 400, message)
             started = time.perf_counter()
             try:
                 candidates = await self.pool.candidates(model, inbound.headers,
@@ -192,22 +196,26 @@ class Pipeline:
     # --- attempts ------------------------------------------------------------------
     async def _attempt(self, inbound: Inbound, candidates: list[Candidate]) -> Reply:
         last: Reply | None = None
+        unserved: tuple[str, str] | None = None  # the last answer was no account's attempt
         for cand in candidates:
             # With one account there is nowhere to fail over to: a transient
             # error is recorded, but the account rests only when told to wait.
             cand.solo = len(candidates) == 1
             target = choose_format(inbound.fmt, cand.provider.model_formats(cand.model))
             if target is None:
-                last = error_reply(self._err_fmt(inbound), 400,
-                                   f"account {cand.account_id} cannot serve {inbound.fmt} "
-                                   f"requests for {cand.upstream_model}.")
+                unserved = (cand.account_id, f"account {cand.account_id} cannot serve "
+                            f"{inbound.fmt} requests for {cand.upstream_model}.")
+                last = error_reply(self._err_fmt(inbound), 400, unserved[1])
                 continue
+            unserved = None
             reply = await self._try(inbound, cand, target)
             if reply is _RETRY_RESPONSES:  # a responses-only model: convert instead
                 reply = await self._try(inbound, cand, "responses")
             if not reply.failover:
                 return reply
             last = reply
+        if unserved is not None:
+            self.reject(inbound, 400, unserved[1], account=unserved[0])
         return last or error_reply(self._err_fmt(inbound), 503, "no account could serve this.")
 
     async def _try(self, inbound: Inbound, cand: Candidate, target: str) -> Any:
@@ -437,6 +445,13 @@ class Pipeline:
             "stream": int(inbound.stream), "bytes_in": inbound.size,
             "request_body": capture_body(self.cfg, inbound.body),
         }
+
+    def reject(self, inbound: Inbound, status: int, reason: str, *,
+               account: str | None = None) -> None:
+        """Log and record a request answered before any upstream was tried (a
+        malformed body, no model, a format no account serves)."""
+        self._record(self._row(inbound, account), time.perf_counter(), status=status,
+                     error=reason)
 
     def _record(self, row: dict[str, Any], started: float, *, status: int,
                 error: str | None = None, usage: Any = None, served: str | None = None,

@@ -121,6 +121,26 @@ def _error(path: str, status: int, message: str, headers: dict[str, str] | None 
     return JSONResponse(error_body(_err_fmt(path), status, message), status, headers=headers)
 
 
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else ""
+
+
+def inbound_of(request: Request, internal: bool, body: dict[str, Any],
+               size: int | None) -> Inbound:
+    """An API request as the pipeline takes it; labels from the proxy (front
+    door, mode, client) are trusted only with the proxy's own secret
+    (``internal``)."""
+    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in TOKN_HEADERS}
+    return Inbound(
+        fmt=POST_ROUTES[request.url.path], body=body, headers=headers, size=size,
+        front_door=request.headers.get("x-tokn-front-door", "listener") if internal
+        else "listener",
+        route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",
+        client=(request.headers.get("x-tokn-client") if internal else None) or _peer(request),
+        flight=request.scope[FLIGHT],
+    )
+
+
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
     return state.is_internal(request.headers) or key_matches(state.api_key,
@@ -141,24 +161,18 @@ def create_app(state: AppState) -> Starlette:
     async def api(request: Request) -> Response:
         path = request.url.path
         if not authorized(request):
+            # logged, not recorded: the usage log holds what the key's holders asked
+            log.warning("listener: refused %s %s from %s: 401 no valid API key",
+                        request.method, path, _peer(request))
             return denied(request)
+        internal = state.is_internal(request.headers)
         try:
             body, size = await read_json_object(request, state.policy.max_body)
         except ToknError as exc:
+            state.pipeline.reject(inbound_of(request, internal, {}, None), exc.status,
+                                  exc.message)
             return _error(path, exc.status, exc.message)
-        headers = {k.lower(): v for k, v in request.headers.items()
-                   if k.lower() not in TOKN_HEADERS}
-        # labels from the proxy are trusted only with the proxy's own secret
-        internal = state.is_internal(request.headers)
-        inbound = Inbound(
-            fmt=POST_ROUTES[path], body=body, headers=headers, size=size,
-            front_door=request.headers.get("x-tokn-front-door", "listener") if internal
-            else "listener",
-            route_mode=request.headers.get("x-tokn-route-mode", "route") if internal else "route",
-            client=(request.headers.get("x-tokn-client") if internal else None)
-            or (f"{request.client.host}:{request.client.port}" if request.client else ""),
-            flight=request.scope[FLIGHT],
-        )
+        inbound = inbound_of(request, internal, body, size)
         try:
             reply = await until_disconnect(request, state.pipeline.handle(inbound))
             if reply is None:  # the client is gone; the pipeline recorded a 499
@@ -166,8 +180,10 @@ def create_app(state: AppState) -> Starlette:
             return to_response(reply)
         except Exception as exc:  # noqa: BLE001 - last resort: the caller's format, no traceback
             log.exception("unexpected error on %s", path)
-            return _error(path, 500, f"tokn hit an unexpected error ({type(exc).__name__}: "
-                          f"{exc}); see the log and please report it.")
+            message = (f"tokn hit an unexpected error ({type(exc).__name__}: {exc}); see the "
+                       "log and please report it.")
+            state.pipeline.reject(inbound, 500, message)
+            return _error(path, 500, message)
 
     async def models(request: Request) -> Response:
         if not authorized(request):
