@@ -1,5 +1,5 @@
 """The README's first-run path, verbatim, on a fresh copy of the source tree: a new
-venv with a non-editable ``pip install .``, an account, ``tokn serve``, ``eval
+venv with a non-editable ``pip install .``, an account, ``tokn start``, ``eval
 "$(tokn proxy env)"`` and a request that tokn serves.
 
 This builds a real venv (30-60 s), once per run of the suite.  The machine's
@@ -8,8 +8,9 @@ certificate from a stand-in public CA, reachable only through a loopback forward
 proxy — set up the way a user behind a corporate proxy would (``[proxy].url``
 and ``[proxy_mode].upstream_ca_bundle`` in a config that has nothing else but
 free ports).  The harness adds one thing between the README's lines: after a
-line that starts tokn in the background it waits until tokn answers, as a person
-reading the next line would.
+line that starts tokn as a shell job (``&``) it waits until tokn answers, as a
+person reading the next line would (``tokn start`` returns only once it
+answers).  When the script ends, ``tokn stop`` stops what it started.
 """
 
 from __future__ import annotations
@@ -59,13 +60,35 @@ def _clean_path() -> str:
                            if p and Path(p).resolve() not in ours)
 
 
+def _still_running(pid_file: Path) -> int | None:
+    """The pid of a tokn that still holds ``pid_file``'s lock (then killed)."""
+    import signal
+
+    from tokn import paths
+
+    if not pid_file.exists():
+        return None
+    fd = os.open(pid_file, os.O_RDWR)
+    try:
+        if paths.try_lock(fd):
+            paths.unlock(fd)
+            return None
+        pid = int(os.read(fd, 64).split()[0])
+    finally:
+        os.close(fd)
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def _script(lines: list[str], api: int, proxy: int) -> str:
     wait = (
         "__tokn_ready() { for _ in $(seq 900); do "
         f"curl -fs --noproxy '*' -o /dev/null http://127.0.0.1:{api}/healthz && "
         f"curl -fs --noproxy '*' -o /dev/null http://127.0.0.1:{proxy}/ && return 0; "
         "sleep 0.1; done; echo 'harness: tokn did not start' >&2; return 1; }\n")
-    out = ["set -e", "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT", wait]
+    # at the end (the script's exit status kept): stop shell jobs and a tokn `tokn start` left
+    stop = "kill $(jobs -p) 2>/dev/null; command -v tokn >/dev/null && tokn stop >/dev/null 2>&1"
+    out = ["set -e", f"trap 'set +e; {stop}; wait' EXIT", wait]
     for line in lines:
         out.append(line)
         if line.split("#", 1)[0].rstrip().endswith("&"):
@@ -81,6 +104,7 @@ def test_readme_first_run_path_verbatim(tmp_path, public_ca, tls_context_for):
     lines = first_run_block()
     assert lines[0].startswith("python3 -m venv .venv && .venv/bin/pip install .")
     assert any("tokn proxy env" in line for line in lines)
+    assert any(line.startswith("tokn start") for line in lines)
     checkout, home = tmp_path / "tokn", tmp_path / "home"
     checkout.mkdir()
     home.mkdir()
@@ -108,7 +132,9 @@ def test_readme_first_run_path_verbatim(tmp_path, public_ca, tls_context_for):
                                   env=env, stdout=sink, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, timeout=900)
         output = log.read_text(errors="replace")
+        left = _still_running(home / ".local" / "state" / "tokn" / "tokn.pid")
         assert proc.returncode == 0, output[-6000:]
+        assert left is None, f"tokn stop at the end left pid {left} running"
     installed = list((checkout / ".venv" / "lib").glob("python3*/site-packages/tokn"))
     assert installed   # a real copy in site-packages: not an editable install
     assert (installed[0] / "data" / "addons" / "tokn_addon.py").is_file()   # package data

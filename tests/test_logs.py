@@ -60,7 +60,7 @@ def test_json_lines_carry_structured_fields(tmp_path):
     assert oct((tmp_path / "logs" / "tokn.log").stat().st_mode & 0o777) == "0o600"
 
 
-def test_text_lines_and_stderr_only_gets_warnings_when_a_file_is_set(tmp_path, capsys):
+def test_text_lines_go_to_the_file_and_to_a_terminal_s_stderr(tmp_path, capsys):
     setup_logging(cfg(tmp_path, level="debug"))
     log = logging.getLogger("tokn.request")
     log.debug("dbg line")
@@ -69,14 +69,61 @@ def test_text_lines_and_stderr_only_gets_warnings_when_a_file_is_set(tmp_path, c
     text = (tmp_path / "logs" / "tokn.log").read_text()
     assert [line_level(x) for x in text.splitlines()] == [10, 20, 30]
     assert "INFO tokn.request req line" in text
-    err = capsys.readouterr().err
-    assert "warn line" in err and "req line" not in err
+    err = capsys.readouterr().err  # a tokn in the foreground shows its requests too
+    assert [line_level(x) for x in err.splitlines()] == [10, 20, 30]
 
 
-def test_without_a_file_everything_goes_to_stderr(tmp_path, capsys):
-    setup_logging(cfg(tmp_path, file=False))
-    logging.getLogger("tokn.request").info("to stderr")
-    assert "to stderr" in capsys.readouterr().err
+def test_without_a_file_set_the_log_is_tokn_log_in_the_state_dir(tokn_home, capsys):
+    path = setup_logging(cfg(tokn_home, file=False))
+    logging.getLogger("tokn.request").info("to both")
+    assert path == tokn_home / "state" / "tokn.log"
+    assert "to both" in path.read_text() and "to both" in capsys.readouterr().err
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+
+
+DETACHED = """
+import logging, os, sys
+sys.path.insert(0, {repo!r})
+from tokn import logs
+from tokn.config import Config
+logs.MAX_BYTES = 400
+cfg = Config()
+logs.setup_logging(cfg)
+log = logging.getLogger("tokn")
+for i in range(12):
+    log.info("record %02d %s", i, "x" * 40)
+print("printed after the rotations", flush=True)
+os.write(2, b"written to fd 2 after the rotations\\n")
+"""
+
+
+def test_a_process_whose_stderr_is_the_log_writes_once_and_follows_rotation(tokn_home):
+    """`tokn start` appends the process's stdout/stderr to the log file: records
+    are not written twice, and after a rotation fds 1 and 2 are the new file."""
+    from pathlib import Path
+
+    state = tokn_home / "state"
+    state.mkdir(mode=0o700)
+    path = state / "tokn.log"
+    repo = str(Path(__file__).resolve().parents[1])
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        subprocess.run([sys.executable, "-c", DETACHED.format(repo=repo)], stdout=fd,
+                       stderr=fd, env=dict(os.environ), timeout=60, check=True)
+    finally:
+        os.close(fd)
+    rotated = sorted(state.glob("tokn.log.*"))
+    assert rotated, "nothing rotated: the test did not test rotation"
+    texts = [path.read_text()] + [p.read_text() for p in rotated]
+    everything = "".join(texts)
+    for i in range(12):  # each record exactly once (no stderr copy)
+        assert everything.count(f"record {i:02d} ") == 1, everything
+    current = texts[0]
+    assert "printed after the rotations" in current
+    assert "written to fd 2 after the rotations" in current
+    for p in rotated:
+        assert oct(p.stat().st_mode & 0o777) == "0o600"
 
 
 SAMPLE = """2026-11-01 10:00:00,001 INFO tokn.request r1 route ok
@@ -147,11 +194,11 @@ def _wait(cond, timeout=5.0):
 
 
 # --- the command ----------------------------------------------------------------------
-def test_logs_without_a_file_says_how_to_set_one():
+def test_logs_before_tokn_ever_ran_names_the_file_and_how_it_appears(tokn_home):
     result = runner.invoke(app, ["logs"])
     assert result.exit_code == 1
-    assert "[logging].file is not set" in result.output
-    assert "tokn config set logging.file" in result.output
+    assert str(tokn_home / "state" / "tokn.log") in result.output
+    assert "`tokn start`" in result.output
 
 
 def test_logs_command_tail_and_level(tokn_home):

@@ -61,8 +61,10 @@ def test_proxy_alone_and_port_in_use_message():
         clash = subprocess.run([sys.executable, "-m", "tokn", "proxy"], capture_output=True,
                                text=True, timeout=30, env=dict(os.environ))
         assert clash.returncode == 1
-        assert f"could not listen on 127.0.0.1:{proxy}" in clash.stderr
-        assert "Traceback" not in clash.stderr + clash.stdout
+        assert clash.stderr.startswith(f"error: the proxy cannot listen on 127.0.0.1:{proxy}: "
+                                       "the port is in use")
+        assert "`tokn status`" in clash.stderr and "another port with --port" in clash.stderr
+        assert len(clash.stderr.splitlines()) == 1 and clash.stdout == ""
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

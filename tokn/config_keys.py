@@ -215,7 +215,8 @@ KEYS: dict[str, Key] = {
                           item=no_proxy_entry),
     "logging.level": Key("log level", one_of(*LOG_LEVELS)),
     "logging.format": Key("log line format", one_of(*LOG_FORMATS)),
-    "logging.file": Key("also log to this file (0600, rotated at 10 MB)"),
+    "logging.file": Key("the log file (0600, rotated at 10 MB); empty: tokn.log in the "
+                        "state dir"),
     "ca.name_constraints": Key("limit the CA to the intercepted hosts"),
     "models.aliases": Key("model alias -> model id, e.g. sonnet = \"claude-sonnet-4.5\""),
     "accounts.id": Key("the account's name (`--account ID`, `ID/model`)", account_id),

@@ -1,9 +1,11 @@
 """Logging from ``[logging]`` (level, text or JSON lines, optional file) and the
 reader behind ``tokn logs`` (tail, level filter, follow).
 
-Without ``[logging].file`` everything goes to stderr.  With it, records at the
-configured level go to that file (rotated at 10 MB, 3 old files kept) and only
-warnings and errors also go to stderr.
+Records at the configured level go to the log file: ``[logging].file``, by
+default ``tokn.log`` in the state dir (0600, rotated at 10 MB, 3 old files
+kept).  A tokn in the foreground also prints them on stderr; one whose stderr
+*is* the log file (``tokn start``, the launchd agent) writes them once, and
+after a rotation its stdout and stderr follow the new file.
 
 Line shapes (one record per line; a traceback's extra lines follow it):
 
@@ -50,27 +52,60 @@ class JsonFormatter(logging.Formatter):
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """A rotating log file created 0600 every time: the first one and each new
-    one after a rotation (request lines name accounts and clients)."""
+    one after a rotation (request lines name accounts and clients).
+
+    With ``std_streams`` (this process's stdout and stderr were the log file)
+    each new file also becomes fds 1 and 2, so what is printed or dumped there
+    (a crash's traceback) lands in the current file, not a rotated one."""
+
+    def __init__(self, *args: Any, std_streams: bool = False, **kwargs: Any) -> None:
+        self.std_streams = std_streams
+        super().__init__(*args, **kwargs)
 
     def _open(self) -> TextIO:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with contextlib.suppress(OSError):
             os.fchmod(fd, 0o600)  # an existing file keeps no wider mode either
+        if self.std_streams:
+            for std in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    std.flush()
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
         return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
 
 
-def log_file(cfg: Config) -> Path | None:
-    """The configured log file (``~`` expanded), or None when logging to stderr."""
-    return Path(cfg.logging.file).expanduser() if cfg.logging.file else None
+def log_file(cfg: Config) -> Path:
+    """The log file: ``[logging].file`` (``~`` expanded), else ``tokn.log`` in
+    the state dir."""
+    return Path(cfg.logging.file).expanduser() if cfg.logging.file else default_log_file()
 
 
-def suggested_log_file() -> Path:
+def default_log_file() -> Path:
     from tokn import paths
 
     return paths.state_dir() / "tokn.log"
 
 
-def setup_logging(cfg: Config) -> None:
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def stderr_is_log(cfg: Config) -> bool:
+    """Whether this process's stderr is the log file (started by ``tokn start``
+    or a launchd agent): then it is written once, not twice."""
+    return _same_file(2, log_file(cfg))
+
+
+def setup_logging(cfg: Config) -> Path:
+    """Log to the log file (and to stderr, unless stderr is that file);
+    returns the file's path."""
+    from tokn import paths
+
     root = logging.getLogger("tokn")
     root.setLevel(cfg.logging.level.upper())
     for handler in list(root.handlers):
@@ -78,18 +113,22 @@ def setup_logging(cfg: Config) -> None:
         handler.close()
     formatter: logging.Formatter = (JsonFormatter() if cfg.logging.format == "json"
                                     else logging.Formatter(TEXT_FORMAT))
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(formatter)
     path = log_file(cfg)
-    if path is not None:
+    detached = stderr_is_log(cfg)
+    if cfg.logging.file:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = PrivateRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
-                                             encoding="utf-8")
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-        stderr.setLevel(logging.WARNING)
-    root.addHandler(stderr)
+    else:
+        paths.ensure_private_dir(path.parent)
+    handler = PrivateRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
+                                         encoding="utf-8", std_streams=detached)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    if not detached:
+        stderr = logging.StreamHandler(sys.stderr)
+        stderr.setFormatter(formatter)
+        root.addHandler(stderr)
     root.propagate = False
+    return path
 
 
 # --- reading ---------------------------------------------------------------------------

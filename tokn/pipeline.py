@@ -147,7 +147,9 @@ class Pipeline:
                 return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
-                return error_reply(inbound.api, 400, "`model` is required and must be a string.")
+                message = "`model` is required and must be a string."
+                self.reject(inbound, 400, message)
+                return error_reply(inbound.api, 400, message)
             started = time.perf_counter()
             try:
                 candidates = await self.pool.candidates(model, inbound.headers,
@@ -166,22 +168,26 @@ class Pipeline:
     # --- attempts ------------------------------------------------------------------
     async def _attempt(self, inbound: Inbound, candidates: list[Candidate]) -> Reply:
         last: Reply | None = None
+        unserved: tuple[str, str] | None = None  # the last answer was no account's attempt
         for cand in candidates:
             # With one account there is nowhere to fail over to: a transient
             # error is recorded, but the account rests only when told to wait.
             cand.solo = len(candidates) == 1
             target = choose_format(inbound.fmt, cand.provider.model_formats(cand.model))
             if target is None:
-                last = error_reply(inbound.api, 400,
-                                   f"account {cand.account_id} cannot serve {inbound.fmt} "
-                                   f"requests for {cand.upstream_model}.")
+                unserved = (cand.account_id, f"account {cand.account_id} cannot serve "
+                            f"{inbound.fmt} requests for {cand.upstream_model}.")
+                last = error_reply(inbound.api, 400, unserved[1])
                 continue
+            unserved = None
             reply = await self._try(inbound, cand, target)
             if isinstance(reply, _Retry):  # the model is served in another format there
                 reply = await self._try(inbound, cand, reply.fmt)
             if not reply.failover:
                 return reply
             last = reply
+        if unserved is not None:
+            self.reject(inbound, 400, unserved[1], account=unserved[0])
         return last or error_reply(inbound.api, 503, "no account could serve this.")
 
     async def _try(self, inbound: Inbound, cand: Candidate, target: str) -> Any:
@@ -410,6 +416,12 @@ class Pipeline:
         if started is not None:
             attempt.started = started
         return attempt
+
+    def reject(self, inbound: Inbound, status: int, reason: str, *,
+               account: str | None = None) -> None:
+        """Log and record a request answered before any upstream was tried (a
+        malformed body, no model, a format no account serves)."""
+        self._begin(inbound, account).finish(Ending(status, reason))
 
     # --- models --------------------------------------------------------------------
     async def models(self) -> list[dict[str, Any]]:

@@ -23,7 +23,9 @@ log = logging.getLogger("tokn.request")
 
 
 def log_request(row: UsageRow) -> None:
-    """One line per request; structured fields for ``[logging] format = "json"``."""
+    """One line per request: id, mode, front door, provider/account, requested ->
+    served model ("-": none served), status, latency and, for a failure, its
+    reason; structured fields for ``[logging] format = "json"``."""
     status, error = row.status or 0, row.error
     fields = {"request_id": row.request_id, "mode": row.route_mode,
               "front_door": row.front_door, "provider": row.provider,
@@ -33,9 +35,10 @@ def log_request(row: UsageRow) -> None:
               "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
               "error": error}
     (log.warning if status >= 500 or error else log.info)(
-        "%s %s %s %s/%s %s %d %.0fms%s", fields["request_id"], fields["mode"],
-        fields["front_door"], fields["provider"], fields["account"], fields["model"], status,
-        fields["latency_ms"], f" {error}" if error else "", extra={"fields": fields})
+        "%s %s %s %s/%s %s -> %s %d %.0fms%s", fields["request_id"], fields["mode"],
+        fields["front_door"], fields["provider"] or "-", fields["account"] or "-",
+        fields["model"] or "-", fields["model_served"] or "-", status, fields["latency_ms"],
+        f" reason: {error}" if error else "", extra={"fields": fields})
 
 
 class Recorder:

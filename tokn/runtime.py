@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,12 +21,14 @@ from urllib.parse import urlsplit
 import certifi
 import httpx
 
+from tokn import ports
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.recorder import Recorder
+from tokn.reload import Outcome, reload
 from tokn.server import lan, usage_routes
 from tokn.server.app import AppState, create_app
 from tokn.server.httpguard import policy_from
@@ -201,32 +204,69 @@ def bound_port(server: Any) -> int:
     raise ToknError("the listener did not bind", status=500)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP asks for a reload (tokn.reload); it never stops tokn
+RELOAD_SIGNALS = () if sys.platform == "win32" else (signal.SIGHUP,)
+
+
 async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = False,
                 proxy_host: str = "127.0.0.1", proxy_port: int = 4142,
                 proxy_route_mode: str | None = None, listener_public: bool = True,
                 on_ready: Callable[[Bound], None] | None = None,
+                on_reload: Callable[[Outcome], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set,
     then drain: stop accepting, let what is in flight finish for up to
     ``[server].drain_secs`` (a second signal cuts that short), end the rest
-    with an error its client understands, and stop."""
+    with an error its client understands, and stop.  SIGHUP runs
+    :func:`tokn.reload.reload` and hands its outcome to ``on_reload``.
+
+    A port that is taken raises :class:`tokn.ports.PortInUse` before anything
+    listens."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_cancelled)
     stop = stop or asyncio.Event()
     hurry = asyncio.Event()
+    # bound before anything starts: a taken port is one clear error, for either door
+    sockets: list[Any] = []
+    try:
+        sockets = ports.bind("the listener", host, port)
+        if with_proxy:
+            ports.check_free("the proxy", proxy_host, proxy_port)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        await runtime.aclose()
+        raise
 
     def on_signal() -> None:
         (hurry if stop.is_set() else stop).set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    reloads: set[asyncio.Task] = set()
+    one_at_a_time = asyncio.Lock()
+
+    async def reload_now() -> None:
+        async with one_at_a_time:
+            outcome = await reload(runtime, "SIGHUP")
+        if on_reload:
+            on_reload(outcome)
+
+    def on_hup() -> None:
+        task = asyncio.ensure_future(reload_now())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    handlers = [(sig, on_signal) for sig in STOP_SIGNALS] + \
+        [(sig, on_hup) for sig in RELOAD_SIGNALS]
+    for sig, handler in handlers:
         try:
-            loop.add_signal_handler(sig, on_signal)
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):
             pass
     level = runtime.cfg.logging.level if runtime.cfg.logging.level != "info" else "warning"
     server = make_server(runtime.app, host, port, level, runtime.cfg)
     servers = [server]
-    tasks = [asyncio.create_task(server.serve())]
+    tasks = [asyncio.create_task(server.serve(sockets=sockets))]
     proxy = None
     try:
         await _started(server, tasks[0], f"the listener could not start on {host}:{port}")
@@ -253,11 +293,13 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         await stop.wait()
         await _drain(runtime, servers, proxy, hurry)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, _ in handlers:
             try:
                 loop.remove_signal_handler(sig)
             except (NotImplementedError, RuntimeError):
                 pass
+        for task in list(reloads):
+            task.cancel()
         if proxy is not None:
             await proxy.stop()
         for srv in servers:

@@ -14,6 +14,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.helpers import free_port
 from tokn import ca, data, paths
 from tokn.cli.proxy_env import register
 from tokn.shellenv import VAR_NAMES
@@ -165,6 +166,8 @@ def test_tokn_sh_functions(sh, tmp_path):
 
 
 def test_proxy_shell_runs_subshell_with_env(tmp_path):
+    port = free_port()  # nothing listens there: the shell starts, with a warning
+    write_config(f"[proxy_mode]\nport = {port}\n")
     (tmp_path / "app.py").write_text(APP_SRC)
     res = subprocess.run(
         [sys.executable, str(tmp_path / "app.py"), "shell", "--shell", "/bin/sh"],
@@ -172,9 +175,12 @@ def test_proxy_shell_runs_subshell_with_env(tmp_path):
         capture_output=True, text=True, env=_clean_env(), timeout=60,
     )
     assert res.returncode == 3, res.stderr
-    assert res.stdout.splitlines() == ["http://127.0.0.1:4142", str(ca.ca_files().bundle_path)]
-    assert "tokn:" in res.stderr and "127.0.0.1:4142" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+    url = f"http://127.0.0.1:{port}"
+    assert res.stdout.splitlines() == [url, str(ca.ca_files().bundle_path)]
+    warning, said = res.stderr.strip().splitlines()
+    assert warning.startswith(f"warning: nothing accepts connections on 127.0.0.1:{port} "
+                              "(tokn is not running: start it with `tokn start`)")
+    assert said == f"tokn: sh via proxy {url} (exit to leave)"
 
 
 def test_proxy_shell_missing_program(app):

@@ -118,4 +118,6 @@ def test_a_converter_bug_is_a_logged_500_not_a_400(chat_only, monkeypatch, caplo
     assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
     assert fine.status_code == 200  # the bug is in one code path, the rest still works
     assert len(chat_only.requests_to("/chat/completions")) == 1
-    assert [r["status"] for r in usage_rows()] == [200]
+    failed, ok = usage_rows()  # the failure is in the usage log too, with its reason
+    assert (failed["status"], ok["status"]) == (500, 200)
+    assert "unexpected error (KeyError" in failed["error"]

@@ -42,6 +42,11 @@ COMMANDS: dict[str, str] = {
     "config": "config_cmd",
     "proxy": "proxy_cmd",
     "serve": "serve_cmd",
+    "start": "daemon_cmd",
+    "stop": "daemon_cmd",
+    "restart": "daemon_cmd",
+    "status": "daemon_cmd",
+    "reload": "daemon_cmd",
     "login": "login_cmd",
     "import": "login_cmd",
     "account": "account_cmd",
@@ -50,8 +55,9 @@ COMMANDS: dict[str, str] = {
     "logs": "usage_cmd",
     "lan": "lan_cmd",
     "paths": "paths_cmd",
+    "service": "service_cmd",
 }
-GROUPS = {"config_cmd": "config", "proxy_cmd": "proxy"}
+GROUPS = {"config_cmd": "config", "proxy_cmd": "proxy", "service_cmd": "service"}
 
 
 def _wanted(argv: list[str]) -> list[str]:

@@ -12,14 +12,21 @@ from tokn.cli.common import fail
 def locations() -> dict[str, tuple[str, str]]:
     """name -> (path, what it is): tokn's own files, then the files it ships."""
     from tokn import data, paths
+    from tokn.config import Config, ConfigError, load_config
+    from tokn.logs import log_file
     from tokn.usage import default_path
 
+    try:
+        cfg = load_config()
+    except ConfigError:  # a broken config still has the default places
+        cfg = Config()
     return {
         "config": (str(paths.config_file()), "the config file (`tokn config edit`)"),
         "ca-dir": (str(paths.ca_dir()), "the local CA (`tokn proxy ca show`)"),
         "state-dir": (str(paths.state_dir()), "token caches and pool health (0600)"),
         "data-dir": (str(paths.data_dir()), "the usage log and other data"),
         "usage-db": (str(default_path()), "the usage log (SQLite)"),
+        "log": (str(log_file(cfg)), "tokn's log file (`tokn logs`)"),
         **{name: (str(data.path(name)), what) for name, (_, what) in data.FILES.items()},
     }
 

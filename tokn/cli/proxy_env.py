@@ -12,10 +12,14 @@ import subprocess
 import sys
 
 import typer
+from rich.markup import escape
 
 from tokn.cli.common import cli_errors, err_console, fail, load_config_or_exit
 
 SHELL_HELP = "Shell syntax: sh, bash, zsh, fish or pwsh (default: from $SHELL)."
+HOST_HELP = ("Proxy address \\[default: the running tokn's, else \\[proxy_mode].host, "
+             "127.0.0.1].")
+PORT_HELP = "Proxy port \\[default: the running tokn's, else \\[proxy_mode].port, 4142]."
 
 
 def _family(shell: str) -> str:
@@ -41,11 +45,42 @@ def _outdated_warning(cfg) -> None:
         )
 
 
-def _vars(cfg) -> list[tuple[str, str]]:
+def _target(cfg, host: str | None, port: int | None) -> tuple[str, int, str | None]:
+    """Where the proxy is: ``--host`` / ``--port``, else where the running tokn's
+    proxy listens (its status file), else ``[proxy_mode]``; and a warning when
+    nothing accepts connections there."""
+    from tokn import instance
+    from tokn.ports import accepts
+
+    found = instance.running()
+    running = found.address("proxy") if found is not None else None
+    if host is None:
+        host = running[0] if running else cfg.proxy_mode.host
+    if port is None:
+        port = running[1] if running else cfg.proxy_mode.port
+    if accepts(host, port):
+        return host, port, None
+    if running:
+        why = f"the running tokn's proxy is on {running[0]}:{running[1]}"
+    elif found is not None:
+        why = f"tokn (pid {found.pid}) is still starting, or runs without the proxy"
+    else:
+        why = "tokn is not running: start it with `tokn start`"
+    return host, port, (f"nothing accepts connections on {host}:{port} ({why}); clients in "
+                        "this shell fail until something does.")
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False,
+                          soft_wrap=True)
+
+
+def _vars(cfg, host: str, port: int) -> list[tuple[str, str]]:
     from tokn.shellenv import env_for_config
 
     with cli_errors():
-        return env_for_config(cfg)
+        return env_for_config(cfg, host=host, port=port)
 
 
 def register(proxy_app: typer.Typer) -> None:
@@ -55,14 +90,17 @@ def register(proxy_app: typer.Typer) -> None:
     def env_cmd(
         shell: str = typer.Option(None, "--shell", "-s", help=SHELL_HELP),
         unset: bool = typer.Option(False, "--unset", help="Print the lines that undo it."),
+        host: str = typer.Option(None, "--host", help=HOST_HELP),
+        port: int = typer.Option(None, "--port", help=PORT_HELP),
     ) -> None:
         """Print the shell lines that route this shell through the proxy.
 
         sh/bash/zsh: eval "$(tokn proxy env)" | fish: tokn proxy env --shell fish | source |
         pwsh: tokn proxy env --shell pwsh | Out-String | Invoke-Expression
 
-        Or tokn_on / tokn_off: source the script `tokn paths shell-sh` (shell-fish,
-        shell-pwsh) prints.
+        The proxy is the one the running tokn listens on (else \\[proxy_mode]); a warning
+        on stderr says when nothing listens there.  Or tokn_on / tokn_off: source the
+        script `tokn paths shell-sh` (shell-fish, shell-pwsh) prints.
         """
         from tokn.shellenv import guess_shell, render, render_unset
 
@@ -72,23 +110,29 @@ def register(proxy_app: typer.Typer) -> None:
             sys.stdout.write(render_unset(name))
             return
         cfg = load_config_or_exit()
-        pairs = _vars(cfg)
+        host, port, warning = _target(cfg, host, port)
+        pairs = _vars(cfg, host, port)
         _outdated_warning(cfg)
+        _warn(warning)
         sys.stdout.write(render(name, pairs))
 
     @proxy_app.command("shell")
     def shell_cmd(
         shell: str = typer.Option(None, "--shell", "-s",
                                   help="Shell to run (default: $SHELL, else /bin/sh)."),
+        host: str = typer.Option(None, "--host", help=HOST_HELP),
+        port: int = typer.Option(None, "--port", help=PORT_HELP),
     ) -> None:
         """Start a subshell whose environment routes through the proxy; exit it to leave."""
         from tokn.shellenv import apply, proxy_url
 
         program = shell or os.environ.get("SHELL") or "/bin/sh"
         cfg = load_config_or_exit()
-        pairs = _vars(cfg)
+        host, port, warning = _target(cfg, host, port)
+        pairs = _vars(cfg, host, port)
         _outdated_warning(cfg)
-        url = proxy_url(cfg.proxy_mode.host, cfg.proxy_mode.port)
+        _warn(warning)
+        url = proxy_url(host, port)
         err_console.print(
             f"tokn: {os.path.basename(program)} via proxy {url} (exit to leave)",
             highlight=False, soft_wrap=True,

@@ -16,7 +16,7 @@ def register(proxy_app: typer.Typer) -> None:
         # loopback port; only the proxy is public.
         run(host="127.0.0.1", port=0, api_key=api_key, with_proxy=True, proxy_host=host,
             proxy_port=port, proxy_route_mode=route_mode, allow_remote=allow_remote,
-            listener_public=False)
+            listener_public=False, port_flags=("--port", "--port"))
 
     host_opt = typer.Option(None, "--host", help="Proxy address \\[default: \\[proxy_mode].host, "
                             "127.0.0.1].")

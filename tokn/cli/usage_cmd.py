@@ -118,14 +118,7 @@ def usage(since: str | None, until: str | None, account: str | None, provider: s
 
 def logs(follow_: bool, level: str, lines: int) -> None:
     from tokn.cli.common import load_config_or_exit
-    from tokn.logs import (
-        follow,
-        level_number,
-        log_file,
-        suggested_log_file,
-        tail,
-        tail_for_follow,
-    )
+    from tokn.logs import follow, level_number, log_file, tail, tail_for_follow
 
     try:
         min_level = level_number(level)
@@ -133,15 +126,9 @@ def logs(follow_: bool, level: str, lines: int) -> None:
         raise fail(str(exc), 2) from None
     cfg = load_config_or_exit()
     path = log_file(cfg)
-    if path is None:
-        raise fail("[logging].file is not set, so tokn logs to stderr only and there is no "
-                   "file to read. Keep a log file with:\n"
-                   f"    tokn config set logging.file {suggested_log_file()}\n"
-                   "then restart `tokn serve` (add `tokn config set logging.format json` for "
-                   "structured lines).")
     if not path.exists() and not follow_:
-        raise fail(f"no log file at {path} yet ([logging].file); it appears once "
-                   "`tokn serve` has started with this config.")
+        raise fail(f"no log file at {path} yet: it appears once tokn has started "
+                   "(`tokn start`, or `tokn serve` in a terminal).")
     start = None
     if path.exists():
         shown, start = tail_for_follow(path, lines, min_level) if follow_ else \
@@ -185,5 +172,8 @@ def register(app: typer.Typer) -> None:
         lines: int = typer.Option(50, "--lines", "-n", help="How many past records to print "
                                   "first."),
     ) -> None:
-        """Print (and follow) tokn's log file (logging.file in the config), filtered by level."""
+        """Print (and follow) tokn's log file, filtered by level.
+
+        The file is tokn.log in the state dir (`tokn paths`), or \\[logging].file.
+        """
         logs(follow_, level, lines)

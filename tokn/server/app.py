@@ -110,6 +110,10 @@ def error_response(request: Request, status: int, message: str,
     return JSONResponse(api.error(status, message, code), status)
 
 
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else ""
+
+
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
     return state.identity(request.headers) is not None
@@ -127,35 +131,44 @@ def create_app(state: AppState) -> Starlette:
         async def handle(request: Request) -> Response:
             identity = state.identity(request.headers)
             if identity is None:
+                # logged, not recorded: the usage log holds what the key's holders asked
+                log.warning("listener: refused %s %s from %s: 401 no valid API key",
+                            request.method, request.url.path, _peer(request))
                 return denied(request)
-            try:
-                body, size = await read_json_object(request, state.policy.max_body)
-            except ToknError as exc:
-                return error_response(request, exc.status, exc.message)
             headers = {k.lower(): v for k, v in request.headers.items()
                        if k.lower() not in hop.LABELS}
             # labels from the proxy are trusted only with the proxy's own secret
             internal = state.is_internal(request.headers)
-            inbound = Inbound(
-                fmt=endpoint.fmt, body=body, headers=headers, size=size,
-                front_door=request.headers.get(hop.FRONT_DOOR, "listener") if internal
-                else "listener",
-                route_mode=request.headers.get(hop.ROUTE_MODE, "route") if internal
-                else "route",
-                client=(request.headers.get(hop.CLIENT) if internal else None)
-                or (f"{request.client.host}:{request.client.port}" if request.client else ""),
-                params=request.path_params, identity=identity, flight=request.scope[FLIGHT],
-            )
+
+            def inbound(body: dict[str, Any], size: int | None) -> Inbound:
+                return Inbound(
+                    fmt=endpoint.fmt, body=body, headers=headers, size=size,
+                    front_door=request.headers.get(hop.FRONT_DOOR, "listener") if internal
+                    else "listener",
+                    route_mode=request.headers.get(hop.ROUTE_MODE, "route") if internal
+                    else "route",
+                    client=(request.headers.get(hop.CLIENT) if internal else None)
+                    or _peer(request),
+                    params=request.path_params, identity=identity,
+                    flight=request.scope[FLIGHT])
+
             try:
-                reply = await until_disconnect(request, state.pipeline.handle(inbound))
+                body, size = await read_json_object(request, state.policy.max_body)
+            except ToknError as exc:
+                state.pipeline.reject(inbound({}, None), exc.status, exc.message)
+                return error_response(request, exc.status, exc.message)
+            request_in = inbound(body, size)
+            try:
+                reply = await until_disconnect(request, state.pipeline.handle(request_in))
                 if reply is None:  # the client is gone; the pipeline recorded a 499
                     return Response(status_code=499)
                 return to_response(reply)
             except Exception as exc:  # noqa: BLE001 - last resort: the caller's format
                 log.exception("unexpected error on %s", request.url.path)
-                return error_response(request, 500, "tokn hit an unexpected error ("
-                                      f"{type(exc).__name__}: {exc}); see the log and please "
-                                      "report it.")
+                message = (f"tokn hit an unexpected error ({type(exc).__name__}: {exc}); "
+                           "see the log and please report it.")
+                state.pipeline.reject(request_in, 500, message)
+                return error_response(request, 500, message)
 
         return handle
 

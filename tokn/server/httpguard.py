@@ -16,13 +16,15 @@ own name.  So, before any route runs:
 
 Requests carrying the proxy's internal secret (route mode's in-process hop)
 were checked by the proxy and pass; the dashboard (``/ui``) has its own gate
-(:mod:`tokn.server.ui_auth`: Host, sign-in, CSRF, same-origin forms).
-Answers use the caller's API format (:func:`tokn.wire.caller_api`).
+(:mod:`tokn.server.ui_auth`: Host, sign-in, CSRF, same-origin forms).  Answers
+use the caller's API format (:func:`tokn.wire.caller_api`); each refusal is a
+line in the log (not a usage row: those hold what callers tokn accepts asked).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ from tokn.hosts import normalize_host, parse_authority
 from tokn.server.guard import is_loopback
 from tokn.server.ui_auth import owns as dashboard_owns
 
+log = logging.getLogger("tokn")
 MAX_JSON_DEPTH = 128
 TOO_DEEP = f"The request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels."
 
@@ -160,6 +163,10 @@ class FrontGuard:
             if problem is not None:
                 status, message = problem
                 api = wire.caller_api(scope["path"], headers=headers)
+                client = scope.get("client")
+                log.warning("listener: refused %s %s from %s: %d %s", scope["method"],
+                            scope["path"], f"{client[0]}:{client[1]}" if client else "?",
+                            status, message)
                 # answered before the body is read; uvicorn discards what still comes
                 # (closing instead would reset the connection under the answer)
                 response = JSONResponse(api.error(status, message, None), status)
