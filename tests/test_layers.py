@@ -66,26 +66,12 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 
-# Known violations that belong to the other half of issue 22 (branch
-# struct-providers): each names the importing file.  The lead empties this on
-# merge -- an entry no longer violated fails the test, so it cannot go stale.
-PENDING: dict[tuple[str, str], set[str]] = {
-    # convert/kiro.py moves to a providers/kiro/ package (issue 22 item 9)
-    ("convert", "providers"): {"tokn.convert.kiro"},
-}
-PENDING_UNITS = {"certs", "config_edit"}  # split out of ca.py / config.py (item 9)
-PENDING_PRIVATE = {
-    # convert/kiro.py moves to a providers/kiro/ package (issue 22 item 9)
-    "tokn.providers.kiro: from tokn.convert.kiro import _normalise_model",
-    "tokn.cli.proxy_start: from tokn.cli.serve_cmd import _mode",  # the CLI split (item 1)
-}
-PENDING_GUARDS = {
-    "tokn.providers",  # _load: the provider registry (issue 22 item 7, providers side)
-    "tokn.cli.account_cmd",  # _kiro (issue 22 items 1 and 7)
-    "tokn.cli",  # _build, and proxy_cmd's _mount: the CLI split (item 1)
-    "tokn.cli.proxy_cmd",
-}
-
+# Known violations still to be removed (none: issue 22 landed whole). An entry
+# no longer violated fails the test, so these cannot go stale.
+PENDING: dict[tuple[str, str], set[str]] = {}
+PENDING_UNITS: set[str] = set()
+PENDING_PRIVATE: set[str] = set()
+PENDING_GUARDS: set[str] = set()
 
 def modules() -> Iterator[tuple[str, Path]]:
     for path in sorted(ROOT.rglob("*.py")):
