@@ -66,6 +66,6 @@ def test_import_verifies_the_key_the_way_serve_will_call(openai_by_name, monkeyp
     monkeypatch.setenv("OPENAI_API_KEY", "sk-pooled")
     result = runner.invoke(app, ["import", "--from", "env", "--provider", "openai"])
     assert result.exit_code == 0, result.output
-    assert "saved account o (openai)" in result.output
+    assert "saved account o (openai, key works" in result.output
     assert fake.requests_to("/v1/models")[-1].bearer() == "sk-pooled"
     assert ("socks5", "api.openai.com:443") in net.tunnels
