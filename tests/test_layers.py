@@ -33,7 +33,10 @@ BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca"
 MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming"}
 FLOW = MODEL | {"pipeline"}
 FRONT = FLOW | {"server", "mitm", "ui"}
-APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
+# Replicas' shared backends (Redis, PostgreSQL): stores behind the pool's and
+# the token refresher's interfaces, assembled by the runtime.
+SHARED = {"shared"}
+APP = FRONT | SHARED | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
 
 ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},
@@ -61,12 +64,14 @@ ALLOWED: dict[str, set[str]] = {
     "server": FLOW,  # the listener: not the proxy, the dashboard or the runtime
     "mitm": FLOW,  # the proxy's addons: not the listener (the hop is tokn.hop)
     "ui": FLOW | {"server"},  # the dashboard, behind the listener's gate
-    "runtime": FRONT,
+    "shared": BASE | {"auth"},  # Redis/PostgreSQL stores for [state] url and [usage] url
+    "runtime": FRONT | SHARED,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
     "data": {"standalone"},
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
-    "status_report": BASE | {"accounts"},  # what `tokn status` says  # shipped files; the mitmdump script loads the entry
+    # (the mitmdump script, loads the entry: "data" above)
+    "status_report": BASE | SHARED | {"accounts"},  # what `tokn status` says
     "cli": APP,
     "__main__": {"cli"},
 }
