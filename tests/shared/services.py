@@ -17,7 +17,10 @@ from pathlib import Path
 from tests.helpers import free_port
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# Debian's layout; the newest installed major version (15 on bookworm)
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"),
+             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+             default=Path("/usr/lib/postgresql/15/bin"))
 
 
 def missing() -> str | None:
@@ -25,7 +28,7 @@ def missing() -> str | None:
     if not os.access(REDIS, os.X_OK):
         return "redis-server is not installed (apt-get install redis-server)"
     if not all(os.access(PG_BIN / b, os.X_OK) for b in ("initdb", "postgres")):
-        return f"PostgreSQL 15 is not installed at {PG_BIN} (apt-get install postgresql)"
+        return f"PostgreSQL is not installed at {PG_BIN} (apt-get install postgresql)"
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
