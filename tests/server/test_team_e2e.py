@@ -211,6 +211,10 @@ def test_three_keys_through_both_doors(team, tokn_home):
             page = http.get("/ui/", headers=alice_h, follow_redirects=False)
             assert page.status_code in (302, 303) and "/ui/login" in page.headers["location"]
             assert http.get("/ui/", headers=admin_h).status_code == 200
+            # ...where the usage page breaks usage down per key
+            usage_page = http.get("/ui/usage", headers=admin_h, params={"since": "1d"}).text
+            per_key = usage_page[usage_page.index('id="by-key"'):]
+            assert "<td>alice</td>" in per_key and "<td>bob</td>" in per_key
             everyone = http.get("/v1/usage", headers=admin_h, params={"by": "key"}).json()
             counts = {g["key"]: g["requests"] for g in everyone["groups"]}
             bobs = http.get("/v1/usage", headers=admin_h, params={"key": "bob"}).json()
