@@ -78,7 +78,7 @@ def _show_key(name: str, key: str, what: str) -> None:
 
 @app.command("create")
 def create_cmd(
-    name: str = typer.Argument(..., help="Whose key: lowercase letters, digits, . _ -"),
+    name: str = typer.Argument(..., help="Whose key: lowercase letters, digits, dots, dashes, underscores."),
     rpm: int = typer.Option(None, "--rpm", help="Requests per minute \\[default: no limit]."),
     tokens_per_day: int = typer.Option(None, "--tokens-per-day",
                                        help="Tokens per (local) day \\[default: no limit]."),
