@@ -78,14 +78,15 @@ def _show_key(name: str, key: str, what: str) -> None:
 
 @app.command("create")
 def create_cmd(
-    name: str = typer.Argument(..., help="Whose key: lowercase letters, digits, dots, dashes, underscores."),
+    name: str = typer.Argument(..., help="Whose key: lowercase letters, digits, dots, "
+                               "dashes, underscores."),
     rpm: int = typer.Option(None, "--rpm", help="Requests per minute \\[default: no limit]."),
     tokens_per_day: int = typer.Option(None, "--tokens-per-day",
                                        help="Tokens per (local) day \\[default: no limit]."),
     models: str = typer.Option(None, "--models", help="Models it may use, comma-separated "
                                "globs (claude-*,gpt-4.1) \\[default: all]."),
-    expires: str = typer.Option(None, "--expires", help="When it stops working: a date, a "
-                                "date-time or a duration ahead (30d)."),
+    expires: str = typer.Option(None, "--expires", help="When it stops working: a date "
+                                "(at 00:00), a date-time or a duration ahead (30d)."),
 ) -> None:
     """Create a key for a person and print it (once; only its hash is kept)."""
     from tokn import keys
