@@ -17,13 +17,23 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Identity:
     """A caller as tokn knows it: ``admin`` (the API key), ``anonymous`` (no
-    key is configured, so every caller is admitted)."""
+    key is configured, so every caller is admitted) or a person's key (team
+    mode, :mod:`tokn.keys`) with its limits.  ``name`` is what usage rows and
+    logs record; never the key itself."""
 
     name: str
+    admin: bool = False  # may do everything (else: the model APIs only)
+    rpm: int | None = None  # requests per minute
+    tokens_per_day: int | None = None
+    models: tuple[str, ...] = ()  # globs of the models it may use (empty: all)
+    digest: str = ""  # of the person's key (a rotated key is another identity)
 
 
-ADMIN = Identity("admin")
-ANONYMOUS = Identity("anonymous")
+ADMIN = Identity("admin", admin=True)
+ANONYMOUS = Identity("anonymous", admin=True)
+# Names no person's key may take (they mean the identities above, or the
+# proxy's fallback for a hop without a name).
+RESERVED = frozenset({"admin", "anonymous", "proxy"})
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:

@@ -21,11 +21,13 @@ from urllib.parse import urlsplit
 import certifi
 import httpx
 
-from tokn import ports
+from tokn import keys, limits, ports
 from tokn.auth.tokens import local_tokens, use_store
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
+from tokn.keys import KeyRing
+from tokn.limits import Limiter, LocalCounters
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.recorder import Recorder
@@ -131,10 +133,14 @@ class Runtime:
             self.usage = PgUsageStore(cfg.usage.url, cfg.usage.buffer_rows)
         elif enabled:
             self.usage = UsageStore()
-        self.recorder = Recorder(self.usage, self.config)
+        # team mode: people's keys (re-read when the file changes) and their limits
+        self.keys = KeyRing(keys.default_path())
+        self.limiter = Limiter(LocalCounters(limits.default_path()))
+        self.recorder = Recorder(self.usage, self.config, self.limiter)
         self.pipeline = Pipeline(cfg, self.pool, self.recorder)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
-                              policy=policy_from(cfg.server))
+                              policy=policy_from(cfg.server), keys=self.keys,
+                              limiter=self.limiter)
         # the listener's routes beyond the API: usage, LAN bootstrap, the dashboard
         self.state.extra_routes = [*usage_routes.routes(self), *lan.routes(self),
                                    *ui_routes.routes(self)]
@@ -152,7 +158,8 @@ class Runtime:
 
         return ProxyServices(config=self.config, pool=self.pool, recorder=self.recorder,
                              drain=self.state.drain, internal_secret=self.state.internal_secret,
-                             api_key=self.state.api_key, listener=listener,
+                             api_key=self.state.api_key, keys=self.keys, limiter=self.limiter,
+                             listener=listener,
                              caps=client_caps(self.cfg))
 
     async def aclose(self) -> None:
@@ -160,6 +167,7 @@ class Runtime:
         await self.client.aclose()
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close)
+        self.limiter.close()
         if self.link is not None:
             use_store(None)
             await self.link.aclose()

@@ -19,7 +19,9 @@ from starlette.routing import Route
 from tokn import hop, wire
 from tokn.drain import Drain
 from tokn.errors import ToknError
-from tokn.identity import Identity, identify, key_matches, presented_key
+from tokn.identity import RESERVED, Identity, key_matches, presented_key
+from tokn.keys import KeyRing
+from tokn.limits import Limiter, LocalCounters, Refusal, model_allowed
 from tokn.pipeline import Inbound, Pipeline, Reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 
@@ -37,6 +39,8 @@ class AppState:
     extra_routes: list[Route] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
     drain: Drain = field(default_factory=Drain)
+    keys: KeyRing = field(default_factory=lambda: KeyRing(None))  # people's keys (team mode)
+    limiter: Limiter = field(default_factory=lambda: Limiter(LocalCounters()))
 
     def is_internal(self, headers: Mapping[str, str]) -> bool:
         """Whether a request carries the proxy's secret (its route-mode hop)."""
@@ -45,10 +49,14 @@ class AppState:
 
     def identity(self, headers: Mapping[str, str]) -> Identity | None:
         """Who is calling (``None``: refused): the proxy's hop says whom it
-        admitted; anyone else presents the API key."""
+        admitted (a person's key is looked up again: revoked since, refused);
+        anyone else presents the admin key or a person's key."""
         if self.is_internal(headers):
-            return Identity(headers.get(hop.IDENTITY) or "proxy")
-        return identify(self.api_key, presented_key(headers))
+            name = headers.get(hop.IDENTITY) or "proxy"
+            if name in RESERVED:
+                return Identity(name, admin=True)
+            return self.keys.by_name(name)
+        return self.keys.identify(self.api_key, presented_key(headers))
 
 
 FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
@@ -104,10 +112,18 @@ def to_response(reply: Reply) -> Response:
 
 
 def error_response(request: Request, status: int, message: str,
-                   code: str | None = None) -> Response:
+                   code: str | None = None, headers: dict[str, str] | None = None) -> Response:
     """An error in the caller's own API format (:func:`tokn.wire.caller_api`)."""
     api = wire.caller_api(request.url.path, headers=request.headers)
-    return JSONResponse(api.error(status, message, code), status)
+    return JSONResponse(api.error(status, message, code), status, headers=headers)
+
+
+def refusal_response(request: Request, refusal: Refusal) -> Response:
+    """A limit's refusal in the caller's format, with ``Retry-After`` when it has one."""
+    headers = None
+    if refusal.retry_after is not None:
+        headers = {"retry-after": str(max(int(refusal.retry_after + 0.999), 1))}
+    return error_response(request, refusal.status, refusal.message, refusal.code, headers)
 
 
 def _peer(request: Request) -> str:
@@ -117,6 +133,13 @@ def _peer(request: Request) -> str:
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
     return state.identity(request.headers) is not None
+
+
+def admin_only(request: Request) -> Response:
+    """403 for a person's key on what only the admin key may do."""
+    return error_response(request, 403, f"{request.method} {request.url.path} needs the admin "
+                          "key ([server].api_key); a person's key may call the model APIs "
+                          "only.", "admin_only")
 
 
 def denied(request: Request) -> Response:
@@ -132,8 +155,9 @@ def create_app(state: AppState) -> Starlette:
             identity = state.identity(request.headers)
             if identity is None:
                 # logged, not recorded: the usage log holds what the key's holders asked
-                log.warning("listener: refused %s %s from %s: 401 no valid API key",
-                            request.method, request.url.path, _peer(request))
+                log.warning("listener: refused %s %s from %s: 401 %s", request.method,
+                            request.url.path, _peer(request),
+                            state.keys.describe(presented_key(request.headers)))
                 return denied(request)
             headers = {k.lower(): v for k, v in request.headers.items()
                        if k.lower() not in hop.LABELS}
@@ -158,6 +182,11 @@ def create_app(state: AppState) -> Starlette:
                 state.pipeline.reject(inbound({}, None), exc.status, exc.message)
                 return error_response(request, exc.status, exc.message)
             request_in = inbound(body, size)
+            model = body.get("model")
+            refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+            if refusal is not None:
+                state.pipeline.reject(request_in, refusal.status, refusal.message)
+                return refusal_response(request, refusal)
             try:
                 reply = await until_disconnect(request, state.pipeline.handle(request_in))
                 if reply is None:  # the client is gone; the pipeline recorded a 499
@@ -173,11 +202,14 @@ def create_app(state: AppState) -> Starlette:
         return handle
 
     async def models(request: Request) -> Response:
-        if state.identity(request.headers) is None:
+        identity = state.identity(request.headers)
+        if identity is None:
             return denied(request)
         caller = wire.caller_api(request.url.path, headers=request.headers)
         try:
-            return JSONResponse(caller.listing(await state.pipeline.models()))
+            listing = [m for m in await state.pipeline.models()
+                       if model_allowed(m["id"], identity.models)]
+            return JSONResponse(caller.listing(listing))
         except ToknError as exc:  # no model listed, and accounts failing: say why
             return error_response(request, exc.status, exc.message, exc.code)
 
