@@ -135,7 +135,12 @@ class Runtime:
             self.usage = UsageStore()
         # team mode: people's keys (re-read when the file changes) and their limits
         self.keys = KeyRing(keys.default_path())
-        self.limiter = Limiter(LocalCounters(limits.default_path()))
+        counters = LocalCounters(limits.default_path())
+        if cfg.state.url:  # one count per key across replicas
+            from tokn.shared.counters import RedisCounters
+
+            counters = RedisCounters(cfg.state.url, cfg.state.timeout_secs, counters)
+        self.limiter = Limiter(counters)
         self.recorder = Recorder(self.usage, self.config, self.limiter)
         self.pipeline = Pipeline(cfg, self.pool, self.recorder)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,11 @@ PAST = "2000-01-01T00:00:00Z"
 
 
 @contextlib.contextmanager
-def replicas(config: dict[str, Any], n: int = 2) -> Iterator[list[ToknProcess]]:
+def replicas(config: dict[str, Any], n: int = 2,
+             prepare: Callable[[int], None] | None = None) -> Iterator[list[ToknProcess]]:
     """``n`` tokn processes, each with its own TOKN_HOME (its own machine, as
-    far as files go) and the same ``config``."""
+    far as files go) and the same ``config``; ``prepare(i)`` runs in replica
+    ``i``'s TOKN_HOME before it starts."""
     with contextlib.ExitStack() as stack:
         running = []
         for i in range(n):
@@ -35,6 +37,8 @@ def replicas(config: dict[str, Any], n: int = 2) -> Iterator[list[ToknProcess]]:
             home.mkdir()
             with applied_env({"TOKN_HOME": str(home)}):
                 write_config(config)
+                if prepare is not None:
+                    prepare(i)
                 running.append(stack.enter_context(tokn_process()))
         yield running
 
@@ -68,6 +72,42 @@ def test_a_cooldown_set_through_a_is_honoured_by_b(redis_server):
             assert resting.status_code == 503, resting.text
             assert resting.json()["error"]["code"] == "all_accounts_cooling"
             assert len(llm.requests_to("/chat/completions")) == calls
+
+
+def test_a_per_key_rate_limit_is_shared(redis_server):
+    from typer.testing import CliRunner
+
+    from tokn import keys
+    from tokn.cli import app
+
+    admin = "admin-key-for-the-replica-test-0123"
+    issued: dict[str, Any] = {}
+
+    def same_keys(i: int) -> None:  # every replica has the same keys file
+        if i == 0:
+            res = CliRunner().invoke(app, ["keys", "create", "alice", "--rpm", "3"])
+            assert res.exit_code == 0, res.output
+            issued["key"] = res.stdout.strip().splitlines()[0]
+            issued["file"] = keys.default_path().read_bytes()
+        else:
+            keys.default_path().parent.mkdir(parents=True, exist_ok=True)
+            keys.default_path().write_bytes(issued["file"])
+
+    with FakeLLM(models=["gpt-4o"], path_prefix="/v1") as llm:
+        config = {**shared(redis_server.url), "server": {"api_key": admin},
+                  "accounts": [account("solo", "openai", api_key="sk-test",
+                                       base_url=llm.url + "/v1")]}
+        with replicas(config, prepare=same_keys) as (a, b):
+            if time.time() % 60 > 50:  # the four requests must fall in one minute
+                time.sleep(61 - time.time() % 60)
+            codes = [httpx.post(f"{r.api_url}/v1/chat/completions", timeout=30,
+                                headers={"authorization": f"Bearer {issued['key']}"},
+                                json={"model": "gpt-4o", "messages": [
+                                    {"role": "user", "content": "hi"}]}).status_code
+                     for r in (a, b, a, b)]
+            # three per minute for alice, counted across both replicas
+            assert codes == [200, 200, 200, 429]
+            assert len(llm.requests_to("/chat/completions")) == 3
 
 
 def test_fifty_concurrent_requests_across_replicas_make_one_token_exchange(redis_server):
