@@ -156,6 +156,22 @@ def test_a_kiro_rotation_happens_once_and_both_replicas_use_it(redis_server):
             assert len(fake.refresh_bodies) == 1
 
 
+def test_a_replica_that_missed_several_rotations_uses_the_latest(redis_server):
+    # tokens live 200 s, less than the renewal margin: every request rotates
+    with FakeKiro(expires_in=200) as fake:
+        config = {**shared(redis_server.url), "accounts": [account(
+            "kiro", "kiro", base_url=fake.url, refresh_url=fake.url + "/refreshToken",
+            auth_method="social", access_token="aoa-initial", refresh_token="aor-initial",
+            expires_at=PAST, profile_arn=fake.profile_arn)]}
+        with replicas(config) as (a, b):
+            for replica in (a, a, b):  # B's config still holds aor-initial, spent long ago
+                assert chat(replica, "claude-sonnet-4.5").status_code == 200
+            # every refresh (several per request here) spent the latest token
+            used = [r["refreshToken"] for r in fake.refresh_bodies]
+            assert len(used) >= 3
+            assert used == ["aor-initial", *[f"aor-{i}" for i in range(1, len(used))]]
+
+
 def test_usage_from_both_replicas_lands_in_one_table(redis_server, pg_server):
     with FakeLLM(models=["gpt-4o"], path_prefix="/v1") as llm:
         config = {**shared(redis_server.url, pg_server.url),
