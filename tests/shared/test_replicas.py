@@ -110,6 +110,29 @@ def test_a_per_key_rate_limit_is_shared(redis_server):
             assert len(llm.requests_to("/chat/completions")) == 3
 
 
+def test_a_session_stays_on_its_account_across_replicas(redis_server):
+    with FakeLLM(models=["gpt-4o"], path_prefix="/v1") as one, \
+            FakeLLM(models=["gpt-4o"], path_prefix="/v1") as two:
+        config = {**shared(redis_server.url),
+                  "pool": {"strategy": "round_robin", "sticky_sessions": True},
+                  "accounts": [account(name, "openai", api_key="sk-test",
+                                       base_url=fake.url + "/v1")
+                               for name, fake in (("one", one), ("two", two))]}
+        with replicas(config) as (a, b):
+            def served(replica: ToknProcess, session: str) -> str:
+                resp = httpx.post(f"{replica.api_url}/v1/chat/completions", timeout=30,
+                                  headers={"x-session-id": session},
+                                  json={"model": "gpt-4o", "messages": [
+                                      {"role": "user", "content": "hi"}]})
+                assert resp.status_code == 200, resp.text
+                return resp.headers["x-tokn-account"]
+
+            first = {f"s{i}": served(a, f"s{i}") for i in range(4)}
+            assert set(first.values()) == {"one", "two"}  # round robin on A
+            for session, pinned in first.items():
+                assert [served(b, session), served(b, session)] == [pinned, pinned]
+
+
 def test_fifty_concurrent_requests_across_replicas_make_one_token_exchange(redis_server):
     with FakeGitHub(token_ttl=1800) as gh, \
             FakeLLM(copilot_style=True, token_validator=gh.is_valid_copilot_token,

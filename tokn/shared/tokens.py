@@ -28,7 +28,6 @@ from tokn.shared.link import PREFIX, Down, Link
 log = logging.getLogger("tokn.shared")
 
 LOCK_POLL_SECS = 0.02
-RECORD_TTL_SECS = 30 * 86400  # a record nobody renewed for a month is dropped
 _RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1])
 else return 0 end"""
 
@@ -66,8 +65,8 @@ class RedisTokens:
         await self.local.put(kind, account_id, token, record)
         data = json.dumps(record)
         try:
-            await self.link.call(lambda r: r.set(_key("token", kind, account_id), data,
-                                                 ex=RECORD_TTL_SECS))
+            # no expiry: a Kiro record holds the only live refresh token
+            await self.link.call(lambda r: r.set(_key("token", kind, account_id), data))
         except Down:
             log.warning("%s %s: the new token is kept locally only (Redis unreachable)",
                         kind, account_id)
