@@ -69,10 +69,9 @@ ALLOWED: dict[str, set[str]] = {
     "shared": BASE | {"auth"},  # Redis/PostgreSQL stores for [state] url and [usage] url
     "runtime": FRONT | SHARED,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
-    "data": {"standalone"},
+    "data": {"standalone"},  # shipped files; the mitmdump script loads the entry
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
-    # (the mitmdump script, loads the entry: "data" above)
     "status_report": BASE | SHARED | {"accounts"},  # what `tokn status` says
     "cli": APP,
     "__main__": {"cli"},
