@@ -117,7 +117,7 @@ class UsageConfig:
 @dataclass
 class StateConfig:
     url: str = ""  # redis://...: pool health, sticky sessions, tokens shared by replicas
-    timeout_secs: float = 0.5  # longest wait for Redis before local state is used
+    timeout_secs: float = 1.0  # longest wait for Redis before local state is used
 
 
 @dataclass

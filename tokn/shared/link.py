@@ -75,7 +75,7 @@ class Outage:
 class Link:
     """One Redis client (its own connection pool) with fallback bookkeeping."""
 
-    def __init__(self, url: str, timeout: float = 0.5,
+    def __init__(self, url: str, timeout: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
         self.timeout = timeout
@@ -92,7 +92,7 @@ class Link:
         if self.outage.skip():
             raise Down()
         try:
-            async with asyncio.timeout(self.timeout * 2):
+            async with asyncio.timeout(self.timeout):
                 result = await op(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
             self.outage.failed(exc)
