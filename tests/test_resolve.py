@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tokn.resolve import Served, glob_alias, glob_match, resolve, shape, strip_variant
+from tokn.resolve import Served, glob_alias, resolve, shape, strip_variant
+from tokn.rules import glob_match
 
 COPILOT = [
     Served("claude-sonnet-4", frozenset({"chat"})),

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tokn.convert.models import model_key, normalize_model
+from tokn.rules import glob_match
 
 _VARIANT = re.compile(r"\[[^\]]*\]$")  # Claude Code's "[1m]" (1M-context variant)
 _DATE = re.compile(r"^\d{4,}$")  # 20250514, 0125: a date, not a version
@@ -101,13 +102,6 @@ def shape(model: str) -> Shape | None:
     else:
         tier = "-".join(names)
     return Shape(family, tier, version)
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    """``*`` (any run) and ``?`` (one character) match, case-insensitively;
-    every other character, ``[`` included, stands for itself."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.IGNORECASE | re.DOTALL) is not None
 
 
 def is_glob(pattern: str) -> bool:
