@@ -93,9 +93,13 @@ def test_glob_alias_wins_over_nearest_and_models_lists_aliases(fake):
             "messages": [{"role": "user", "content": "hi"}]})
         assert resp.headers["x-tokn-model"] == "claude-opus-4.5"
         listing = httpx.get(tokn.api_url + "/v1/models").json()["data"]
+        ac = anthropic.Anthropic(base_url=tokn.api_url, api_key="x", max_retries=0)
+        anthropic_ids = {m.id: m.display_name for m in ac.models.list()}
     by_id = {m["id"]: m for m in listing}
     assert by_id["fast"]["x_tokn"] == {"alias": True, "alias_of": "gpt-5-mini",
-                                       "resolves_to": "gpt-5-mini", "accounts": ["up"]}
+                                       "resolves_to": "gpt-5-mini", "accounts": ["up"],
+                                       "display_name": "fast (alias of gpt-5-mini)"}
+    assert anthropic_ids["fast"] == "fast (alias of gpt-5-mini)" and "gpt-5" in anthropic_ids
     assert "gone" not in by_id and "claude-opus-*" not in by_id  # unserved; a pattern
     assert not by_id["gpt-5"]["x_tokn"].get("alias")
 
