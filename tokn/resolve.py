@@ -83,6 +83,9 @@ def shape(model: str) -> Shape | None:
     words: list[str] = []
     for word in key.split("-"):
         split = _NUM_WORD.match(word)
+        if split and split[2] in ("b", "k", "m"):  # a size (gpt-oss-120b), not a version
+            words.append("size")
+            continue
         words.extend(split.groups() if split else [word] if word else [])
     if not words or "embedding" in key:
         return None
@@ -95,7 +98,10 @@ def shape(model: str) -> Shape | None:
         return None
     if head != family:  # "gpt4" -> gpt, version 4
         words = [family, head[len(family):], *words[1:]]
-    version = tuple(int(w) for w in words[1:] if w.isdigit() and not _DATE.match(w))
+    numbers = [w for w in words[1:] if w.isdigit() and not _DATE.match(w)]
+    if family == "claude" and len(numbers) == 1 and len(numbers[0]) == 2:
+        numbers = list(numbers[0])  # Copilot's "claude-opus-41" is Opus 4.1
+    version = tuple(int(w) for w in numbers)
     names = [w for w in words[1:] if not w.isdigit()]
     if family == "claude":
         tier = next((w for w in names if w in _CLAUDE_TIERS), "")
