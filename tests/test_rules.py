@@ -87,7 +87,19 @@ def test_strip_removes_fields_from_the_upstream_body():
     body = {"model": "m", "service_tier": "x", "metadata": {"user_id": "u", "keep": 1}}
     rules = [Rule(strip=("service_tier",)), Rule(strip=("metadata.user_id", "absent.x"))]
     assert strip(body, rules) == {"model": "m", "metadata": {"keep": 1}}
-    assert body["service_tier"] == "x"
+    assert body == {"model": "m", "service_tier": "x", "metadata": {"user_id": "u", "keep": 1}}
+
+
+def test_shaping_never_changes_the_clients_body():
+    body = {"reasoning": {"summary": "auto"}, "instructions": "agent",
+            "input": [{"type": "message", "role": "developer", "content": "d"}],
+            "messages": [{"role": "system", "content": "s"}], "system": [{"type": "text"}]}
+    before = repr(body)
+    rule = Rule(system="S", system_append="A", defaults={"reasoning_effort": "low"},
+                override={"text.verbosity": "low"})
+    for fmt in ("chat", "messages", "responses"):
+        shape(fmt, body, [rule, rule])
+    assert repr(body) == before
 
 
 @pytest.mark.parametrize("raw,message", [

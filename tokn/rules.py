@@ -137,24 +137,29 @@ def _get(body: dict[str, Any], path: str) -> Any:
     return node
 
 
+# _set and _delete change ``body`` (a copy) and copy each nested table on the
+# way: the client's body, shared below the top level, is never changed.
+
 def _set(body: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     node = body
     for part in parents:
         child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
+        node[part] = child = dict(child) if isinstance(child, dict) else {}
         node = child
     node[last] = copy.deepcopy(value)
 
 
 def _delete(body: dict[str, Any], path: str) -> None:
     *parents, last = path.split(".")
-    node: Any = body
+    node = body
     for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(last, None)
+        child = node.get(part)
+        if not isinstance(child, dict):
+            return
+        node[part] = child = dict(child)
+        node = child
+    node.pop(last, None)
 
 
 def _is_set(fmt: str, body: dict[str, Any], name: str) -> bool:
@@ -166,6 +171,7 @@ _SYSTEM_ROLES = ("system", "developer")
 
 
 def _system_chat(messages: list[Any], rule: Rule) -> list[Any]:
+    messages = list(messages)
     if rule.system is not None:
         messages = [m for m in messages
                     if not (isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES)]
@@ -221,7 +227,7 @@ def shape(fmt: str, body: dict[str, Any], rules: Sequence[Rule]) -> dict[str, An
     system prompt and parameters applied; a new dict, ``body`` is not changed."""
     if not rules:
         return body
-    out = copy.deepcopy(body)
+    out = dict(body)  # copied where changed (the system prompt helpers make new lists)
     for rule in rules:
         if fmt == "chat" and isinstance(out.get("messages"), list):
             out["messages"] = _system_chat(out["messages"], rule)
@@ -246,7 +252,7 @@ def strip(body: dict[str, Any], rules: Sequence[Rule]) -> dict[str, Any]:
     names = [name for rule in rules for name in rule.strip]
     if not names:
         return body
-    out = copy.deepcopy(body)
+    out = dict(body)
     for name in names:
         _delete(out, name)
     return out
