@@ -111,15 +111,18 @@ def team(tokn_home):
         log = tokn_home / "team-test.log"
         handler = logging.FileHandler(log)
         handler.setLevel(logging.DEBUG)
-        root = logging.getLogger()
-        old_level = root.level
-        root.setLevel(logging.DEBUG)
-        root.addHandler(handler)
+        # every logger: tokn's may not propagate once its logging was set up
+        loggers = [logging.getLogger(), logging.getLogger("tokn")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.DEBUG)
+            lg.addHandler(handler)
         try:
             yield fake, keys, log
         finally:
-            root.removeHandler(handler)
-            root.setLevel(old_level)
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.removeHandler(handler)
+                lg.setLevel(level)
             handler.close()
 
 
@@ -257,7 +260,9 @@ def test_three_keys_through_both_doors(team, tokn_home):
     for key in keys.values():
         assert key not in admin_script
     log_text = log.read_text()
-    assert "refused" in log_text and "key 'carol' (revoked)" in log_text
+    assert "refused POST /v1/chat/completions" in log_text  # the listener's line
+    assert "401 no valid API key (key 'carol' (revoked))" in log_text
+    assert "407 user 'carol' with key 'carol' (revoked)" in log_text  # the proxy's
     secrets_ = [*keys.values(), *(quote(k, safe="") for k in keys.values())]
     for path in _files(tokn_home):
         data = path.read_bytes()

@@ -65,7 +65,7 @@ def refused_whom(keys: KeyRing, header: str | None) -> str:
     creds = parse_basic(header)
     if creds is None:
         return "no Proxy-Authorization"
-    return f"user {creds[0]!r} with {keys.describe(creds[1])}"
+    return f"user {creds[0]!r} with {keys.describe(creds[1]) or 'no valid key'}"
 
 
 class ProxyAccess:

@@ -155,9 +155,10 @@ def create_app(state: AppState) -> Starlette:
             identity = state.identity(request.headers)
             if identity is None:
                 # logged, not recorded: the usage log holds what the key's holders asked
-                log.warning("listener: refused %s %s from %s: 401 %s", request.method,
-                            request.url.path, _peer(request),
-                            state.keys.describe(presented_key(request.headers)))
+                whose = state.keys.describe(presented_key(request.headers))
+                log.warning("listener: refused %s %s from %s: 401 no valid API key%s",
+                            request.method, request.url.path, _peer(request),
+                            f" ({whose})" if whose else "")
                 return denied(request)
             headers = {k.lower(): v for k, v in request.headers.items()
                        if k.lower() not in hop.LABELS}
