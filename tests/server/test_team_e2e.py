@@ -263,6 +263,7 @@ def test_three_keys_through_both_doors(team, tokn_home):
     assert "refused POST /v1/chat/completions" in log_text  # the listener's line
     assert "401 no valid API key (key 'carol' (revoked))" in log_text
     assert "407 user 'carol' with key 'carol' (revoked)" in log_text  # the proxy's
+    assert "407 key 'carol' is no longer valid" in log_text  # her open connection, cut
     secrets_ = [*keys.values(), *(quote(k, safe="") for k in keys.values())]
     for path in _files(tokn_home):
         data = path.read_bytes()
