@@ -111,6 +111,8 @@ class FakeLLM(FakeServer):
             copilot_style else empty).
         chunk_delay: seconds between streamed content deltas.
         tool_trigger: word in the last user text that triggers a tool call.
+        tool_name: the tool called then (default: the request's first tool); a
+            request without a tool of that name gets a text answer.
         tool_arguments: dict sent as the tool call's arguments.
         tool_preamble: text sent before a tool call (choice 0 under quirks).
         cached_tokens / reasoning_tokens / cache_creation_tokens: usage extras (chat
@@ -151,6 +153,7 @@ class FakeLLM(FakeServer):
         responses_only_models: Iterable[str] | None = None,
         chunk_delay: float = 0.0,
         tool_trigger: str = "weather",
+        tool_name: str | None = None,
         tool_arguments: dict[str, Any] | None = None,
         tool_preamble: str | None = None,
         cached_tokens: int = 0,
@@ -201,6 +204,7 @@ class FakeLLM(FakeServer):
         self.models: list[str | dict[str, Any]] = list(models)
         self.chunk_delay = chunk_delay
         self.tool_trigger = tool_trigger
+        self.tool_name = tool_name
         self.tool_arguments = tool_arguments or {"location": "Paris", "unit": "celsius"}
         self.tool_preamble = tool_preamble
         self.cached_tokens = cached_tokens
@@ -592,6 +596,10 @@ class FakeLLM(FakeServer):
                 if isinstance(b, dict) and b.get("type") == "redacted_thinking"
             ]
         input_tokens = len(prompt_text) // 4 + 1
+        if self.tool_name is not None:
+            names = {t.get("name") or (t.get("function") or {}).get("name")
+                     for t in tools if isinstance(t, dict)}
+            tool_name = self.tool_name if self.tool_name in names else None
         trigger = (self.tool_trigger or "").lower()
         choice = body.get("tool_choice") if api == "messages" else None
         choice = choice if isinstance(choice, dict) else {}

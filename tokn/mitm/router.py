@@ -14,6 +14,7 @@ Options: ``tokn_route_mode``, the default mode (else ``[proxy_mode].route_mode``
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -40,6 +41,7 @@ from tokn.mitm.sidecalls import offline_body
 from tokn.mitm.target import Target, credential_may_go
 from tokn.usage import UsageRow, new_request_id
 
+log = logging.getLogger("tokn")
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
 
 # (name, type, default, help): also declared by the mitmdump entry, so that
@@ -115,6 +117,9 @@ class Router:
         if decision.action == modes.FORWARD:
             return
         if decision.action == modes.REFUSE:
+            log.info("proxy: refused %s %s%s: %d %s", flow.request.method,
+                     flow.request.pretty_host, flow.request.path.split("?", 1)[0],
+                     decision.status, decision.message)
             answer_error(flow, self.services, decision.api, decision.status, decision.message)
             return
         req = flow.request

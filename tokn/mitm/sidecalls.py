@@ -51,6 +51,8 @@ SIDE_CALLS: tuple[SideCall, ...] = (
              "organisation policy limits", 404),
     SideCall("api.anthropic.com", "GET", "/api/claude_code/settings", "claude-code",
              "managed settings", 404),
+    SideCall("api.anthropic.com", "GET", "/api/claude_code/organizations/metrics_enabled",
+             "claude-code", "whether the organisation collects metrics", 404),
     SideCall("api.anthropic.com", "GET", "/api/claude_cli/bootstrap", "claude-code",
              "start-up bootstrap data", 404),
     SideCall("api.anthropic.com", "GET", "/api/claude_code_penguin_mode", "claude-code",

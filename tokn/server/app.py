@@ -205,6 +205,8 @@ def create_app(state: AppState) -> Starlette:
                     finally:
                         await flight.end()
 
+            log.info("listener: WebSocket %s from %s (%s, %s)", ws.url.path, client or peer,
+                     front_door, route_mode)
             await ws.accept()
             await serve_socket(ws, state.pipeline.handle, inbound, in_flight)
 
