@@ -30,7 +30,8 @@ LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
                  "lan_env", "usage", "usage_query", "ports", "instance"}
 # Accounts, providers and formats: what a request is served with.
-MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming"}
+MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming",
+                "resolve"}
 FLOW = MODEL | {"pipeline"}
 FRONT = FLOW | {"server", "mitm", "ui"}
 APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
@@ -53,7 +54,8 @@ ALLOWED: dict[str, set[str]] = {
     "convert": {"errors", "sse", "wire"},  # pure converters: nothing above them
     "auth": BASE,
     "providers": BASE | {"auth", "convert"},
-    "pool": BASE | {"convert", "providers"},
+    "resolve": {"convert"},  # model resolution (pure)
+    "pool": BASE | {"convert", "providers", "resolve"},
     "accounts": BASE | {"providers"},
     "recorder": BASE,
     "streaming": BASE,
@@ -63,10 +65,10 @@ ALLOWED: dict[str, set[str]] = {
     "ui": FLOW | {"server"},  # the dashboard, behind the listener's gate
     "runtime": FRONT,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
-    "data": {"standalone"},
+    "data": {"standalone"},  # shipped files; the mitmdump script loads the entry
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
-    "status_report": BASE | {"accounts"},  # what `tokn status` says  # shipped files; the mitmdump script loads the entry
+    "status_report": BASE | {"accounts"},  # what `tokn status` says
     "cli": APP,
     "__main__": {"cli"},
 }

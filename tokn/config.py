@@ -134,6 +134,8 @@ class CAConfig:
 @dataclass
 class ModelsConfig:
     aliases: dict[str, str] = field(default_factory=dict)
+    # an unserved model: "nearest" served one of its family and tier, or "strict"
+    fallback: str = "nearest"
 
 
 @dataclass
