@@ -58,14 +58,15 @@ def claude_listener_env(api_url: str) -> dict[str, str]:
 
 def codex(home: Path, prompt: str, env: dict[str, str], *, listener: str = "") -> Run:
     """``listener``: the listener's URL, as a custom provider in config.toml
-    (the way the README tells users); else the default provider (api.openai.com)."""
+    (the way the README tells users, with its WebSocket transport on); else
+    the default provider (api.openai.com)."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     if listener:
         (codex_home / "config.toml").write_text(
             'model_provider = "tokn"\n\n[model_providers.tokn]\nname = "tokn"\n'
             f'base_url = "{listener}/v1"\nwire_api = "responses"\n'
-            'env_key = "OPENAI_API_KEY"\n')
+            'env_key = "OPENAI_API_KEY"\nsupports_websockets = true\n')
     argv = [cli("codex"), "exec", "--skip-git-repo-check", prompt]
     full = {**os.environ, "HOME": str(home), "CODEX_HOME": str(codex_home),
             "OPENAI_API_KEY": OPENAI_CLIENT_KEY, **env}

@@ -28,11 +28,11 @@ from tests.helpers import account, free_port, proxy_env, running_tokn, usage_row
 from tokn.mitm import sidecalls
 
 POOLED_KEY = "sk-pooled-account-key"
-# the CLIs' own defaults (no model flag), served as is until model resolution
-# maps an unserved default to a served model
-SERVED = ["claude-opus-4-8[1m]", "claude-opus-4-8", "gpt-6.2-sol", "claude-sonnet-4.5", "gpt-5"]
+# none is the CLIs' own default (an Opus with "[1m]", Codex's newest GPT):
+# model resolution serves each from its family's nearest model
+SERVED = ["claude-opus-4.5", "claude-sonnet-4.5", "gpt-5", "gpt-5-mini"]
 SLACK = 1.0  # the issue's bound: first turn through the proxy vs against the listener
-SIDE_LINE = re.compile(r"proxy: (GET|POST|PUT|DELETE|PATCH) ([^/ ]+)(/\S*) \((.*)\): (.*)$")
+SIDE_LINE = re.compile(r"proxy: ([A-Z]+) ([^/ ]+)(/\S*) \((.*?)\): ((?:passed|answered) .*)$")
 
 
 class AnthropicSite(FakeServer):
@@ -96,33 +96,50 @@ def _assert_deliberate(lines: LogLines, host: str) -> list[tuple[str, str, str, 
     return calls
 
 
+def _race(fake: FakeLLM, path: str, direct, proxied) -> tuple[list[Run], list[Run]]:
+    """Both ways twice, alternating; asserts the quickest first model turn
+    through the proxy is at most SLACK later than the quickest against the
+    listener (the best of two: the machine is shared, one run can stall)."""
+    runs: dict[str, list[tuple[Run, float]]] = {"listener": [], "proxy": []}
+    for i in range(2):
+        for name, start in (("listener", direct), ("proxy", proxied)):
+            mark = len(fake.requests)
+            run = start(i)
+            assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+            runs[name].append((run, _first_turn(fake, path, run, mark)))
+    listener = min(t for _, t in runs["listener"])
+    proxy = min(t for _, t in runs["proxy"])
+    assert proxy <= listener + SLACK, runs
+    return [r for r, _ in runs["listener"]], [r for r, _ in runs["proxy"]]
+
+
 def test_claude_code_offline_side_calls_and_first_turn(upstream, tmp_path):
     proxy_port = free_port()
     _configure(upstream, proxy_port, upstream_overrides=_offline())
     env = proxy_env()
     with running_tokn(with_proxy=True, proxy_port=proxy_port) as tokn, LogLines() as lines:
-        direct = claude(tmp_path / "a", "say hi", claude_listener_env(tokn.api_url))
-        mark = len(upstream.requests)
-        proxied = claude(tmp_path / "b", "say hi", env)
+        direct, proxied = _race(
+            upstream, "/messages",
+            lambda i: claude(tmp_path / f"l{i}", "say hi", claude_listener_env(tokn.api_url)),
+            lambda i: claude(tmp_path / f"p{i}", "say hi", env))
         tokn.runtime.usage.flush()
         rows = usage_rows(tokn.runtime.usage.path)
-    for run in (direct, proxied):
-        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    for run in (*direct, *proxied):
         # the fake echoes the last user turn (Claude Code adds its context blocks to it)
-        assert run.stdout.startswith("echo: ") and "say hi" in run.stdout
-    listener_turn = _first_turn(upstream, "/messages", direct, 0)
-    proxy_turn = _first_turn(upstream, "/messages", proxied, mark)
-    assert proxy_turn <= listener_turn + SLACK, (listener_turn, proxy_turn)
+        assert run.stdout.startswith("echo: ") and "say hi" in run.stdout, run.stdout[-500:]
     calls = _assert_deliberate(lines, "api.anthropic.com")
     seen = {path.split("?")[0] for _, path, _, _ in calls}
     # the two Claude Code waits for before its first turn (retried on a 5xx)
     assert {"/api/claude_code/policy_limits", "/api/claude_code/settings"} <= seen
     for method, path, _, outcome in calls:
         row = sidecalls.side_call("api.anthropic.com", method, path)
-        assert outcome.startswith(f"answered {row.offline} at once: api.anthropic.com is "
-                                  "unreachable"), (path, outcome)
-    served = {(r["front_door"], r["status"]) for r in rows if r["inbound_format"] == "messages"}
-    assert served == {("listener", 200), ("proxy", 200)}, rows
+        assert re.fullmatch(rf"answered {row.offline} at once \(\d+ ms\): api\.anthropic\.com "
+                            r"is unreachable .*", outcome), (path, outcome)
+    served = [(r["front_door"], r["status"], r["model_requested"], r["model_served"])
+              for r in rows if r["inbound_format"] == "messages"]
+    assert {s[:2] for s in served} == {("listener", 200), ("proxy", 200)}, rows
+    # Claude Code's own default (an Opus, no model flag) served by the served Opus
+    assert {s[3] for s in served} == {"claude-opus-4.5"}, served
 
 
 def test_claude_code_side_calls_reach_the_host_with_the_clients_own_key(
@@ -140,11 +157,14 @@ def test_claude_code_side_calls_reach_the_host_with_the_clients_own_key(
     calls = _assert_deliberate(lines, "api.anthropic.com")
     assert calls and len(calls) == len(site.requests), (calls, site.requests)
     for req in site.requests:
-        assert req.headers.get("x-api-key") == CLIENT_KEY  # the client's own, never pooled
+        # the client's own key (the MCP registry is public: it sends none), never a pooled one
+        assert req.headers.get("x-api-key") in (CLIENT_KEY, None), req.path
         assert POOLED_KEY not in json.dumps(req.headers.to_dict())
+    assert [r for r in site.requests if r.headers.get("x-api-key") == CLIENT_KEY]
     for _, path, _, outcome in calls:
         expected = 200 if path.startswith("/api/event_logging/") else 401
-        assert outcome == f"passed to the host, which answered {expected}", (path, outcome)
+        assert re.fullmatch(rf"passed to the host, which answered {expected} \(\d+ ms\)",
+                            outcome), (path, outcome)
     # the model turn itself was served from the pool, not sent to the host
     assert not [r for r in site.requests if r.path.endswith("/messages")]
 
@@ -154,27 +174,27 @@ def test_codex_websocket_and_first_turn(upstream, tmp_path):
     _configure(upstream, proxy_port, upstream_overrides=_offline())
     env = proxy_env()
     with running_tokn(with_proxy=True, proxy_port=proxy_port) as tokn, LogLines() as lines:
-        direct = codex(tmp_path / "a", "say hi", {}, listener=tokn.api_url)
-        mark = len(upstream.requests)
-        proxied = codex(tmp_path / "b", "say hi", env)
+        direct, proxied = _race(
+            upstream, "/responses",
+            lambda i: codex(tmp_path / f"l{i}", "say hi", {}, listener=tokn.api_url),
+            lambda i: codex(tmp_path / f"p{i}", "say hi", env))
         tokn.runtime.usage.flush()
         rows = usage_rows(tokn.runtime.usage.path)
-    for run in (direct, proxied):
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert "echo: say hi" in run.stdout
+    for run in (*direct, *proxied):
+        assert "echo: say hi" in run.stdout, run.stderr[-3000:]
         # served over its WebSocket at once: no refusals retried, no fallback
         assert "Reconnecting" not in run.stderr and "Falling back" not in run.stderr, \
             run.stderr[-3000:]
-    listener_turn = _first_turn(upstream, "/responses", direct, 0)
-    proxy_turn = _first_turn(upstream, "/responses", proxied, mark)
-    assert proxy_turn <= listener_turn + SLACK, (listener_turn, proxy_turn)
+    assert not _side_calls(lines)  # Codex makes no other call to api.openai.com
     _assert_deliberate(lines, "api.openai.com")
-    assert lines.matching("listener: WebSocket /v1/responses from")
-    assert any("(proxy, route)" in line for line in lines.matching("listener: WebSocket"))
-    served = {(r["front_door"], r["route_mode"], r["status"]) for r in rows
-              if r["inbound_format"] == "responses"}
-    assert ("proxy", "route", 200) in served and ("listener", "route", 200) in served, rows
-    assert all(r["status"] == 200 for r in rows), rows
+    sockets = lines.matching("listener: WebSocket /v1/responses from")
+    assert any(line.endswith("(proxy, route)") for line in sockets), sockets
+    assert any(line.endswith("(listener, route)") for line in sockets), sockets
+    served = [(r["front_door"], r["route_mode"], r["status"], r["model_served"]) for r in rows
+              if r["inbound_format"] == "responses"]
+    assert {s[:3] for s in served} == {("proxy", "route", 200), ("listener", "route", 200)}, rows
+    # Codex's own default (its newest GPT, no model flag) served by the best served GPT
+    assert {s[3] for s in served} == {"gpt-5"}, served
 
 
 @pytest.mark.parametrize("agent", ["claude", "codex"])
@@ -185,9 +205,10 @@ def test_multi_turn_tool_task_through_the_proxy(agent, upstream, tmp_path):
         upstream.tool_name = "Bash"
         upstream.tool_arguments = {"command": "echo tokn-$((6*7))",
                                    "description": "Print a marker"}
-    else:
-        upstream.tool_name = "exec_command"
-        upstream.tool_arguments = {"cmd": "echo tokn-$((6*7))"}
+    else:  # its default model's tools: JavaScript in the freeform `exec` tool
+        upstream.tool_name = "exec"
+        upstream.tool_arguments = {"input": 'const r = await tools.exec_command('
+                                            '{cmd: "echo tokn-$((6*7))"});\ntext(r.output);'}
     proxy_port = free_port()
     _configure(upstream, proxy_port, upstream_overrides=_offline())
     env = proxy_env()

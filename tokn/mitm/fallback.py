@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from mitmproxy import http
 
@@ -26,6 +27,10 @@ log = logging.getLogger("tokn")
 
 CONNECT_SECS = 3.0  # how long a side call's host may take to accept a connection
 CREDENTIALS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+
+
+def _took(flow: http.HTTPFlow) -> str:
+    return f"{(time.time() - flow.request.timestamp_start) * 1000:.0f} ms"
 
 
 class Fallbacks:
@@ -54,7 +59,8 @@ class Fallbacks:
         if fallback.replace_5xx and status >= 500:
             self._answer(flow, fallback, f"the host answered {status}")
             return
-        log.info("proxy: %s: passed to the host, which answered %d", fallback.label, status)
+        log.info("proxy: %s: passed to the host, which answered %d (%s)", fallback.label, status,
+                 _took(flow))
 
     def error(self, flow: http.HTTPFlow) -> None:
         fallback: Fallback | None = flow.metadata.get(FALLBACK)
@@ -81,7 +87,8 @@ class Fallbacks:
 
     def _answer(self, flow: http.HTTPFlow, fallback: Fallback, why: str) -> None:
         flow.metadata[self.name] = True
-        log.info("proxy: %s: answered %d at once: %s", fallback.label, fallback.status, why)
+        log.info("proxy: %s: answered %d at once (%s): %s", fallback.label, fallback.status,
+                 _took(flow), why)
         if flow.response is not None:  # replacing the host's 5xx
             flow.response = http.Response.make(fallback.status, fallback.body(why),
                                                {"content-type": "application/json"})

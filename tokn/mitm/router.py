@@ -83,7 +83,7 @@ def side_fallback(flow: http.HTTPFlow, decision: modes.Decision) -> Fallback:
     host, path = req.pretty_host, req.path
     return Fallback(f"{req.method} {host}{path.split('?', 1)[0]} ({row.what})", row.offline,
                     lambda why: offline_body(row, decision.api, host, path, why),
-                    needs_credentials=True, replace_5xx=True)
+                    needs_credentials=not row.public, replace_5xx=True)
 
 
 class Router:

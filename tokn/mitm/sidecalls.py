@@ -37,6 +37,7 @@ class SideCall:
     what: str  # what it is for
     offline: int
     body: dict | None = None  # None: an error body in the caller's API format
+    public: bool = False  # the host serves it without credentials: passed on even then
 
     def matches(self, host: str, method: str, path: str) -> bool:
         return (self.method in ("*", method.upper())
@@ -58,7 +59,8 @@ SIDE_CALLS: tuple[SideCall, ...] = (
     SideCall("api.anthropic.com", "GET", "/api/claude_code_penguin_mode", "claude-code",
              "fast-mode availability", 404),
     SideCall("api.anthropic.com", "GET", "/mcp-registry/", "claude-code",
-             "the MCP server registry", 200, {"servers": [], "metadata": {"count": 0}}),
+             "the MCP server registry", 200, {"servers": [], "metadata": {"count": 0}},
+             public=True),
     SideCall("api.anthropic.com", "POST", "/api/event_logging/", "claude-code",
              "telemetry events (dropped when offline)", 200, {}),
 )
