@@ -73,7 +73,8 @@ def test_each_is_answered_at_once_when_the_host_is_unreachable(who, method, host
 
 
 def test_a_side_call_is_passed_to_the_host_as_the_client_sent_it(listening_port):
-    svc = services([AccountConfig(id="pooled", provider="anthropic", fields={"api_key": "sk-pooled"})],
+    pooled = AccountConfig(id="pooled", provider="anthropic", fields={"api_key": "sk-pooled"})
+    svc = services([pooled],
                    upstream_overrides={"api.anthropic.com": f"127.0.0.1:{listening_port}"})
     flow = through(svc, tunnel_flow(host="api.anthropic.com", method=b"GET",
                                     path="/api/claude_code/settings",
