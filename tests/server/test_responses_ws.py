@@ -8,7 +8,7 @@ import json
 import ssl
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.fakes.llm import FakeLLM
@@ -145,3 +145,27 @@ def test_route_mode_serves_the_websocket_through_the_proxy(fake):
     assert [(r["front_door"], r["route_mode"], r["status"]) for r in rows] == [
         ("proxy", "route", 200)]
     assert fake.requests_to("/chat/completions", "POST")[0].bearer() == "sk-pool"
+
+
+def test_a_message_larger_than_the_body_limit_closes_the_connection(fake):
+    write_config({"server": {"max_body_mb": 0.01}, "accounts": [
+        account("pool", "openai-compatible", base_url=fake.url + "/v1", api_key="sk-pool",
+                settings={"formats": ["chat"]})]})
+    with running_tokn() as tokn, connect(_ws_url(tokn.api_url), proxy=None) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-5",
+                            "input": _user("x" * 20000)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert not fake.requests_to("/chat/completions", "POST")
+
+
+def test_a_message_nested_too_deep_is_refused(fake):
+    _config(fake)
+    nested: dict = {}
+    for _ in range(200):
+        nested = {"a": nested}
+    with running_tokn() as tokn, connect(_ws_url(tokn.api_url), proxy=None) as ws:
+        ws.send(json.dumps({"type": "response.create", "model": "gpt-5", "metadata": nested}))
+        refused = json.loads(ws.recv(timeout=10))
+    assert refused["type"] == "error" and refused["error"]["code"] == "too_deep"

@@ -14,7 +14,9 @@ The client sends text messages, each a JSON object:
   (a warm-up) is answered with an empty completed response, no model call.
 * ``{"type": "response.processed", ...}`` -- an acknowledgement; ignored.
 
-An error the pipeline answers with a status (no account, unknown model, a bad
+A message is at most ``[server].max_body_mb`` (larger ones close the
+connection with 1009, as uvicorn does) and nests at most as deep as an HTTP
+body may.  An error the pipeline answers with a status (no account, unknown model, a bad
 body) goes back as ``{"type": "error", "status": N, "error": {...}}``, the
 wrapped error Codex maps to the same HTTP error; the connection stays open.
 """
@@ -32,6 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tokn import hop, wire
 from tokn.pipeline import Inbound, Reply
+from tokn.server.httpguard import TOO_DEEP, too_deep
 from tokn.sse import SSEParser
 
 log = logging.getLogger("tokn")
@@ -108,8 +111,11 @@ async def serve_socket(ws: WebSocket, handle: Any, make_inbound: Any, in_flight:
             return
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             message = None
+        if isinstance(message, dict) and too_deep(message):
+            await ws.send_json(error_event(400, TOO_DEEP, "too_deep"))
+            continue
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "response.processed":
             continue
