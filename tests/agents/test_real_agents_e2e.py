@@ -69,6 +69,22 @@ def _offline() -> dict[str, str]:
     return {"api.anthropic.com": closed, "api.openai.com": closed}
 
 
+@pytest.fixture
+def offline_tokn(upstream):
+    """tokn with its proxy, the agents' own hosts unreachable: (handle, the
+    env block of `tokn proxy env`, the log lines)."""
+    proxy_port = free_port()
+    _configure(upstream, proxy_port, upstream_overrides=_offline())
+    env = proxy_env()
+    with running_tokn(with_proxy=True, proxy_port=proxy_port) as tokn, LogLines() as lines:
+        yield tokn, env, lines
+
+
+def _rows(tokn) -> list[dict]:
+    tokn.runtime.usage.flush()
+    return usage_rows(tokn.runtime.usage.path)
+
+
 def _first_turn(fake: FakeLLM, path: str, run: Run, since: int) -> float:
     calls = [r for r in fake.requests[since:] if r.method == "POST" and r.path.endswith(path)]
     assert calls, f"no model call reached the fake: {run.stderr[-3000:]}"
@@ -113,17 +129,13 @@ def _race(fake: FakeLLM, path: str, direct, proxied) -> tuple[list[Run], list[Ru
     return [r for r, _ in runs["listener"]], [r for r, _ in runs["proxy"]]
 
 
-def test_claude_code_offline_side_calls_and_first_turn(upstream, tmp_path):
-    proxy_port = free_port()
-    _configure(upstream, proxy_port, upstream_overrides=_offline())
-    env = proxy_env()
-    with running_tokn(with_proxy=True, proxy_port=proxy_port) as tokn, LogLines() as lines:
-        direct, proxied = _race(
-            upstream, "/messages",
-            lambda i: claude(tmp_path / f"l{i}", "say hi", claude_listener_env(tokn.api_url)),
-            lambda i: claude(tmp_path / f"p{i}", "say hi", env))
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+def test_claude_code_offline_side_calls_and_first_turn(upstream, offline_tokn, tmp_path):
+    tokn, env, lines = offline_tokn
+    direct, proxied = _race(
+        upstream, "/messages",
+        lambda i: claude(tmp_path / f"l{i}", "say hi", claude_listener_env(tokn.api_url)),
+        lambda i: claude(tmp_path / f"p{i}", "say hi", env))
+    rows = _rows(tokn)
     for run in (*direct, *proxied):
         # the fake echoes the last user turn (Claude Code adds its context blocks to it)
         assert run.stdout.startswith("echo: ") and "say hi" in run.stdout, run.stdout[-500:]
@@ -169,17 +181,13 @@ def test_claude_code_side_calls_reach_the_host_with_the_clients_own_key(
     assert not [r for r in site.requests if r.path.endswith("/messages")]
 
 
-def test_codex_websocket_and_first_turn(upstream, tmp_path):
-    proxy_port = free_port()
-    _configure(upstream, proxy_port, upstream_overrides=_offline())
-    env = proxy_env()
-    with running_tokn(with_proxy=True, proxy_port=proxy_port) as tokn, LogLines() as lines:
-        direct, proxied = _race(
-            upstream, "/responses",
-            lambda i: codex(tmp_path / f"l{i}", "say hi", {}, listener=tokn.api_url),
-            lambda i: codex(tmp_path / f"p{i}", "say hi", env))
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+def test_codex_websocket_and_first_turn(upstream, offline_tokn, tmp_path):
+    tokn, env, lines = offline_tokn
+    direct, proxied = _race(
+        upstream, "/responses",
+        lambda i: codex(tmp_path / f"l{i}", "say hi", {}, listener=tokn.api_url),
+        lambda i: codex(tmp_path / f"p{i}", "say hi", env))
+    rows = _rows(tokn)
     for run in (*direct, *proxied):
         assert "echo: say hi" in run.stdout, run.stderr[-3000:]
         # served over its WebSocket at once: no refusals retried, no fallback
@@ -198,7 +206,7 @@ def test_codex_websocket_and_first_turn(upstream, tmp_path):
 
 
 @pytest.mark.parametrize("agent", ["claude", "codex"])
-def test_multi_turn_tool_task_through_the_proxy(agent, upstream, tmp_path):
+def test_multi_turn_tool_task_through_the_proxy(agent, upstream, offline_tokn, tmp_path):
     """The model asks for one of the agent's tools; the agent runs it and sends
     the result back; the model's last answer quotes it."""
     if agent == "claude":
@@ -209,17 +217,13 @@ def test_multi_turn_tool_task_through_the_proxy(agent, upstream, tmp_path):
         upstream.tool_name = "exec"
         upstream.tool_arguments = {"input": 'const r = await tools.exec_command('
                                             '{cmd: "echo tokn-$((6*7))"});\ntext(r.output);'}
-    proxy_port = free_port()
-    _configure(upstream, proxy_port, upstream_overrides=_offline())
-    env = proxy_env()
+    tokn, env, lines = offline_tokn
     prompt = "What is the weather? Use your shell."
-    with running_tokn(with_proxy=True, proxy_port=proxy_port) as tokn, LogLines() as lines:
-        if agent == "claude":
-            run = claude(tmp_path, prompt, env, tools="Bash")
-        else:
-            run = codex(tmp_path, prompt, env)
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+    if agent == "claude":
+        run = claude(tmp_path, prompt, env, tools="Bash")
+    else:
+        run = codex(tmp_path, prompt, env)
+    rows = _rows(tokn)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     assert "tool said:" in run.stdout and "tokn-42" in run.stdout, run.stdout[-2000:]
     turns = [r for r in upstream.requests if r.method == "POST" and r.meta.get("api")]
