@@ -25,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "tokn"
 
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
-          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload"}
+          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload",
+          "rules"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
                  "lan_env", "usage", "usage_query", "ports", "instance"}
@@ -39,7 +40,7 @@ APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_rep
 ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},
     "wire": {"errors"},  # the wire-format table: pure data
-    "config": {"config_keys", "paths"},
+    "config": {"config_keys", "paths", "rules"},
     "config_edit": {"config", "config_keys", "paths"},
     "state": {"paths"},
     "logs": {"config", "paths"},
@@ -54,7 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     "convert": {"errors", "sse", "wire"},  # pure converters: nothing above them
     "auth": BASE,
     "providers": BASE | {"auth", "convert"},
-    "resolve": {"convert"},  # model resolution (pure)
+    "resolve": {"convert", "rules"},  # model resolution (pure)
     "pool": BASE | {"convert", "providers", "resolve"},
     "accounts": BASE | {"providers"},
     "recorder": BASE,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tokn.resolve import Served, glob_alias, glob_match, resolve, shape, strip_variant
+from tokn.resolve import Served, glob_alias, resolve, shape, strip_variant
+from tokn.rules import glob_match
 
 COPILOT = [
     Served("claude-sonnet-4", frozenset({"chat"})),
@@ -37,6 +38,8 @@ NEAREST, STRICT = "nearest", "strict"
     # an unserved Opus: the newest served Opus, whatever its suffix
     ("claude-opus-4-8[1m]", COPILOT, NEAREST, "messages", "claude-opus-4.5", "nearest"),
     ("claude-opus-5", COPILOT, NEAREST, "chat", "claude-opus-4.5", "nearest"),
+    ("claude-opus-9", [Served("claude-opus-41"), Served("claude-opus-4.5")], NEAREST, "chat",
+     "claude-opus-4.5", "nearest"),
     # no Opus served: the best Claude (Sonnet before Haiku, newest first)
     ("claude-opus-4-8[1m]", SONNETS, NEAREST, "messages", "claude-sonnet-4.5", "nearest"),
     # an unserved Sonnet / Haiku: the newest of its tier
@@ -48,6 +51,8 @@ NEAREST, STRICT = "nearest", "strict"
     ("gpt-6-codex", COPILOT, NEAREST, "chat", "gpt-5.1-codex", "nearest"),
     ("gpt-6-codex-mini", COPILOT, NEAREST, "responses", "gpt-5.1-codex-mini", "nearest"),
     ("codex-mini-latest", COPILOT, NEAREST, "responses", "gpt-5.1-codex-mini", "nearest"),
+    ("gpt-9", [Served("gpt-oss-120b"), Served("gpt-4.1")], NEAREST, "chat", "gpt-4.1",
+     "nearest"),
     # full models before mini before nano
     ("gpt-9", MINI, NEAREST, "chat", "gpt-4.1", "nearest"),
     ("gpt-9-nano", MINI, NEAREST, "chat", "gpt-5-nano", "nearest"),
@@ -113,6 +118,8 @@ def test_glob_match_takes_brackets_literally():
     ("claude-opus-4-8[1m]", "claude", "opus", (4, 8)),
     ("claude-3-5-sonnet-20241022", "claude", "sonnet", (3, 5)),
     ("claude-3.7-sonnet-thought", "claude", "sonnet", (3, 7)),
+    ("claude-opus-41", "claude", "opus", (4, 1)),  # Copilot's spelling of Opus 4.1
+    ("gpt-oss-120b", "gpt", "oss-size", ()),  # a size is no version
     ("gpt-4o-mini", "gpt", "o-mini", (4,)),
     ("gpt-5.1-codex-max", "gpt", "codex-max", (5, 1)),
     ("gpt-3.5-turbo-0125", "gpt", "turbo", (3, 5)),

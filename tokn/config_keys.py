@@ -228,6 +228,17 @@ KEYS: dict[str, Key] = {
                           "with * or ? is a glob (\"claude-opus-*\")", item=model_id),
     "models.fallback": Key("an unserved model: \"nearest\" served one of its family and tier, "
                            "or \"strict\" (404)", one_of(*MODEL_FALLBACKS)),
+    "rules.model": Key("[[rules]]: glob on the requested or serving model id (empty: any)"),
+    "rules.account": Key("[[rules]]: glob on the account id (empty: any)"),
+    "rules.provider": Key("[[rules]]: provider id (empty: any)"),
+    "rules.system": Key("[[rules]]: replaces the system prompt"),
+    "rules.system_append": Key("[[rules]]: text added after the system prompt"),
+    "rules.system_prepend": Key("[[rules]]: text added before the system prompt"),
+    "rules.defaults": Key("[[rules]]: parameters set when the client did not, e.g. "
+                          "{ max_tokens = 4096, reasoning_effort = \"high\" }"),
+    "rules.override": Key("[[rules]]: parameters set whatever the client sent"),
+    "rules.strip": Key("[[rules]]: fields removed from the upstream body, e.g. "
+                       "[\"service_tier\"]"),
     "accounts.id": Key("the account's name (`--account ID`, `ID/model`)", account_id),
     "accounts.provider": Key("provider id (see README, Providers)"),
     "accounts.base_url": Key("API base URL override", url("https", "http")),

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tokn import endings, wire
+from tokn import endings, rules, wire
 from tokn.config import Config
 from tokn.convert import (
     FORMATS,
@@ -216,14 +216,18 @@ class Pipeline:
         limits = provider.account.timeouts
         # A ConversionError (the client's malformed body) goes up to handle() as a
         # 400; anything else a converter raises is a bug: a logged 500.
-        body = dict(convert_request(inbound.fmt, target, inbound.body,
+        shaping = rules.matching(self.cfg.rules, (inbound.body.get("model"), cand.served_model),
+                                 cand.account_id, provider.account.provider)
+        source = rules.shape(inbound.fmt, inbound.body, shaping)
+        body = dict(convert_request(inbound.fmt, target, source,
                                     dialect=provider.dialect(target, cand.upstream_model))
-                    if inbound.fmt in CONVERTIBLE else inbound.body)
+                    if inbound.fmt in CONVERTIBLE else source)
         body["model"] = cand.upstream_model
         if target == "chat" and inbound.stream:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
+        body = rules.strip(body, shaping)
         # a stream's headers come first; a plain answer's only with its whole body
         window = limits.first_byte_secs if inbound.stream else limits.response_secs
         deadline = time.perf_counter() + window
@@ -466,7 +470,8 @@ class Pipeline:
                 data.append({"id": alias, "object": "model", "created": 0, "owned_by": "tokn",
                              "x_tokn": {"alias": True, "alias_of": target,
                                         "resolves_to": found,
-                                        "accounts": seen[found]["x_tokn"]["accounts"]}})
+                                        "accounts": seen[found]["x_tokn"]["accounts"],
+                                        "display_name": f"{alias} (alias of {found})"}})
         failing = self.pool.listing_errors()
         if not data and failing:  # not "no models": say which accounts fail and why
             raise self.pool.listing_failure(failing)

@@ -21,7 +21,7 @@ from tokn.convert.models import close_matches, normalize_model
 from tokn.endings import describe
 from tokn.errors import ToknError
 from tokn.providers import ModelInfo, Provider, provider_class
-from tokn.resolve import Resolution, Served, exact_alias, resolve, served_models
+from tokn.resolve import Resolution, exact_alias, resolve, served_models
 
 Listed = tuple[str, frozenset[str]]  # a model id an account lists, and its formats
 MODELS_TTL = 600.0
@@ -89,8 +89,6 @@ class Candidate:
     model: ModelInfo | None
     upstream_model: str
     solo: bool = False  # the only account able to serve this request
-    # how a model no account serves was resolved to this one (None: served)
-    resolution: Resolution | None = None
 
     @property
     def served_model(self) -> str:
@@ -217,24 +215,6 @@ class Pool:
             return by_provider, rest
         return None, model
 
-    async def served(self, pool: list[Provider] | None = None) -> list[Served]:
-        """Every model the accounts of ``pool`` (default: all) list, once each,
-        with the formats they serve it in natively."""
-        pairs: list[tuple[str, frozenset[str]]] = []
-        for provider in pool if pool is not None else list(self.providers.values()):
-            try:
-                models = await self.models_of(provider)
-            except ToknError:  # a failing listing: candidates() reports it
-                continue
-            pairs.extend((m.id, provider.model_formats(m)) for m in models)
-        return served_models(pairs)
-
-    async def resolve(self, model: str, fmt: str | None = None) -> Resolution:
-        """What ``model`` resolves to among every account's models, and why
-        (``tokn models resolve``; a ``provider/`` prefix is not applied)."""
-        return resolve(model, await self.served(), self.cfg.models.aliases,
-                       self.cfg.models.fallback, fmt)
-
     async def candidates(self, model: str, headers: Mapping[str, str] | None = None,
                          session_key: str | None = None,
                          provider_ids: tuple[str, ...] | None = None,
@@ -280,8 +260,6 @@ class Pool:
                      if p.account.provider == self.cfg.pool.default_provider]
         if not found and resolution is not None and resolution.model is not None:
             found, _ = await self._match(listing, resolution.model, exact=True)
-        for cand in found:
-            cand.resolution = resolution
         failing = {aid: err for aid, err in self.listing_errors().items()
                    if any(p.account_id == aid for p in (scoped or everyone))}
         if not found and failing:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tokn.convert.models import model_key, normalize_model
+from tokn.rules import glob_match
 
 _VARIANT = re.compile(r"\[[^\]]*\]$")  # Claude Code's "[1m]" (1M-context variant)
 _DATE = re.compile(r"^\d{4,}$")  # 20250514, 0125: a date, not a version
@@ -82,6 +83,9 @@ def shape(model: str) -> Shape | None:
     words: list[str] = []
     for word in key.split("-"):
         split = _NUM_WORD.match(word)
+        if split and split[2] in ("b", "k", "m"):  # a size (gpt-oss-120b), not a version
+            words.append("size")
+            continue
         words.extend(split.groups() if split else [word] if word else [])
     if not words or "embedding" in key:
         return None
@@ -94,20 +98,16 @@ def shape(model: str) -> Shape | None:
         return None
     if head != family:  # "gpt4" -> gpt, version 4
         words = [family, head[len(family):], *words[1:]]
-    version = tuple(int(w) for w in words[1:] if w.isdigit() and not _DATE.match(w))
+    numbers = [w for w in words[1:] if w.isdigit() and not _DATE.match(w)]
+    if family == "claude" and len(numbers) == 1 and len(numbers[0]) == 2:
+        numbers = list(numbers[0])  # Copilot's "claude-opus-41" is Opus 4.1
+    version = tuple(int(w) for w in numbers)
     names = [w for w in words[1:] if not w.isdigit()]
     if family == "claude":
         tier = next((w for w in names if w in _CLAUDE_TIERS), "")
     else:
         tier = "-".join(names)
     return Shape(family, tier, version)
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    """``*`` (any run) and ``?`` (one character) match, case-insensitively;
-    every other character, ``[`` included, stands for itself."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.IGNORECASE | re.DOTALL) is not None
 
 
 def is_glob(pattern: str) -> bool:

@@ -45,20 +45,24 @@ def _rows(tokn):
     return usage_rows(tokn.runtime.usage.path)
 
 
+def _claude_code_default(ac, text):
+    """Claude Code's default Opus id, whole and streamed: served by the newest Opus."""
+    raw = ac.messages.with_raw_response.create(
+        model="claude-opus-4-8[1m]", max_tokens=32, messages=[{"role": "user", "content": text}])
+    assert raw.headers["x-tokn-model"] == "claude-opus-4.5"
+    assert raw.parse().content[0].text == f"echo: {text}"
+    with ac.messages.stream(model="claude-opus-4-8[1m]", max_tokens=32,
+                            messages=[{"role": "user", "content": "streamed"}]) as s:
+        assert s.response.headers["x-tokn-model"] == "claude-opus-4.5"
+        assert s.get_final_message().content[0].text == "echo: streamed"
+
+
 def test_claude_code_and_codex_defaults_resolve_on_the_listener(fake, caplog):
     _config(fake)
     caplog.set_level(logging.INFO, logger="tokn.request")
     with running_tokn() as tokn:
         ac = anthropic.Anthropic(base_url=tokn.api_url, api_key="x", max_retries=0)
-        raw = ac.messages.with_raw_response.create(
-            model="claude-opus-4-8[1m]", max_tokens=32,
-            messages=[{"role": "user", "content": "hello"}])
-        assert raw.headers["x-tokn-model"] == "claude-opus-4.5"
-        assert raw.parse().content[0].text == "echo: hello"
-        with ac.messages.stream(model="claude-opus-4-8[1m]", max_tokens=32,
-                                messages=[{"role": "user", "content": "streamed"}]) as s:
-            assert s.response.headers["x-tokn-model"] == "claude-opus-4.5"
-            assert s.get_final_message().content[0].text == "echo: streamed"
+        _claude_code_default(ac, "hello")
         oc = openai.OpenAI(base_url=tokn.api_url + "/v1", api_key="x", max_retries=0)
         raw = oc.responses.with_raw_response.create(model="gpt-6.2-sol", input="hi codex")
         assert raw.headers["x-tokn-model"] == "gpt-5"
@@ -93,9 +97,13 @@ def test_glob_alias_wins_over_nearest_and_models_lists_aliases(fake):
             "messages": [{"role": "user", "content": "hi"}]})
         assert resp.headers["x-tokn-model"] == "claude-opus-4.5"
         listing = httpx.get(tokn.api_url + "/v1/models").json()["data"]
+        ac = anthropic.Anthropic(base_url=tokn.api_url, api_key="x", max_retries=0)
+        anthropic_ids = {m.id: m.display_name for m in ac.models.list()}
     by_id = {m["id"]: m for m in listing}
     assert by_id["fast"]["x_tokn"] == {"alias": True, "alias_of": "gpt-5-mini",
-                                       "resolves_to": "gpt-5-mini", "accounts": ["up"]}
+                                       "resolves_to": "gpt-5-mini", "accounts": ["up"],
+                                       "display_name": "fast (alias of gpt-5-mini)"}
+    assert anthropic_ids["fast"] == "fast (alias of gpt-5-mini)" and "gpt-5" in anthropic_ids
     assert "gone" not in by_id and "claude-opus-*" not in by_id  # unserved; a pattern
     assert not by_id["gpt-5"]["x_tokn"].get("alias")
 
@@ -130,15 +138,7 @@ def test_resolution_through_the_proxy_route_mode(fake):
     with running_tokn(with_proxy=True, proxy_port=port, listener_public=False) as tokn, \
             applied_env(env):
         ac = anthropic.Anthropic(api_key="sk-ant-client", max_retries=0)
-        raw = ac.messages.with_raw_response.create(
-            model="claude-opus-4-8[1m]", max_tokens=16,
-            messages=[{"role": "user", "content": "via proxy"}])
-        assert raw.headers["x-tokn-model"] == "claude-opus-4.5"
-        assert raw.parse().content[0].text == "echo: via proxy"
-        with ac.messages.stream(model="claude-opus-4-8[1m]", max_tokens=16,
-                                messages=[{"role": "user", "content": "streamed"}]) as s:
-            assert s.response.headers["x-tokn-model"] == "claude-opus-4.5"
-            assert s.get_final_message().content[0].text == "echo: streamed"
+        _claude_code_default(ac, "via proxy")
         oc = openai.OpenAI(api_key="sk-client", max_retries=0)
         raw = oc.responses.with_raw_response.create(model="gpt-6.2-sol", input="codex")
         assert raw.headers["x-tokn-model"] == "gpt-5"
