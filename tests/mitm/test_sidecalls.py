@@ -5,17 +5,20 @@ can be asked, else answered at once with the table's answer, never a 5xx."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
 import pytest
-from mitmproxy.test import tutils
+from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
+from mitmproxy.test import taddons, tutils
 
 from tests.helpers import free_port
 from tests.mitm.test_addons import LISTENER, services, through, tunnel_flow
 from tokn import hop
 from tokn.config import AccountConfig
 from tokn.mitm import sidecalls
+from tokn.mitm.addons import proxy_addons
 
 # Every request Claude Code 2.1.197 and Codex 0.171 sent to an intercepted host
 # besides their model calls, run through the proxy (tests/agents/), and what
@@ -175,3 +178,34 @@ def test_route_mode_websocket_to_another_path_is_426_when_the_host_is_away(close
     svc = services(upstream_overrides={"api.openai.com": f"127.0.0.1:{closed_port}"})
     flow = through(svc, _upgrade("route", "/v1/realtime"))
     assert flow.response.status_code == 426
+
+
+def test_what_was_found_of_a_host_is_remembered_for_a_while(closed_port):
+    """A blackholed host would cost CONNECT_SECS on every side call: the first
+    finding holds (here: the port listens by the second call, yet the answer
+    is still the offline one, without a second connection attempt)."""
+    svc = services(upstream_overrides={"api.anthropic.com": f"127.0.0.1:{closed_port}"})
+
+    def side_call():
+        return tunnel_flow(host="api.anthropic.com", method=b"GET",
+                           path="/api/claude_code/settings",
+                           headers=[("x-api-key", "sk-ant-own")])
+
+    async def run():
+        with taddons.context(*proxy_addons(svc)) as tctx:
+            flows = []
+            for step in range(2):
+                if step == 1:
+                    late.bind(("127.0.0.1", closed_port))
+                    late.listen(1)
+                flow = side_call()
+                await tctx.master.addons.handle_lifecycle(HttpRequestHeadersHook(flow))
+                await tctx.master.addons.handle_lifecycle(HttpRequestHook(flow))
+                flows.append(flow)
+            return flows
+
+    with socket.socket() as late:
+        late.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        first, second = asyncio.run(run())
+    assert first.response.status_code == second.response.status_code == 404
+    assert "unreachable" in second.response.json()["error"]["message"]

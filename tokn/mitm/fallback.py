@@ -7,7 +7,9 @@ When the client sent none, or the host does not accept a connection within
 :data:`CONNECT_SECS`, the flow is answered at once with the fallback's status
 (a 404 / 200 the agents accept, 426 for an upgrade) instead of mitmproxy's
 502, which agents retry for seconds; a 5xx from the host is replaced the same
-way.  Each such flow gets one log line saying what it got.
+way.  Whether a host accepts connections is known for :data:`REMEMBER_SECS`
+(a host that goes away meanwhile still gets mitmproxy's 502 for that long).
+Each such flow gets one log line saying what it got.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tokn.mitm.upstream import overrides_of
 log = logging.getLogger("tokn")
 
 CONNECT_SECS = 3.0  # how long a side call's host may take to accept a connection
+REMEMBER_SECS = 10.0  # how long a host's reachability is taken as known
 CREDENTIALS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 
 
@@ -38,6 +41,10 @@ class Fallbacks:
 
     def __init__(self, services: ProxyServices) -> None:
         self.services = services
+        # (host, port) -> (until, problem): a host found unreachable is answered
+        # for at once (a blackholed one would cost CONNECT_SECS each time), a
+        # reachable one is not asked again for a while
+        self._known: dict[tuple[str, int], tuple[float, str | None]] = {}
 
     async def request(self, flow: http.HTTPFlow) -> None:
         fallback: Fallback | None = flow.metadata.get(FALLBACK)
@@ -69,6 +76,17 @@ class Fallbacks:
                      flow.error.msg)
 
     async def _unreachable(self, host: str, port: int) -> str | None:
+        now = time.monotonic()
+        known = self._known.get((host, port))
+        if known is not None and known[0] > now:
+            return known[1]
+        problem = await self._probe(host, port)
+        if len(self._known) > 256:
+            self._known = {k: v for k, v in self._known.items() if v[0] > now}
+        self._known[(host, port)] = (time.monotonic() + REMEMBER_SECS, problem)
+        return problem
+
+    async def _probe(self, host: str, port: int) -> str | None:
         override = overrides_of(self.services.config()).get(hosts.normalize_host(host))
         address = (host, port)
         if override:
