@@ -169,3 +169,26 @@ def test_a_message_nested_too_deep_is_refused(fake):
         ws.send(json.dumps({"type": "response.create", "model": "gpt-5", "metadata": nested}))
         refused = json.loads(ws.recv(timeout=10))
     assert refused["type"] == "error" and refused["error"]["code"] == "too_deep"
+
+
+def test_an_unexpected_error_is_an_error_message_a_log_line_and_a_row(fake, monkeypatch,
+                                                                      caplog):
+    from tokn.pipeline import Pipeline
+
+    async def broken(self, inbound):
+        raise RuntimeError("kaput")
+
+    _config(fake)
+    with running_tokn() as tokn, connect(_ws_url(tokn.api_url), proxy=None) as ws:
+        monkeypatch.setattr(Pipeline, "handle", broken)
+        failed = _turn(ws, model="gpt-5", input=_user("x"))
+        monkeypatch.undo()
+        fine = _turn(ws, model="gpt-5", input=_user("after"))
+        tokn.runtime.usage.flush()
+        rows = usage_rows(tokn.runtime.usage.path)
+    assert failed[-1]["type"] == "error" and failed[-1]["status"] == 500
+    assert "RuntimeError: kaput" in failed[-1]["error"]["message"]
+    assert _text(fine) == "echo: after"
+    assert [r["status"] for r in rows] == [500, 200]
+    assert "kaput" in rows[0]["error"]
+    assert any("unexpected error on a WebSocket" in r.getMessage() for r in caplog.records)

@@ -22,7 +22,7 @@ from tokn import hop, wire
 from tokn.drain import Drain, InFlight
 from tokn.errors import ToknError
 from tokn.identity import Identity, identify, key_matches, presented_key
-from tokn.pipeline import Inbound, Pipeline, Reply
+from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 from tokn.server.responses_ws import front_labels, serve_socket
 
@@ -208,7 +208,17 @@ def create_app(state: AppState) -> Starlette:
             log.info("listener: WebSocket %s from %s (%s, %s)", ws.url.path, client or peer,
                      front_door, route_mode)
             await ws.accept()
-            await serve_socket(ws, state.pipeline.handle, inbound, in_flight)
+            async def run(request_in: Inbound) -> Reply:
+                try:
+                    return await state.pipeline.handle(request_in)
+                except Exception as exc:  # noqa: BLE001 - last resort: an error message
+                    log.exception("unexpected error on a WebSocket to %s", ws.url.path)
+                    message = (f"tokn hit an unexpected error ({type(exc).__name__}: {exc}); "
+                               "see the log and please report it.")
+                    state.pipeline.reject(request_in, 500, message)
+                    return error_reply(wire.OPENAI, 500, message)
+
+            await serve_socket(ws, run, inbound, in_flight)
 
         return handle
 
