@@ -192,3 +192,18 @@ def test_an_unexpected_error_is_an_error_message_a_log_line_and_a_row(fake, monk
     assert [r["status"] for r in rows] == [500, 200]
     assert "kaput" in rows[0]["error"]
     assert any("unexpected error on a WebSocket" in r.getMessage() for r in caplog.records)
+
+
+def test_the_upgrades_own_headers_stay_behind():
+    from tokn.server.responses_ws import request_headers
+
+    headers = [("Host", "api.openai.com"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+               ("Sec-WebSocket-Key", "k"), ("Sec-WebSocket-Extensions", "permessage-deflate"),
+               ("OpenAI-Beta", "responses_websockets=2026-02-06"),
+               ("x-tokn-internal", "secret"), ("Authorization", "Bearer sk"),
+               ("session_id", "s1")]
+    assert request_headers(headers, ("x-tokn-internal",)) == {
+        "authorization": "Bearer sk", "session_id": "s1"}
+    both = request_headers([("openai-beta", "assistants=v2, responses_websockets=2026-02-06")],
+                           ())
+    assert both == {"openai-beta": "assistants=v2"}

@@ -24,7 +24,7 @@ from tokn.errors import ToknError
 from tokn.identity import Identity, identify, key_matches, presented_key
 from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
-from tokn.server.responses_ws import front_labels, serve_socket
+from tokn.server.responses_ws import front_labels, request_headers, serve_socket
 
 # The API endpoints are the wire table's (tokn.wire): each at its listener
 # paths (un-prefixed forms are what Copilot-style clients send).
@@ -188,8 +188,7 @@ def create_app(state: AppState) -> Starlette:
                 return
             internal = state.is_internal(ws.headers)
             front_door, route_mode, client = front_labels(ws, internal)
-            headers = {k.lower(): v for k, v in ws.headers.items() if k.lower() not in hop.LABELS
-                       and not k.lower().startswith("sec-websocket-")}
+            headers = request_headers(ws.headers.items(), hop.LABELS)
 
             def inbound(body: dict[str, Any], size: int, flight: InFlight) -> Inbound:
                 return Inbound(fmt=endpoint.fmt, body=body, headers=headers, size=size,

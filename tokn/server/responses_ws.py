@@ -28,6 +28,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -164,6 +165,28 @@ async def _relay(ws: WebSocket, reply: Reply, talk: Conversation, items: list[An
                 await ws.send_text(json.dumps(data))
     finally:  # the pipeline's streams are async generators: closing one records its end
         await reply.stream.aclose()  # type: ignore[attr-defined]
+
+
+HOP_BY_HOP = ("connection", "upgrade", "host")
+
+
+def request_headers(headers: Iterable[tuple[str, str]], drop: Iterable[str]) -> dict[str, str]:
+    """The headers a connection's requests carry into the pipeline: not the
+    upgrade's own (``sec-websocket-*``, hop-by-hop) nor ``drop``, and
+    ``openai-beta`` without its WebSocket flag (the upstream call is HTTP)."""
+    skip = {*HOP_BY_HOP, *drop}
+    out: dict[str, str] = {}
+    for name, value in headers:
+        low = name.lower()
+        if low in skip or low.startswith("sec-websocket-"):
+            continue
+        if low == "openai-beta":
+            value = ",".join(v for v in (p.strip() for p in value.split(","))
+                             if v and not v.startswith("responses_websockets"))
+            if not value:
+                continue
+        out[low] = value
+    return out
 
 
 def front_labels(ws: WebSocket, internal: bool) -> tuple[str, str, str | None]:
