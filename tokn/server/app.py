@@ -204,9 +204,6 @@ def create_app(state: AppState) -> Starlette:
                     finally:
                         await flight.end()
 
-            log.info("listener: WebSocket %s from %s (%s, %s)", ws.url.path, client or peer,
-                     front_door, route_mode)
-            await ws.accept()
             async def run(request_in: Inbound) -> Reply:
                 try:
                     return await state.pipeline.handle(request_in)
@@ -217,6 +214,9 @@ def create_app(state: AppState) -> Starlette:
                     state.pipeline.reject(request_in, 500, message)
                     return error_reply(wire.OPENAI, 500, message)
 
+            log.info("listener: WebSocket %s from %s (%s, %s)", ws.url.path, client or peer,
+                     front_door, route_mode)
+            await ws.accept()
             await serve_socket(ws, run, inbound, in_flight)
 
         return handle
