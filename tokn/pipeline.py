@@ -470,7 +470,7 @@ class Pipeline:
                 data.append({"id": alias, "object": "model", "created": 0, "owned_by": "tokn",
                              "x_tokn": {"alias": True, "alias_of": target,
                                         "resolves_to": found,
-                                        "accounts": seen[found]["x_tokn"]["accounts"],
+                                        "accounts": list(seen[found]["x_tokn"]["accounts"]),
                                         "display_name": f"{alias} (alias of {found})"}})
         failing = self.pool.listing_errors()
         if not data and failing:  # not "no models": say which accounts fail and why
