@@ -12,7 +12,7 @@ from tokn.pool import LAST_OK_SAVE_SECS, Pool
 
 def _pool(now: list[float], *accounts: dict) -> Pool:
     cfg = config.parse_config({"accounts": list(accounts)})
-    return Pool(cfg, httpx.AsyncClient(), clock=lambda: now[0])
+    return Pool(lambda: cfg, httpx.AsyncClient(), clock=lambda: now[0])
 
 
 def test_last_ok_is_saved_at_most_once_a_minute(monkeypatch):

@@ -17,7 +17,14 @@ from rich.table import Table
 
 from tokn import accounts, config, paths, state
 from tokn.accounts import HEALTH_STATE, health_of, local_time
-from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
+from tokn.cli.common import (
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    load_config_or_exit,
+    tell_running,
+)
 from tokn.errors import ToknError
 from tokn.providers import Provider, provider_class, provider_classes
 
@@ -228,6 +235,7 @@ def remove_cmd(
             raise fail(f"no account with id {account_id!r}; see `tokn account list`.")
         where = paths.config_file()
     console.print(escape(f"removed account {account_id} from {where}"), highlight=False)
+    tell_running()
 
 
 # --- headers ----------------------------------------------------------------------------
