@@ -84,14 +84,14 @@ def _value(obj: Any) -> Any:
 def changed_keys(old: Config, new: Config) -> list[str]:
     """``section.key`` of every setting that differs (accounts aside)."""
     out: list[str] = []
-    for f in fields(Config):
+    for f in fields(new):
         if f.name in NOT_COMPARED:
             continue
         before, after = getattr(old, f.name), getattr(new, f.name)
         if is_dataclass(before) and is_dataclass(after) and type(before) is type(after):
             a, b = _value(before), _value(after)
-            out.extend(f"{f.name}.{k}" for k in sorted(a.keys() | b.keys())
-                       if a.get(k) != b.get(k))
+            names = [*a, *(k for k in b if k not in a)]  # in the section's order
+            out.extend(f"{f.name}.{k}" for k in names if a.get(k) != b.get(k))
         elif _value(before) != _value(after):
             out.append(f.name)
     return out

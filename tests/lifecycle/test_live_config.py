@@ -131,18 +131,19 @@ def test_changes_made_while_it_runs_are_served_and_reported(monkeypatch):
 
 
 def test_a_stream_in_flight_survives_a_reload_that_removes_its_account():
-    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["m1"], chunk_delay=0.4) as fake:
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["m1"], chunk_delay=0.5) as fake:
         api, proxy = free_port(), free_port()
         write_config({"server": {"port": api}, "proxy_mode": {"port": proxy},
                       "accounts": [account("acct", "openai-compatible",
                                            base_url=fake.url + "/v1")]})
         assert tokn("start").returncode == 0
         got: dict = {}
+        story = " ".join(f"word{i}" for i in range(16))  # echoed back, a word each 0.5 s
 
         def stream() -> None:
             with httpx.stream("POST", f"http://127.0.0.1:{api}/v1/chat/completions",
                               timeout=60, json={"model": "m1", "stream": True, "messages": [
-                                  {"role": "user", "content": "tell me a long story"}]}) as r:
+                                  {"role": "user", "content": story}]}) as r:
                 got["status"] = r.status_code
                 got["lines"] = [line for line in r.iter_lines() if line]
 
@@ -160,7 +161,7 @@ def test_a_stream_in_flight_survives_a_reload_that_removes_its_account():
         content = "".join(
             (json.loads(line[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
             for line in got["lines"][:-1])
-        assert content  # the whole answer arrived
+        assert content == f"echo: {story}"  # the whole answer arrived
         rows = wait_for_rows(2)
         first = next(r for r in rows if r["stream"])
         assert first["status"] == 200 and first["account"] == "acct", first
