@@ -85,6 +85,9 @@ def test_changes_made_while_it_runs_are_served_and_reported(monkeypatch):
         assert (f"the running tokn (pid {pid}) applied it, except server.port: "
                 "`tokn restart` applies those.") in moved.stdout
         assert _chat(api, "m1").status_code == 200
+        status = json.loads(tokn("status", "--json").stdout)["config"]
+        assert status["applied"] is True and status["restart"] == ["server.port"]
+        assert "changed settings wait for `tokn restart`: server.port" in tokn("status").stdout
 
         # an invalid edit (made by hand: the CLI refuses to write one) keeps it
         # serving, with one log line saying why

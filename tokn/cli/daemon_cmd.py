@@ -197,6 +197,13 @@ def _render(data: dict[str, Any]) -> None:
     reload = data.get("reload")
     if isinstance(reload, dict) and reload.get("count"):
         console.print(f"  {'reload':<9} {escape(str(reload.get('message')))}", highlight=False)
+    taken = data.get("config")
+    if isinstance(taken, dict) and not taken.get("applied"):
+        console.print(f"  [yellow]config file not applied:[/] "
+                      f"{escape(str(taken.get('message')))}", highlight=False)
+    elif isinstance(taken, dict) and taken.get("restart"):
+        console.print(f"  [yellow]changed settings wait for `tokn restart`:[/] "
+                      f"{escape(', '.join(taken['restart']))}", highlight=False)
     if data["accounts"]:
         table = Table("account", "provider", "health", box=None, pad_edge=False,
                       title_justify="left")
