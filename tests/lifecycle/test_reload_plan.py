@@ -169,3 +169,34 @@ def test_the_watcher_takes_up_an_edit_once_it_holds_still(runtime):
     assert len(seen) == 2 and seen[1][1].applied
     assert "account(s) removed: a, b" in seen[1][1].message
     assert runtime.cfg.models.aliases == {"x": "y"} and runtime.pool.providers == {}
+
+
+def test_intercepted_hosts_reach_the_running_proxy_and_name_the_ca_fix(tokn_home, caplog):
+    import re
+
+    from tests.helpers import running_tokn
+    from tests.lifecycle.helpers import wait_for
+
+    write_config({})
+    with running_tokn(with_proxy=True) as tokn:
+        master = tokn.runtime.proxy.master
+
+        def opened(host: str) -> bool:
+            return any(re.search(p, f"{host}:443") for p in master.options.allow_hosts)
+
+        assert not opened("llm.example.org") and opened("api.openai.com")
+        with caplog.at_level(logging.INFO, logger="tokn"):
+            write_config({"proxy_mode": {"intercept_hosts": ["llm.example.org"],
+                                         "passthrough_hosts": ["api.openai.com"]}})
+            # the watcher of the serving tokn takes it up, unasked
+            wait_for(lambda: opened("llm.example.org"), timeout=5, what="the new host")
+        assert not opened("api.openai.com")
+        lines = [r.getMessage() for r in caplog.records if "config reloaded" in r.getMessage()]
+        assert lines == [
+            "config reloaded (file): applied: proxy_mode.intercept_hosts, "
+            "proxy_mode.passthrough_hosts; the CA's name constraints do not cover "
+            "llm.example.org: run `tokn proxy ca regenerate` (and trust the new CA) before the "
+            "proxy can intercept them"]
+        # the router decides with the config in force too
+        router = master.addons.get("tokn_router")
+        assert router.services.config() is tokn.runtime.cfg
