@@ -155,7 +155,11 @@ def test_the_watcher_takes_up_an_edit_once_it_holds_still(runtime):
     async def main() -> None:
         task = asyncio.create_task(live.watch(runtime, every=0.05))
         try:
-            await asyncio.sleep(0.3)  # the first look records the file as it is
+            for _ in range(200):  # the first look records the file as it is
+                if seen:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # and nothing more while it holds still
             assert [(s, o.applied, o.message) for s, o in seen] == [("file", True, "no changes")]
             _edit({"models": {"aliases": {"x": "y"}}})
             for _ in range(100):
