@@ -120,6 +120,16 @@ def test_changes_made_while_it_runs_are_served_and_reported(monkeypatch):
         assert "needs `tokn restart`: server.port" in forced.stdout  # still pending
         assert instance.running().pid == pid
 
+        # disabled and enabled again from the CLI
+        off = tokn("account", "disable", "acct")
+        assert off.returncode == 0, off.stderr
+        assert off.stdout.startswith("disabled account acct in ") and "applied it" in off.stdout
+        assert _chat(api, "m1").status_code == 404
+        assert tokn("account", "disable", "acct").stdout == "account acct is already disabled\n"
+        on = tokn("account", "enable", "acct")
+        assert on.returncode == 0 and "applied it" in on.stdout, on.stderr
+        assert _chat(api, "m1").status_code == 200
+
         # removing the imported account stops it being served
         removed = tokn("account", "remove", "openai", "--yes")
         assert removed.returncode == 0, removed.stderr
