@@ -33,6 +33,8 @@ from tokn.reload import Outcome, Plan, digest, in_force, plan
 log = logging.getLogger("tokn")
 
 POLL_SECS = 0.5
+# the running proxy holds its CA in memory: a new one needs a restart too
+REGENERATE = "run `tokn proxy ca regenerate`, trust the new CA, then `tokn restart`"
 
 
 def signature(path: Path) -> tuple[int, int, int] | None:
@@ -50,8 +52,7 @@ def ca_notes(cfg: Config, changes: Plan) -> list[str]:
         return []
     notes = []
     if "ca.name_constraints" in changes.keys:
-        notes.append("[ca] name_constraints applies to a new CA: run `tokn proxy ca regenerate`"
-                     " (and trust the new one)")
+        notes.append("[ca] name_constraints applies to a new CA: " + REGENERATE)
     try:
         outdated = ca.constraints_outdated(cfg)
     except (OSError, ValueError) as exc:
@@ -59,8 +60,7 @@ def ca_notes(cfg: Config, changes: Plan) -> list[str]:
         notes.append(f"cannot read the CA to check its name constraints: {exc}")
     if outdated:
         notes.append("the CA's name constraints do not cover " + ", ".join(outdated)
-                     + ": run `tokn proxy ca regenerate` (and trust the new CA) before "
-                     "the proxy can intercept them")
+                     + "; before the proxy can intercept them: " + REGENERATE)
     return notes
 
 
@@ -69,8 +69,8 @@ def apply(runtime: Any, new: Config, changes: Plan) -> list[str]:
     people (what needs another step).  Raises a ToknError, before changing
     anything, when an account's provider cannot be built."""
     pool = runtime.pool
-    providers = pool.build(new.accounts, keep=pool.providers)
     running = in_force(runtime.cfg, new, changes.restart)
+    providers = pool.build(running.accounts, keep=pool.providers)
     runtime.cfg = running
     pool.swap(providers)
     if any(k.startswith("logging.") for k in changes.keys):

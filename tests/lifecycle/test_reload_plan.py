@@ -199,8 +199,8 @@ def test_intercepted_hosts_reach_the_running_proxy_and_name_the_ca_fix(tokn_home
         assert lines == [
             "config reloaded (file): applied: proxy_mode.intercept_hosts, "
             "proxy_mode.passthrough_hosts; the CA's name constraints do not cover "
-            "llm.example.org: run `tokn proxy ca regenerate` (and trust the new CA) before the "
-            "proxy can intercept them"]
+            "llm.example.org; before the proxy can intercept them: run `tokn proxy ca "
+            "regenerate`, trust the new CA, then `tokn restart`"]
         # the router decides with the config in force too
         router = master.addons.get("tokn_router")
         assert router.services.config() is tokn.runtime.cfg
