@@ -189,18 +189,28 @@ def test_intercepted_hosts_reach_the_running_proxy_and_name_the_ca_fix(tokn_home
             return any(re.search(p, f"{host}:443") for p in master.options.allow_hosts)
 
         assert not opened("llm.example.org") and opened("api.openai.com")
+
+        def reloaded() -> list[str]:
+            return [r.getMessage() for r in caplog.records
+                    if "config reloaded" in r.getMessage()]
+
         with caplog.at_level(logging.INFO, logger="tokn"):
             write_config({"proxy_mode": {"intercept_hosts": ["llm.example.org"],
                                          "passthrough_hosts": ["api.openai.com"]}})
             # the watcher of the serving tokn takes it up, unasked
-            wait_for(lambda: opened("llm.example.org"), timeout=5, what="the new host")
+            wait_for(reloaded, timeout=5, what="the reload")
+        assert opened("llm.example.org")
         assert not opened("api.openai.com")
-        lines = [r.getMessage() for r in caplog.records if "config reloaded" in r.getMessage()]
-        assert lines == [
+        assert reloaded() == [
             "config reloaded (file): applied: proxy_mode.intercept_hosts, "
             "proxy_mode.passthrough_hosts; the CA's name constraints do not cover "
             "llm.example.org; before the proxy can intercept them: run `tokn proxy ca "
             "regenerate`, trust the new CA, then `tokn restart`"]
-        # the router decides with the config in force too
+        # the router decides with the config in force too: a route mode set now
         router = master.addons.get("tokn_router")
-        assert router.services.config() is tokn.runtime.cfg
+        assert router.settings().default_mode == "route"
+        write_config({"proxy_mode": {"intercept_hosts": ["llm.example.org"],
+                                     "passthrough_hosts": ["api.openai.com"],
+                                     "route_mode": "passthrough"}})
+        wait_for(lambda: router.settings().default_mode == "passthrough", timeout=5,
+                 what="the new route mode")
