@@ -59,16 +59,17 @@ def test_changes_made_while_it_runs_are_served_and_reported(monkeypatch):
         assert _chat(api, "m2").status_code == 404
 
         # an account imported while it runs: the command says it was taken up,
-        # and it serves (well within 5 s: the command waited for it)
+        # and it is served within 5 s of the file being written (the command
+        # waited for it)
         env = {**os.environ, "MY_KEY": "sk-second-key-123456"}
-        before = time.monotonic()
         imported = tokn("import", "--from", "env", "--provider", "openai", "--env-var",
                         "MY_KEY", "--base-url", two.url + "/v1", env=env)
         assert imported.returncode == 0, imported.stderr
         assert f"the running tokn (pid {pid}) applied it." in imported.stdout
+        written = paths.config_file().stat().st_mtime
         resp = _chat(api, "m2")
         assert resp.status_code == 200, resp.text
-        assert time.monotonic() - before < 5
+        assert time.time() - written < 5
         assert two.requests[-1].headers.get("authorization") == "Bearer sk-second-key-123456"
 
         # an alias set while it runs
