@@ -231,12 +231,12 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                 proxy_route_mode: str | None = None, listener_public: bool = True,
                 on_ready: Callable[[Bound], None] | None = None,
                 on_reload: Callable[[Outcome, str], None] | None = None,
-                stop: asyncio.Event | None = None, watch: bool = True) -> None:
+                stop: asyncio.Event | None = None) -> None:
     """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set,
     then drain: stop accepting, let what is in flight finish for up to
     ``[server].drain_secs`` (a second signal cuts that short), end the rest
     with an error its client understands, and stop.  Once serving, the config
-    file is watched (unless not ``watch``) and taken up when it changes; SIGHUP
+    file is watched and taken up when it changes (:mod:`tokn.live`); SIGHUP
     forces that (:meth:`Runtime.reload`); each outcome goes to ``on_reload``
     with who asked ("file", "SIGHUP", "dashboard").
 
@@ -304,10 +304,9 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         runtime.proxy_url = bound.proxy_url
         if on_ready:
             on_ready(bound)
-        if watch:
-            watcher = asyncio.create_task(live.watch(runtime))
-            reloads.add(watcher)
-            watcher.add_done_callback(reloads.discard)
+        watcher = asyncio.create_task(live.watch(runtime))
+        reloads.add(watcher)
+        watcher.add_done_callback(reloads.discard)
         await stop.wait()
         await _drain(runtime, servers, proxy, hurry)
     finally:

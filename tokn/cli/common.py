@@ -58,14 +58,17 @@ def tell_running(timeout: float = PICKUP_SECS) -> None:
     """The last line of a command that changed the config file: whether the
     running tokn of this home took the change up, what waits for a restart, or
     why it kept its config.  Nothing when no tokn runs from this config file."""
+    from pathlib import Path
+
     from rich.markup import escape
 
     from tokn import instance, paths
     from tokn.reload import digest
 
     found = instance.running()
-    path = paths.config_file()
-    if found is None or not found.ready or found.status.get("config_file") != str(path):
+    path = paths.config_file().resolve()
+    serving = found.status.get("config_file") if found is not None else None
+    if found is None or not found.ready or not serving or Path(serving).resolve() != path:
         return
     try:
         wanted = digest(path.read_bytes())
