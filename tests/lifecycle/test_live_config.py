@@ -99,6 +99,8 @@ def test_changes_made_while_it_runs_are_served_and_reported(monkeypatch):
         refused = [line for line in _log().splitlines() if "config not reloaded" in line]
         assert len(refused) == 1 and "pool.strategy" in refused[0], refused
         assert _chat(api, "m1").status_code == 200 and _chat(api, "fast").status_code == 200
+        shown = tokn("logs", "-n", "50")  # the log still reads, from the running tokn's file
+        assert shown.returncode == 0 and "config not reloaded" in shown.stdout, shown.stderr
         hup = tokn("reload")  # forcing it does not help either, and says why
         assert hup.returncode == 1 and "still running, unchanged" in hup.stderr
         assert "pool.strategy" in hup.stderr
@@ -179,3 +181,8 @@ def test_a_stream_in_flight_survives_a_reload_that_removes_its_account():
         rows = wait_for_rows(2)
         first = next(r for r in rows if r["stream"])
         assert first["status"] == 200 and first["account"] == "acct", first
+        # a config file broken while it runs does not keep it from stopping
+        paths.config_file().write_text("[server\n", encoding="utf-8")
+        stopped = tokn("stop")
+        assert stopped.returncode == 0 and "tokn stopped" in stopped.stdout, stopped.stderr
+        assert "not valid TOML" in stopped.stderr and instance.running() is None

@@ -51,6 +51,21 @@ def load_config_or_exit():
     return cfg
 
 
+def config_or_defaults():
+    """The config, or the defaults with a warning when the file does not load:
+    for commands that must work while it is broken (`tokn stop`, `tokn logs`)."""
+    from tokn.config import Config, ConfigError, load_config
+
+    try:
+        cfg = load_config()
+    except ConfigError as exc:
+        print(f"warning: {exc} (going on with the defaults)", file=sys.stderr)
+        return Config()
+    for warning in cfg.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return cfg
+
+
 PICKUP_SECS = 3.0  # how long a command waits for the running tokn to take up its change
 
 
