@@ -184,10 +184,11 @@ class Pool:
         return {aid: u.error for aid, u in self._unlisted.items()}
 
     async def all_models(self) -> list[tuple[Provider, ModelInfo]]:
-        lists = await asyncio.gather(*(self.models_of(p) for p in self.providers.values()),
+        providers = list(self.providers.values())  # a reload may swap them meanwhile
+        lists = await asyncio.gather(*(self.models_of(p) for p in providers),
                                      return_exceptions=True)
         out: list[tuple[Provider, ModelInfo]] = []
-        for provider, models in zip(self.providers.values(), lists):
+        for provider, models in zip(providers, lists):
             if isinstance(models, BaseException):
                 continue
             out.extend((provider, m) for m in models)

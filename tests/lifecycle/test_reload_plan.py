@@ -214,3 +214,28 @@ def test_intercepted_hosts_reach_the_running_proxy_and_name_the_ca_fix(tokn_home
                                      "route_mode": "passthrough"}})
         wait_for(lambda: router.settings().default_mode == "passthrough", timeout=5,
                  what="the new route mode")
+
+
+def test_model_listings_stay_with_their_account_when_a_reload_swaps_mid_listing(tokn_home):
+    import httpx
+
+    from tests.fakes.llm import FakeLLM
+    from tokn.pool import Pool
+
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["from-a"]) as a, \
+            FakeLLM(formats={"chat"}, path_prefix="/v1", models=["from-b"]) as b:
+        a.mode, a.slow_delay = "slow", 0.5
+        write_config({"accounts": [account("a", "openai-compatible", base_url=a.url + "/v1"),
+                                   account("b", "openai-compatible", base_url=b.url + "/v1")]})
+        live_cfg = [load_config()]
+
+        async def main() -> list[tuple[str, str]]:
+            async with httpx.AsyncClient() as client:
+                pool = Pool(lambda: live_cfg[0], client)
+                listing = asyncio.create_task(pool.all_models())
+                await asyncio.sleep(0.2)  # b has answered, a not yet
+                live_cfg[0] = Config(accounts=[live_cfg[0].account("b")])  # a removed
+                pool.swap(pool.build(live_cfg[0].accounts, keep=pool.providers))
+                return [(p.account_id, m.id) for p, m in await listing]
+
+        assert sorted(asyncio.run(main())) == [("a", "from-a"), ("b", "from-b")]
