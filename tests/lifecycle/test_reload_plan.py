@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import account, write_config
 from tokn import live, paths
-from tokn.config import AccountConfig, Config, load_config
+from tokn.config import AccountConfig, Config, load_config, parse_config
 from tokn.reload import Plan, in_force, plan
 from tokn.runtime import Runtime
 
@@ -46,10 +46,14 @@ def test_plan_names_what_changed_and_what_needs_a_restart():
 def test_plan_is_generic_over_sections_it_does_not_know():
     @dataclass
     class Later(Config):  # a config with a section added by a later version
-        rules: list = field(default_factory=list)
+        extra: list = field(default_factory=list)
 
-    got = plan(Later(), Later(rules=[{"match": "gpt-*", "to": "m1"}]))
-    assert got == Plan(keys=("rules",))
+    got = plan(Later(), Later(extra=[{"match": "gpt-*", "to": "m1"}]))
+    assert got == Plan(keys=("extra",))
+    # and the sections it never names: [[rules]], [models] fallback
+    new = parse_config({"rules": [{"model": "gpt-*", "system_prepend": "Hi."}],
+                        "models": {"fallback": "strict"}})
+    assert plan(Config(), new).keys == ("models.fallback", "rules")
 
 
 def test_in_force_keeps_the_running_value_of_restart_keys():
