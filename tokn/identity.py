@@ -2,7 +2,8 @@
 
 The listener reads the key a client presents (``Authorization: Bearer`` or
 ``x-api-key``); the proxy reads ``Proxy-Authorization: Basic`` once per client
-connection.  Both turn it into an :class:`Identity` with :func:`identify`, and
+connection.  Both turn it into an :class:`Identity` with
+:meth:`tokn.keys.KeyRing.identify` (the admin key, a person's key), and
 the identity travels with the request (the proxy hands it to the listener on
 its internal hop) to the pipeline and the usage log.
 """
@@ -52,9 +53,3 @@ def key_matches(expected: str, presented: str | None) -> bool:
         return False
     return hmac.compare_digest(expected.encode(), presented.encode())
 
-
-def identify(api_key: str, presented: str | None) -> Identity | None:
-    """The caller presenting ``presented``, or ``None`` when refused."""
-    if not api_key:
-        return ANONYMOUS
-    return ADMIN if key_matches(api_key, presented) else None

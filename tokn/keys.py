@@ -255,12 +255,11 @@ class KeyRing:
             return None
         return now
 
-    def describe(self, presented: str | None) -> str:
-        """For the log: whose key was refused and why, never the key."""
-        if not presented:
-            return "no key"
-        rec = self._match(presented) if presented.startswith(PREFIX) else None
+    def describe(self, presented: str | None) -> str | None:
+        """For the log: whose key ``presented`` is and its state (``key 'bob'
+        (revoked)``), or ``None`` when it is no person's; never the key."""
+        rec = self._match(presented) if presented and presented.startswith(PREFIX) else None
         if rec is None:
-            return "an unknown key"
+            return None
         return f"key {rec.name!r} ({rec.state(self.clock())})"
 

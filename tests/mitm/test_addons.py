@@ -49,7 +49,7 @@ def services(accounts=(), *, key: str = "", store: UsageStore | None = None,
     for k, v in proxy_mode.items():
         setattr(cfg.proxy_mode, k, v)
     client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
-    return ProxyServices(config=lambda: cfg, pool=Pool(cfg, client),
+    return ProxyServices(config=lambda: cfg, pool=Pool(lambda: cfg, client),
                          recorder=Recorder(store, lambda: cfg), drain=Drain(),
                          internal_secret="s3cret", api_key=key, keys=KeyRing(None),
                          limiter=Limiter(LocalCounters()), listener=LISTENER,
@@ -136,9 +136,11 @@ def test_provider_modes_apply_per_host():
     assert flow.request.host == "api.anthropic.com"
 
 
-def test_unmapped_route_path_is_501_in_the_hosts_format():
+def test_unmapped_route_path_without_credentials_is_answered_in_the_hosts_format():
+    """Not a model endpoint, and nothing to pass on: the side-call answer at once
+    (tests/mitm/test_sidecalls.py has the rest), never a 501."""
     flow = through(services(), tunnel_flow(host="api.anthropic.com", path="/v1/files"))
-    assert flow.response.status_code == 501
+    assert flow.response.status_code == 404
     assert flow.response.json()["type"] == "error"
 
 

@@ -71,7 +71,7 @@ def test_revoke_and_rotate_take_effect_in_a_running_ring():
     new = keys.rotate("alice")
     later(r)
     assert r.person(key) is None and r.person(new).name == "alice"
-    assert r.describe("tokn_nope") == "an unknown key" and r.describe(None) == "no key"
+    assert r.describe("tokn_nope") is None and r.describe(None) is None
     with pytest.raises(ToknError, match="no key named 'zed'"):
         keys.revoke("zed")
 

@@ -34,6 +34,7 @@ class ConnState:
     authed: bool = False
     user: str | None = None
     identity: Identity | None = None  # who authenticated the connection
+    cut: str | None = None  # the person whose key stopped working on this connection
 
 
 def authorize(key: str, keys: KeyRing, state: ConnState, header: str | None) -> bool:
@@ -42,6 +43,7 @@ def authorize(key: str, keys: KeyRing, state: ConnState, header: str | None) -> 
     user = creds[0] if creds is not None else None
     if state.authed and state.identity is not None and not state.identity.admin \
             and keys.current(state.identity) is None:  # revoked / rotated / expired since
+        state.cut = state.identity.name
         state.authed, state.identity, state.user = False, None, None
     if not state.authed:
         identity = keys.identify(key, creds[1] if creds else None)
@@ -50,7 +52,7 @@ def authorize(key: str, keys: KeyRing, state: ConnState, header: str | None) -> 
         if not identity.admin and user and user != PROXY_USER and user != identity.name \
                 and user not in ROUTE_USERS:
             return False  # alice's name with bob's key
-        state.identity = identity
+        state.identity, state.cut = identity, None
     state.authed = True
     if user and user != PROXY_USER and (state.identity is None or user != state.identity.name):
         state.user = user
@@ -60,12 +62,14 @@ def authorize(key: str, keys: KeyRing, state: ConnState, header: str | None) -> 
 ROUTE_USERS = frozenset({"route", "switch", "passthrough"})
 
 
-def refused_whom(keys: KeyRing, header: str | None) -> str:
-    """For the log: the Basic user and whose key was refused; never the key."""
+def refused_whom(keys: KeyRing, header: str | None, cut: str | None = None) -> str:
+    """For the log: the Basic user and whose key was refused (``cut``: the
+    person whose key stopped working on the connection); never the key."""
     creds = parse_basic(header)
     if creds is None:
-        return "no Proxy-Authorization"
-    return f"user {creds[0]!r} with {keys.describe(creds[1])}"
+        return f"key {cut!r} is no longer valid (revoked, rotated or expired)" if cut \
+            else "no Proxy-Authorization"
+    return f"user {creds[0]!r} with {keys.describe(creds[1]) or 'no valid key'}"
 
 
 class ProxyAccess:
@@ -91,6 +95,11 @@ class ProxyAccess:
     def identity(self, conn_id: str) -> Identity | None:
         state = self.conns.get(conn_id)
         return state.identity if state is not None else None
+
+    def cut(self, conn_id: str) -> str | None:
+        """The person whose key stopped working on this connection, if any."""
+        state = self.conns.get(conn_id)
+        return state.cut if state is not None else None
 
     def forget(self, conn_id: str) -> None:
         self.conns.pop(conn_id, None)

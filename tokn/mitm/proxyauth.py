@@ -39,10 +39,11 @@ class ProxyAuth:
         """Log a refusal with the key's name, never the key (quietly when no
         credentials came: clients often try without first)."""
         peer = flow.client_conn.peername
-        (log.warning if header else log.debug)(
+        cut = self.access.cut(flow.client_conn.id)
+        (log.warning if header or cut else log.debug)(
             "proxy: refused %s %s from %s: 407 %s", flow.request.method,
             flow.request.pretty_host, f"{peer[0]}:{peer[1]}" if peer else "-",
-            refused_whom(self.services.keys, header))
+            refused_whom(self.services.keys, header, cut))
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         header = flow.request.headers.get("proxy-authorization")
