@@ -1,10 +1,14 @@
-"""The listener's HTTP/1.1 protocol: uvicorn's h11 protocol plus client-side
-deadlines and connection caps (uvicorn has neither a header timeout nor a
-body read timeout, so a half-sent request would hold its connection forever).
+"""The listener's HTTP/1.1 protocol: uvicorn's httptools protocol (the C
+parser, several times cheaper per request than h11) plus client-side deadlines,
+a head size cap and connection caps (uvicorn has neither a header timeout nor a
+body read timeout, so a half-sent request would hold its connection forever,
+and llhttp does not bound a request head).
 
 * a connection must finish each request head within ``header_timeout``
   seconds of its first byte (of connecting, for the first one): else 408 and
   close;
+* a request head larger than :data:`MAX_HEAD_BYTES` gets a 431 and the
+  connection is closed;
 * while a request body is coming, ``body_timeout`` seconds without a byte
   close the connection (the handler sees the client disconnect);
 * peers beyond loopback are capped by :class:`~tokn.connlimits.ConnectionCaps`:
@@ -19,7 +23,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tokn.connlimits import ConnectionCaps
 
@@ -28,6 +32,10 @@ log = logging.getLogger("tokn")
 REQUEST_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\n"
                    b"content-length: 39\r\nconnection: close\r\n\r\n"
                    b"tokn: the request head took too long.\r\n")
+HEAD_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                  b"content-type: text/plain\r\ncontent-length: 37\r\nconnection: close\r\n\r\n"
+                  b"tokn: the request head is too large.\r\n")
+MAX_HEAD_BYTES = 64 * 1024
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
         b"content-length: 48\r\nconnection: close\r\n\r\n"
         b"tokn: too many connections from this address.\r\n")
@@ -40,7 +48,7 @@ class ClientLimits:
     body_timeout: float = 60.0
 
 
-class GuardedH11Protocol(H11Protocol):
+class GuardedProtocol(HttpToolsProtocol):
     limits: ClientLimits  # set on the subclass :func:`guarded_protocol` makes
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -49,6 +57,7 @@ class GuardedH11Protocol(H11Protocol):
         self._head_cycle = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # of the request head still arriving
         self._peer = self.client[0] if self.client else ""
         caps = self.limits.caps
         if not caps.exempt(self._peer, self.server[0] if self.server else ""):
@@ -69,8 +78,14 @@ class GuardedH11Protocol(H11Protocol):
         if cycle is not None and cycle is not self._head_cycle:
             self._head_cycle = cycle  # a new request head is complete
             self._header_timer = _cancel(self._header_timer)
+            self._head_bytes = 0
         elif self._header_timer is None and (cycle is None or cycle.response_complete):
             self._arm_header_timer()  # the next request has started arriving
+        if self._header_timer is not None:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head()
+                return
         if cycle is not None and cycle is self._head_cycle and cycle.more_body:
             _cancel(self._body_timer)
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_idle)
@@ -96,6 +111,13 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.write(REQUEST_TIMEOUT)
             self.transport.close()
 
+    def _refuse_head(self) -> None:
+        self._header_timer = _cancel(self._header_timer)
+        log.info("listener: closing a connection from %s: request head over %d bytes",
+                 self._peer, MAX_HEAD_BYTES)
+        self.transport.write(HEAD_TOO_LARGE)
+        self.transport.close()
+
     def _body_idle(self) -> None:
         self._body_timer = None
         if self.transport.is_closing():
@@ -113,10 +135,10 @@ def _cancel(timer: asyncio.TimerHandle | None) -> None:
         timer.cancel()
 
 
-def guarded_protocol(limits: ClientLimits) -> type[GuardedH11Protocol]:
+def guarded_protocol(limits: ClientLimits) -> type[GuardedProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)`` sharing ``limits``."""
 
-    class Protocol(GuardedH11Protocol):
+    class Protocol(GuardedProtocol):
         pass
 
     Protocol.limits = limits
