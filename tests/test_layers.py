@@ -25,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "tokn"
 
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
-          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload"}
+          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload",
+          "outbound"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
                  "lan_env", "usage", "usage_query", "ports", "instance"}
@@ -63,10 +64,10 @@ ALLOWED: dict[str, set[str]] = {
     "ui": FLOW | {"server"},  # the dashboard, behind the listener's gate
     "runtime": FRONT,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
-    "data": {"standalone"},
+    "data": {"standalone"},  # shipped files; the mitmdump script loads the entry
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
-    "status_report": BASE | {"accounts"},  # what `tokn status` says  # shipped files; the mitmdump script loads the entry
+    "status_report": BASE | {"accounts"},  # what `tokn status` says
     "cli": APP,
     "__main__": {"cli"},
 }
