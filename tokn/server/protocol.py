@@ -7,8 +7,9 @@ and llhttp does not bound a request head).
 * a connection must finish each request head within ``header_timeout``
   seconds of its first byte (of connecting, for the first one): else 408 and
   close;
-* a request head larger than :data:`MAX_HEAD_BYTES` gets a 431 and the
-  connection is closed;
+* a request head larger than :data:`MAX_HEAD_BYTES` (counted from the read
+  after the one it began in: at most one read, 256 KiB, more) gets a 431 and
+  the connection is closed;
 * while a request body is coming, ``body_timeout`` seconds without a byte
   close the connection (the handler sees the client disconnect);
 * peers beyond loopback are capped by :class:`~tokn.connlimits.ConnectionCaps`:
@@ -57,7 +58,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_cycle = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
-        self._head_bytes = 0  # of the request head still arriving
+        self._in_head = False  # between a request's first byte and its head's end
+        self._head_bytes = 0  # of it, counted from the chunk after the one it began in
         self._peer = self.client[0] if self.client else ""
         caps = self.limits.caps
         if not caps.exempt(self._peer, self.server[0] if self.server else ""):
@@ -78,11 +80,13 @@ class GuardedProtocol(HttpToolsProtocol):
         if cycle is not None and cycle is not self._head_cycle:
             self._head_cycle = cycle  # a new request head is complete
             self._header_timer = _cancel(self._header_timer)
-            self._head_bytes = 0
         elif self._header_timer is None and (cycle is None or cycle.response_complete):
             self._arm_header_timer()  # the next request has started arriving
-        if self._header_timer is not None:
-            self._head_bytes += len(data)
+        if self._in_head:
+            if self._head_bytes < 0:  # it began in this chunk (after what else, unknown)
+                self._head_bytes = 0
+            else:
+                self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse_head()
                 return
@@ -91,6 +95,14 @@ class GuardedProtocol(HttpToolsProtocol):
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_idle)
         else:
             self._body_timer = _cancel(self._body_timer)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._head_bytes = True, -1
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._header_timer = _cancel(self._header_timer)
