@@ -171,3 +171,27 @@ def test_a_response_abandoned_mid_body_frees_its_connection():
             assert up.connections == 2
 
     run(main())
+
+
+def test_connections_closing_under_concurrent_load_are_never_handed_out_twice(monkeypatch):
+    """Sweeps (here on every request) and stale connections met while acquiring
+    run between other requests' acquisitions: no connection is given to two
+    requests at once (httpcore would refuse the second, or two reads collide)."""
+    from tokn import outbound
+
+    monkeypatch.setattr(outbound, "SWEEP_SECS", 0.0)
+
+    async def main():
+        async with Upstream(delay=0.002) as up:
+            pool = ConnectionPool(max_connections=40, max_idle=40, keepalive_expiry=0.003)
+            async with httpx.AsyncClient(transport=pool, timeout=30) as client:
+                async def one(i: int) -> int:
+                    await asyncio.sleep((i % 7) * 0.002)
+                    return (await client.get(up.url + "/slow")).status_code
+
+                for _ in range(8):
+                    codes = await asyncio.gather(*(one(i) for i in range(200)),
+                                                 return_exceptions=True)
+                    assert codes == [200] * 200, [c for c in codes if c != 200][:3]
+
+    run(main())

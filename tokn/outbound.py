@@ -144,29 +144,31 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                               extensions=response.extensions)
 
     async def _acquire(self, key: Origin, wait: float | None) -> httpcore.AsyncHTTPConnection:
+        # Bookkeeping never awaits (a stack changed by another task while this
+        # one waits could hand one connection to two requests); connections
+        # dropped on the way are closed once a connection is chosen.
         deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            stack = self._idle.get(key)
-            while stack:
-                conn = stack.pop()
-                if conn.is_available() and not conn.has_expired():
-                    return conn
-                await self._discard(conn)
-            if self._open < self.max_connections:
-                self._open += 1
-                return httpcore.AsyncHTTPConnection(
-                    httpcore.Origin(*key), ssl_context=self.ssl_context,
-                    keepalive_expiry=self.keepalive_expiry, network_backend=self._backend)
-            if not await self._make_room(key):
+        dropped: list[httpcore.AsyncHTTPConnection] = []
+        try:
+            while True:
+                stack = self._idle.setdefault(key, [])
+                while stack:
+                    conn = stack.pop()
+                    if conn.is_available() and not conn.has_expired():
+                        return conn
+                    dropped.append(self._forget(conn))
+                if self._open < self.max_connections:
+                    self._open += 1
+                    return httpcore.AsyncHTTPConnection(
+                        httpcore.Origin(*key), ssl_context=self.ssl_context,
+                        keepalive_expiry=self.keepalive_expiry, network_backend=self._backend)
+                other = next((s for k, s in self._idle.items() if k != key and s), None)
+                if other:  # room for this origin: close the oldest idle one of another
+                    dropped.append(self._forget(other.pop(0)))
+                    continue
                 await self._wait(deadline)
-
-    async def _make_room(self, key: Origin) -> bool:
-        """Close one idle connection to another origin (True if one was)."""
-        for other, stack in self._idle.items():
-            if other != key and stack:
-                await self._discard(stack.pop(0))
-                return True
-        return False
+        finally:
+            await _close_all(dropped)
 
     async def _wait(self, deadline: float | None) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -187,6 +189,12 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                 waiter.set_result(None)
                 return
 
+    def _forget(self, conn: httpcore.AsyncHTTPConnection) -> httpcore.AsyncHTTPConnection:
+        """``conn`` no longer counts as open (the caller closes it)."""
+        self._open -= 1
+        self._wake_one()
+        return conn
+
     async def release(self, key: Origin, conn: httpcore.AsyncHTTPConnection) -> None:
         """A request is over with ``conn``: keep it idle when it can serve again."""
         if conn.is_idle() and not conn.is_closed():
@@ -195,13 +203,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                 stack.append(conn)
                 self._wake_one()
                 return
-        await self._discard(conn)
-
-    async def _discard(self, conn: httpcore.AsyncHTTPConnection) -> None:
-        self._open -= 1
-        self._wake_one()
-        with contextlib.suppress(Exception):
-            await conn.aclose()
+        await _close_all([self._forget(conn)])
 
     async def _sweep(self) -> None:
         """Close idle connections past their keep-alive (at most once a second)."""
@@ -209,17 +211,23 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         if now - self._swept < SWEEP_SECS:
             return
         self._swept = now
-        for key, stack in list(self._idle.items()):
+        dropped = []
+        for stack in self._idle.values():
             stale = [c for c in stack if c.has_expired() or not c.is_available()]
             if stale:
-                self._idle[key] = [c for c in stack if c not in stale]
-            for conn in stale:
-                await self._discard(conn)
-            if not self._idle[key]:
-                del self._idle[key]
+                stack[:] = [c for c in stack if c not in stale]  # in place: see _acquire
+                dropped += [self._forget(c) for c in stale]
+        await _close_all(dropped)
 
     async def aclose(self) -> None:
-        stacks, self._idle = list(self._idle.values()), {}
-        for stack in stacks:
-            for conn in stack:
-                await self._discard(conn)
+        dropped = []
+        for stack in self._idle.values():
+            dropped += [self._forget(c) for c in stack]
+            stack.clear()
+        await _close_all(dropped)
+
+
+async def _close_all(conns: list[httpcore.AsyncHTTPConnection]) -> None:
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            await conn.aclose()
