@@ -197,6 +197,9 @@ def make_server(app: Any, host: str, port: int, log_level: str, cfg: Config, *,
     # tokn drains in-flight requests itself (serve); uvicorn's own grace is a backstop
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             access_log=False, lifespan=lifespan,
+                            # no X-Forwarded-* rewriting: tokn is nobody's backend (and
+                            # it is one ASGI layer less on every request)
+                            proxy_headers=False,
                             timeout_keep_alive=keep_alive or cfg.server.keep_alive_secs,
                             timeout_graceful_shutdown=int(cfg.server.drain_secs) + 5,
                             http=guarded_protocol(limits))
