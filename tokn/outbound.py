@@ -178,6 +178,10 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             await asyncio.wait_for(waiter, left)
         except TimeoutError:
             raise httpx.PoolTimeout("no connection to the upstream came free in time") from None
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one()  # woken, then cancelled: the free slot goes to the next
+            raise
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
