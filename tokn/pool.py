@@ -16,12 +16,14 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from tokn import state
-from tokn.config import Config
+from tokn.config import AccountConfig, Config
 from tokn.convert.models import close_matches, normalize_model
 from tokn.endings import describe
 from tokn.errors import ToknError
 from tokn.providers import ModelInfo, Provider, provider_class
+from tokn.resolve import Resolution, exact_alias, resolve, served_models
 
+Listed = tuple[str, frozenset[str]]  # a model id an account lists, and its formats
 MODELS_TTL = 600.0
 LIST_RETRY_SECS = 1.0  # a failed model listing is retried at once, then after 1, 2, 4 ... s
 LIST_RETRY_MAX_SECS = 60.0
@@ -89,6 +91,11 @@ class Candidate:
     solo: bool = False  # the only account able to serve this request
 
     @property
+    def served_model(self) -> str:
+        """The model id this account serves the request with."""
+        return self.model.id if self.model is not None else self.upstream_model
+
+    @property
     def account_id(self) -> str:
         return self.provider.account_id
 
@@ -96,20 +103,12 @@ class Candidate:
 class Pool:
     """All configured accounts, their providers, models and health."""
 
-    def __init__(self, cfg: Config, client: httpx.AsyncClient,
+    def __init__(self, config: Callable[[], Config], client: httpx.AsyncClient,
                  clock: Callable[[], float] = time.time) -> None:
-        self.cfg = cfg
+        self.config = config
         self.client = client
         self.clock = clock
-        self.providers: dict[str, Provider] = {}
-        for account in cfg.accounts:
-            if not account.enabled:
-                continue
-            try:
-                cls = provider_class(account.provider)
-            except KeyError as exc:
-                raise ToknError(f"account {account.id!r}: {exc.args[0]}", status=500) from None
-            self.providers[account.id] = cls(account, client)
+        self.providers: dict[str, Provider] = self.build(config().accounts)
         saved = state.read("health")
         self.health: dict[str, Health] = {}
         for account_id in self.providers:
@@ -122,6 +121,32 @@ class Pool:
         self._models_at: dict[str, float] = {}
         self._unlisted: dict[str, Unlisted] = {}
         self._refresh_task: asyncio.Task | None = None
+
+    @property
+    def cfg(self) -> Config:
+        """The config in force (read through the runtime's accessor, never kept)."""
+        return self.config()
+
+    def build(self, accounts: list[AccountConfig],
+              keep: Mapping[str, Provider] | None = None) -> dict[str, Provider]:
+        """A provider per enabled account; those in ``keep`` whose account
+        config is unchanged are reused as they are.  Raises a ToknError naming
+        the account whose provider is unknown."""
+        keep = keep or {}
+        out: dict[str, Provider] = {}
+        for account in accounts:
+            if not account.enabled:
+                continue
+            old = keep.get(account.id)
+            if old is not None and old.account == account:
+                out[account.id] = old
+                continue
+            try:
+                cls = provider_class(account.provider)
+            except KeyError as exc:
+                raise ToknError(f"account {account.id!r}: {exc.args[0]}", status=500) from None
+            out[account.id] = cls(account, self.client)
+        return out
 
     # --- models --------------------------------------------------------------------
     async def models_of(self, provider: Provider) -> list[ModelInfo]:
@@ -166,10 +191,11 @@ class Pool:
         return {aid: u.error for aid, u in self._unlisted.items()}
 
     async def all_models(self) -> list[tuple[Provider, ModelInfo]]:
-        lists = await asyncio.gather(*(self.models_of(p) for p in self.providers.values()),
+        providers = list(self.providers.values())  # a reload may swap them meanwhile
+        lists = await asyncio.gather(*(self.models_of(p) for p in providers),
                                      return_exceptions=True)
         out: list[tuple[Provider, ModelInfo]] = []
-        for provider, models in zip(self.providers.values(), lists):
+        for provider, models in zip(providers, lists):
             if isinstance(models, BaseException):
                 continue
             out.extend((provider, m) for m in models)
@@ -210,8 +236,13 @@ class Pool:
 
     async def candidates(self, model: str, headers: Mapping[str, str] | None = None,
                          session_key: str | None = None,
-                         provider_ids: tuple[str, ...] | None = None) -> list[Candidate]:
+                         provider_ids: tuple[str, ...] | None = None,
+                         fmt: str | None = None) -> list[Candidate]:
         """Accounts that can serve ``model``, healthy ones first in strategy order.
+
+        A model no account serves is resolved (:mod:`tokn.resolve`): a glob
+        alias, the default provider, then (``[models] fallback = "nearest"``)
+        the nearest served model for the caller's API format ``fmt``.
 
         Raises a 404 :class:`ToknError` listing close matches when nobody serves
         it, and a 503 with the earliest retry time when all are resting.
@@ -230,21 +261,34 @@ class Pool:
             scoped, name = (None, model) if found else self._split_prefix(model)
         else:
             found, everything, scoped, name = [], [], None, model
+        pool = self._filter(scoped, wanted) if scoped else everyone
+        listed: list[Listed] = []
         if not found:
-            pool = self._filter(scoped, wanted) if scoped else everyone
             found, listed = await self._match(pool, name, blind=bool(scoped))
             everything += listed
+        resolution: Resolution | None = None
+        if not found:  # glob aliases, then the default provider, then the nearest model
+            resolution = resolve(name, served_models(listed), self.cfg.models.aliases,
+                                 self.cfg.models.fallback, fmt)
+            # only accounts that listed their models (a failed listing is not retried here)
+            listing = [p for p in pool if p.account_id not in self._unlisted]
+        if not found and resolution is not None and resolution.how == "glob":
+            found, _ = await self._match(listing, resolution.model or "", exact=True)
         if not found and self.cfg.pool.default_provider and not scoped:
             found = [Candidate(p, None, name) for p in everyone
                      if p.account.provider == self.cfg.pool.default_provider]
+        if not found and resolution is not None and resolution.model is not None:
+            found, _ = await self._match(listing, resolution.model, exact=True)
         failing = {aid: err for aid, err in self.listing_errors().items()
                    if any(p.account_id == aid for p in (scoped or everyone))}
         if not found and failing:
             raise self.listing_failure(failing)
         if not found:
-            hints = close_matches(name, sorted(set(everything)))
+            hints = close_matches(name, sorted({model_id for model_id, _ in everything}))
             hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
-            raise ToknError(f"The model `{model}` does not exist or no account serves it.{hint}",
+            why = f" ({resolution.why})" if resolution is not None else ""
+            raise ToknError(f"The model `{model}` does not exist or no account serves "
+                            f"it{why}.{hint} See `tokn models`.",
                             status=404, code="model_not_found")
         return self._order(found, session_key)
 
@@ -269,22 +313,25 @@ class Pool:
                 or p.account_id in wanted or type(p).id in wanted]
 
     async def _match(self, pool: list[Provider], name: str, *, exact: bool = False,
-                     blind: bool = False) -> tuple[list[Candidate], list[str]]:
+                     blind: bool = False) -> tuple[list[Candidate], list[Listed]]:
         """Accounts in ``pool`` whose model list has ``name`` (normalised unless
-        ``exact``); with ``blind``, an account that lists nothing is tried as is."""
+        ``exact``), and every model they list with its formats; with ``blind``,
+        an account that lists nothing is tried as is."""
         found: list[Candidate] = []
-        everything: list[str] = []
+        everything: list[Listed] = []
         for provider in pool:
             try:
                 models = await self.models_of(provider)
             except ToknError:  # listing failed: candidates() reports it if nobody serves
                 models = []
             ids = [m.id for m in models]
-            everything.extend(ids)
+            everything.extend((m.id, provider.model_formats(m)) for m in models)
             if exact:
                 match = name if name in ids else None
             else:
-                match = normalize_model(name, ids, self.cfg.models.aliases) if ids else None
+                alias = exact_alias(name, self.cfg.models.aliases)
+                match = normalize_model(name, ids, {name: alias} if alias else None) \
+                    if ids else None
             if match is not None:
                 info = next(m for m in models if m.id == match)
                 found.append(Candidate(provider, info, info.upstream_id))
@@ -344,32 +391,27 @@ class Pool:
         return ordered[0].provider
 
     # --- membership ----------------------------------------------------------------
-    def set_enabled(self, account_id: str, enabled: bool) -> None:
-        """Put a configured account into rotation or take it out, in this process.
-
-        The dashboard writes the change to the config file (``tokn.accounts``)
-        and applies it here, as the running pool does not re-read the file.
-        Requests already using a disabled account finish; new ones skip it.
-        ``KeyError`` when the running config has no such account.
-        """
-        account = self.cfg.account(account_id)
-        if account is None:
-            raise KeyError(account_id)
-        account.enabled = enabled
-        if not enabled:
-            self.providers.pop(account_id, None)
-            self._sticky = {k: v for k, v in self._sticky.items() if v != account_id}
-            return
-        if account_id not in self.providers:
-            self.providers[account_id] = provider_class(account.provider)(account, self.client)
-            self.health.setdefault(account_id, Health())
+    def swap(self, providers: dict[str, Provider]) -> None:
+        """Serve with ``providers`` (from :meth:`build`, for the config now in
+        force) from the next request on.  Requests in flight keep the provider
+        objects they hold.  An account whose provider was kept keeps its model
+        list and health; a new or changed one starts afresh (healthy, models
+        listed again); a removed or disabled one leaves rotation and sticky
+        sessions (its health stays in memory for requests still finishing)."""
+        fresh = [aid for aid, p in providers.items() if self.providers.get(aid) is not p]
+        for account_id in fresh:
+            self.health[account_id] = Health()
             self._models_at.pop(account_id, None)
             self._unlisted.pop(account_id, None)
-
-    def remove(self, account_id: str) -> None:
-        """Forget an account removed from the config (see :meth:`set_enabled`)."""
-        self.set_enabled(account_id, False)
-        self.cfg.accounts = [a for a in self.cfg.accounts if a.id != account_id]
+        gone = set(self.providers) - set(providers)
+        self.providers = providers
+        for account_id in fresh:
+            self._save(account_id)
+        if gone:
+            self._sticky = {k: v for k, v in self._sticky.items() if v not in gone}
+            for account_id in gone:
+                self._unlisted.pop(account_id, None)
+                self._models_at.pop(account_id, None)
 
     # --- health --------------------------------------------------------------------
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:
