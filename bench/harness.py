@@ -196,7 +196,8 @@ def tokn_server(workdir: Path, upstream_url: str, *, python: str = sys.executabl
     cmd = [python, "-m", "tokn", "serve", "--port", str(api_port), "--with-proxy",
            "--proxy-port", str(proxy_port)]
     log = workdir / f"tokn-{api_port}.out"
-    with process(cmd, log, api_port, env=env, cwd=str(ROOT)) as proc:
+    # not cwd=ROOT: `-m tokn` would import this checkout's tokn, not ``python``'s
+    with process(cmd, log, api_port, env=env, cwd=str(workdir)) as proc:
         wait_port(proxy_port, proc, log)
         bundle = subprocess.run([python, "-m", "tokn", "proxy", "env"], env=env,
                                 capture_output=True, text=True, check=True, timeout=60).stdout
@@ -332,8 +333,17 @@ class Conn:
 
     def request(self, body: bytes, headers: dict[str, str], method: str = "POST",
                 path: str = "") -> tuple[int, bytes]:
-        self._send(body, headers, method, path)
-        status, head = self._head()
+        reused = self.sock is not None
+        try:
+            self._send(body, headers, method, path)
+            status, head = self._head()
+        except ConnectionError:
+            if not reused:
+                raise
+            # the server closed the idle keep-alive connection (its timeout): once more
+            self.close()
+            self._send(body, headers, method, path)
+            status, head = self._head()
         if "content-length" in head:
             data = self.reader.read(int(head["content-length"]))
         elif head.get("transfer-encoding", "").lower() == "chunked":

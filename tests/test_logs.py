@@ -259,3 +259,47 @@ def test_logs_follow_real_process(tokn_home):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_record_is_formatted_once_for_the_file_and_stderr(tmp_path, capsys, fmt, monkeypatch):
+    from tokn import logs
+
+    calls = []
+    original = logs.JsonFormatter.render if fmt == "json" else logs.OnceFormatter.render
+    target = logs.JsonFormatter if fmt == "json" else logs.OnceFormatter
+
+    def counting(self, record):
+        calls.append(record.getMessage())
+        return original(self, record)
+
+    monkeypatch.setattr(target, "render", counting)
+    path = setup_logging(cfg(tmp_path, fmt=fmt))
+    logging.getLogger("tokn.request").info("one line %d", 1)
+    assert calls == ["one line 1"]
+    assert "one line 1" in path.read_text()
+    assert "one line 1" in capsys.readouterr().err
+
+
+def test_rotation_counts_what_it_writes_and_what_others_append(tmp_path, monkeypatch):
+    from tokn import logs
+
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    path = setup_logging(cfg(tmp_path))
+    log = logging.getLogger("tokn")
+    for i in range(60):  # ~60 x 80 bytes: at least two rotations
+        log.warning("record %02d %s", i, "x" * 40)
+    rotated = sorted(path.parent.glob("tokn.log.*"))
+    assert len(rotated) >= 2
+    for p in [path, *rotated]:
+        assert p.stat().st_size <= 2000, p
+    everything = "".join(p.read_text() for p in [path, *rotated])
+    assert all(everything.count(f"record {i:02d} ") == 1 for i in range(60))
+    # bytes appended behind the handler's back are counted within a second
+    with open(path, "a") as other:
+        other.write("y" * 1900 + "\n")
+    time.sleep(1.1)
+    log.warning("after the outside write")
+    # it rotated first: the outside bytes are in the rotated file, the record alone here
+    assert "y" * 1900 in (path.parent / "tokn.log.1").read_text()
+    assert "after the outside write" in path.read_text() and path.stat().st_size < 200

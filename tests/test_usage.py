@@ -218,3 +218,89 @@ def test_body_capture_streams_up_to_the_cap():
         cap.feed(b"abcd")
     text = cap.text()
     assert text.startswith("abcdabcd\n") and "12 more bytes of 20" in text
+
+
+class CountingStore(UsageStore):
+    """A store that counts its transactions (calls of the writer's ``_write``)."""
+
+    def __init__(self, path):
+        self.writes = 0
+        super().__init__(path)
+
+    def _write(self, conn, rows):
+        self.writes += 1
+        super()._write(conn, rows)
+
+
+def test_rows_arriving_steadily_are_committed_in_batches_not_one_by_one(tmp_path):
+    store = CountingStore(tmp_path / "u.sqlite3")
+    try:
+        started = time.monotonic()
+        n = 0
+        while time.monotonic() - started < 0.4:
+            store.record({"request_id": f"r{n}"})
+            n += 1
+            time.sleep(0.002)
+        elapsed = time.monotonic() - started
+        assert store.flush()
+        assert len(rows(tmp_path / "u.sqlite3")) == n
+        # one transaction per BATCH_SECS window (+ the flush's), not one per row
+        assert store.writes <= elapsed / usage.BATCH_SECS + 2, (store.writes, n, elapsed)
+        assert n >= 20
+    finally:
+        store.close()
+
+
+def test_a_batch_is_committed_within_its_window_without_a_flush(tmp_path):
+    store = UsageStore(tmp_path / "u.sqlite3")
+    try:
+        store.record({"request_id": "alone"})
+        deadline = time.monotonic() + 5
+        while not rows(tmp_path / "u.sqlite3") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rows(tmp_path / "u.sqlite3") == [("alone", 0)]
+    finally:
+        store.close()
+
+
+def test_flush_and_close_do_not_wait_for_the_batch_window(tmp_path):
+    store = UsageStore(tmp_path / "u.sqlite3")
+    try:
+        waited = 0.0
+        for round_ in range(10):
+            store.record({"request_id": f"f{round_}"})
+            started = time.monotonic()
+            assert store.flush()
+            waited += time.monotonic() - started
+            assert len(rows(tmp_path / "u.sqlite3")) == round_ + 1
+        # each flush cuts its window short: waiting the windows out would take
+        # 10 x BATCH_SECS at least
+        assert waited < 10 * usage.BATCH_SECS * 0.8, waited
+        store.record({"request_id": "last"})
+    finally:
+        store.close()
+    assert rows(tmp_path / "u.sqlite3")[-1] == ("last", 0)
+
+
+def test_batched_writes_interleaved_with_flushes_and_resets_lose_nothing(tmp_path):
+    store = UsageStore(tmp_path / "u.sqlite3")
+    try:
+        def writer(k):
+            for i in range(300):
+                store.record({"request_id": f"w{k}-{i}", "input_tokens": 1})
+                if i % 50 == 0:
+                    store.flush()
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.flush()
+        got = rows(tmp_path / "u.sqlite3")
+        assert len(got) == 1200 and len({r[0] for r in got}) == 1200
+        assert store.reset() == 1200
+        store.record({"request_id": "after-reset"})
+    finally:
+        store.close()
+    assert rows(tmp_path / "u.sqlite3") == [("after-reset", 0)]

@@ -37,8 +37,24 @@ BACKUPS = 3
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-class JsonFormatter(logging.Formatter):
+class OnceFormatter(logging.Formatter):
+    """Formats a record once for all the handlers sharing this formatter (the
+    file and stderr), not once per handler; :meth:`render` makes the line."""
+
     def format(self, record: logging.LogRecord) -> str:
+        done = record.__dict__.get("tokn_text")
+        if done is not None and done[0] is self:
+            return done[1]
+        text = self.render(record)
+        record.tokn_text = (self, text)
+        return text
+
+    def render(self, record: logging.LogRecord) -> str:
+        return super().format(record)
+
+
+class JsonFormatter(OnceFormatter):
+    def render(self, record: logging.LogRecord) -> str:
         data = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                 + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
                 "logger": record.name, "message": record.getMessage()}
@@ -72,7 +88,29 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
                     std.flush()
             os.dup2(fd, 1)
             os.dup2(fd, 2)
+        self._size = os.fstat(fd).st_size
+        self._sized = time.monotonic()
         return open(fd, self.mode, encoding=self.encoding, errors=self.errors)  # noqa: SIM115
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """logging's rotation check stats the path twice, seeks and formats the
+        record once more; this one counts what it wrote, and reads the file's
+        real size (others append to it: a traceback on fd 2) once a second."""
+        try:
+            if self.stream is None:
+                self.stream = self._open()
+            size = len(self.format(record).encode("utf-8", "replace")) + 1
+            now = time.monotonic()
+            if now - self._sized >= 1.0:
+                self._sized = now
+                self.stream.flush()
+                self._size = os.fstat(self.stream.fileno()).st_size
+            if self.maxBytes > 0 and self._size + size >= self.maxBytes:
+                self.doRollover()
+            logging.FileHandler.emit(self, record)
+            self._size += size
+        except Exception:  # noqa: BLE001 - logging's own contract: report, go on
+            self.handleError(record)
 
 
 def log_file(cfg: Config) -> Path:
@@ -102,7 +140,7 @@ def stderr_is_log(cfg: Config) -> bool:
 
 
 def formatter_of(cfg: Config) -> logging.Formatter:
-    return JsonFormatter() if cfg.logging.format == "json" else logging.Formatter(TEXT_FORMAT)
+    return JsonFormatter() if cfg.logging.format == "json" else OnceFormatter(TEXT_FORMAT)
 
 
 def apply_logging(cfg: Config) -> None:

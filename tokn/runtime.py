@@ -28,6 +28,7 @@ from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.keys import KeyRing
 from tokn.limits import Limiter, LocalCounters
+from tokn.outbound import ConnectionPool
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.recorder import Recorder
@@ -86,21 +87,35 @@ def outbound_proxy(cfg: Config, env: dict[str, str] | None = None) -> str | None
     return value
 
 
+# Outbound connections open at once (every concurrent stream holds one), and
+# idle ones kept per upstream; within the process's file descriptors (fd_budget)
+OUTBOUND_CONNECTIONS = 1000
+OUTBOUND_IDLE = 100
+
+
 def make_client(cfg: Config,
                 transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """tokn's one outbound client.  Its transport is ``transport`` (tests), else
+    httpx's proxy transport when ``[proxy]`` applies (hosts in ``no_proxy`` and
+    everything else go through tokn's :class:`~tokn.outbound.ConnectionPool`)."""
     proxy = None if transport else outbound_proxy(cfg)
+    verify = upstream_ssl_context(cfg)
     mounts = None
     if proxy and cfg.proxy.no_proxy:
         mounts = {f"all://{host}": None for host in cfg.proxy.no_proxy}
+    if transport is None:
+        transport = ConnectionPool(verify, max_connections=OUTBOUND_CONNECTIONS,
+                                   max_idle=OUTBOUND_IDLE)
     limits = cfg.timeouts
     # API calls set their own (per account); this bounds the rest: model
     # listings, token exchanges and refreshes, plan and quota look-ups
     return httpx.AsyncClient(
         transport=transport, proxy=proxy, mounts=mounts, trust_env=False,
-        verify=upstream_ssl_context(cfg),
+        verify=verify,
         timeout=httpx.Timeout(connect=limits.connect_secs, read=limits.first_byte_secs,
                               write=limits.first_byte_secs, pool=limits.connect_secs),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=httpx.Limits(max_connections=OUTBOUND_CONNECTIONS,
+                            max_keepalive_connections=OUTBOUND_IDLE),
     )
 
 
@@ -238,6 +253,9 @@ def make_server(app: Any, host: str, port: int, log_level: str, cfg: Config, *,
     # tokn drains in-flight requests itself (serve); uvicorn's own grace is a backstop
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
                             access_log=False, lifespan=lifespan,
+                            # no X-Forwarded-* rewriting: tokn is nobody's backend (and
+                            # it is one ASGI layer less on every request)
+                            proxy_headers=False,
                             timeout_keep_alive=keep_alive or cfg.server.keep_alive_secs,
                             timeout_graceful_shutdown=int(cfg.server.drain_secs) + 5,
                             http=guarded_protocol(limits), ws="wsproto",

@@ -422,3 +422,18 @@ def test_anthropic_switch_headers_carry_only_the_key():
 def test_openai_switch_headers_are_bearer():
     provider = make(OpenAIProvider, Upstream(), key="sk-pool")
     assert asyncio.run(provider.switch_headers()) == {"authorization": "Bearer sk-pool"}
+
+
+@pytest.mark.parametrize("size", [100, 3 * 1024 * 1024 + 17])
+def test_request_bodies_big_and_small_arrive_whole_with_a_content_length(size):
+    # a body over base.SLICE goes out a slice at a time: same bytes, not chunked
+    upstream = Upstream({("POST", "/v1/chat/completions"): chat_ok})
+    provider = make(OpenAIProvider, upstream)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "é" + "x" * size}]}
+    resp, _ = asyncio.run(send_and_read(provider, "chat", body))
+    assert resp.status == 200
+    sent = upstream.last
+    assert json.loads(sent.content) == body
+    assert sent.headers["content-length"] == str(len(sent.content))
+    assert "transfer-encoding" not in sent.headers
+    assert sent.headers["content-type"] == "application/json"

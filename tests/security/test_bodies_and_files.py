@@ -245,3 +245,34 @@ def test_an_early_413_reaches_a_client_still_sending(fake):
         again = recv_all(sock)
         sock.close()
     assert status_of(early) == 413 and status_of(again) == 200
+
+
+def test_a_big_routed_body_streams_through_the_proxy_intact(fake):
+    # over 1 MiB (and chunked, of unknown size): streamed to the listener as it
+    # arrives, not held by the proxy; the upstream gets it whole
+    write_config({"server": {"api_key": KEY, "max_body_mb": 8},
+                  "accounts": [account("p", "openai-compatible", base_url=fake.url + "/v1")]})
+    text = "y" * 3_000_000
+    big = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": text}]})
+    auth = {"host": "api.openai.com", "proxy-authorization": basic(), **JSON}
+    with running_tokn(with_proxy=True, api_key=KEY, listener_public=False) as t:
+        routed = raw(_port(t), http_request("POST", "http://api.openai.com/v1/chat/completions",
+                                            auth, big.encode()))
+        sock = socket.create_connection(("127.0.0.1", _port(t)), timeout=10)
+        sock.sendall(http_request("POST", "http://api.openai.com/v1/chat/completions",
+                                  [*auth.items(), ("transfer-encoding", "chunked")]))
+        data = big.encode()
+        for i in range(0, len(data), 65536):
+            piece = data[i:i + 65536]
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        sock.sendall(b"0\r\n\r\n")
+        chunked = recv_all(sock)
+        sock.close()
+    for answer in (routed, chunked):
+        assert status_of(answer) == 200, answer[:300]
+    sent = fake.requests_to("/chat/completions")
+    assert len(sent) == 2
+    assert all(json.loads(r.body)["messages"][0]["content"] == text for r in sent)
+    rows = usage_rows()
+    assert [r["status"] for r in rows] == [200, 200]
+    assert all(r["front_door"] == "proxy" and r["bytes_in"] == len(data) for r in rows)

@@ -47,3 +47,20 @@ def test_bodies_recorded_only_when_asked_and_capped():
     assert "[tokn: truncated" in streamed["response_body"]
     everything = repr(usage_rows())
     assert "client-secret-key" not in everything and "sk-upstream-secret" not in everything
+
+
+def test_x_forwarded_for_does_not_rename_the_client_in_rows():
+    # tokn is no reverse proxy's backend: a local process cannot pose as another peer
+    import httpx
+
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["m"]) as fake:
+        write_config({"accounts": [account("local", "openai-compatible",
+                                           base_url=fake.url + "/v1", api_key="sk-local")]})
+        with running_tokn() as tokn:
+            resp = httpx.post(tokn.api_url + "/v1/chat/completions",
+                              headers={"x-forwarded-for": "203.0.113.9",
+                                       "x-forwarded-proto": "https"},
+                              json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+            assert resp.status_code == 200
+        (row,) = usage_rows()
+        assert row["client"].startswith("127.0.0.1:"), row["client"]

@@ -33,6 +33,7 @@ from tokn.mitm.services import (
     FlowInfo,
     ProxyServices,
     answer_error,
+    declared_body,
     handled,
     in_tunnel,
     peer,
@@ -43,6 +44,9 @@ from tokn.usage import UsageRow, new_request_id
 
 log = logging.getLogger("tokn")
 CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+# A routed request body larger than this (or of unknown size) is streamed to
+# the listener as it arrives rather than buffered in the proxy first.
+STREAM_TO_LISTENER = 1 << 20
 
 # (name, type, default, help): also declared by the mitmdump entry, so that
 # `--set tokn_route_mode=...` is known before tokn has started
@@ -171,6 +175,10 @@ class Router:
         _, sep, query = req.path.partition("?")
         req.scheme, (req.host, req.port) = "http", self.services.listener
         req.path = decision.endpoint.listener_path(decision.params) + sep + query
+        size = declared_body(req)
+        if size is None or size > STREAM_TO_LISTENER:
+            # the listener reads it (and enforces the limits): the proxy holds no copy
+            req.stream = True
 
     async def _switch(self, flow: http.HTTPFlow, info: FlowInfo,
                       decision: modes.Decision) -> None:

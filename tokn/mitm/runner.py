@@ -1,8 +1,9 @@
 """Run mitmproxy in-process with tokn's addons (see shared notes on embedding).
 
-``Master`` + ``default_addons()`` (not ``DumpMaster``, whose error check exits
-the process), lazy upstream connections, leaves naming only the requested
-host, tokn's own CA, and a shutdown that really closes the listening socket.
+``Master`` (not ``DumpMaster``, whose error check exits the process) with the
+few mitmproxy addons a proxy needs (:func:`core_addons`), lazy upstream
+connections, leaves naming only the requested host, tokn's own CA, and a
+shutdown that really closes the listening socket.
 """
 
 from __future__ import annotations
@@ -66,6 +67,27 @@ def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
     }
 
 
+def core_addons() -> list[Any]:
+    """mitmproxy's addons tokn's proxy runs on: options and commands (Core), the
+    listening servers, protocol detection, TLS, refusing public peers (Block),
+    no h2c, and the onboarding app (switched off: ``mitm_options``).  Not
+    ``default_addons()``: its other two dozen (replay, anticache, map/modify,
+    save, export, scripts, DNS...) are features tokn does not offer, and every
+    one of them is called on every hook of every flow."""
+    from mitmproxy.addons import (
+        block,
+        core,
+        disable_h2c,
+        next_layer,
+        onboarding,
+        proxyserver,
+        tlsconfig,
+    )
+
+    return [core.Core(), block.Block(), disable_h2c.DisableH2C(), onboarding.Onboarding(),
+            proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()]
+
+
 def mitm_log_level(cfg: Config) -> None:
     """mitmproxy's own records: only errors, unless ``[logging].level`` is debug."""
     import logging
@@ -76,7 +98,7 @@ def mitm_log_level(cfg: Config) -> None:
 
 class ProxyRunner:
     """Start/stop one mitmproxy ``Master`` inside the running event loop, with
-    mitmproxy's default addons and tokn's (:func:`~tokn.mitm.addons.proxy_addons`)."""
+    :func:`core_addons` and tokn's (:func:`~tokn.mitm.addons.proxy_addons`)."""
 
     def __init__(self, services: ProxyServices, *, host: str, port: int,
                  route_mode: str | None) -> None:
@@ -89,7 +111,7 @@ class ProxyRunner:
         self.listening = False
 
     async def start(self) -> None:
-        from mitmproxy import addons, options
+        from mitmproxy import options
         from mitmproxy.master import Master
 
         from tokn.mitm.addons import proxy_addons
@@ -98,7 +120,7 @@ class ProxyRunner:
         mitm_log_level(cfg)
         opts = options.Options()
         self.master = Master(opts)
-        self.master.addons.add(*addons.default_addons())
+        self.master.addons.add(*core_addons())
         self.master.addons.add(*proxy_addons(self.services))
         opts.update(**mitm_options(cfg, host=self.host, port=self.port),
                     tokn_route_mode=self.route_mode)

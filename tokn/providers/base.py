@@ -11,6 +11,7 @@ natively, so adding a provider never touches the pipeline.
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -36,6 +37,20 @@ DROP_HEADERS = frozenset({
     "upgrade", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
     "accept-encoding", "cookie",
 })
+
+SLICE = 1 << 20  # bytes of a large request body handed to the socket at a time
+
+
+def encode_json(value: Any) -> bytes:
+    """A request body as httpx encodes ``json=`` (compact, UTF-8)."""
+    return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                         allow_nan=False).encode("utf-8")
+
+
+async def slices(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), SLICE):
+        yield bytes(view[start:start + SLICE])
 
 
 # the formats of Anthropic's API: calls in them carry the client's anthropic-* headers
@@ -348,11 +363,20 @@ class Provider:
     async def post(self, url: str, headers: Mapping[str, str], *, json: Any = None,
                    content: bytes | None = None) -> httpx.Response:
         """POST with the account's credentials (:meth:`authorized`), the answer
-        streamed: the caller reads or closes it."""
+        streamed: the caller reads or closes it.  A ``json`` body is encoded as
+        httpx would; one over :data:`SLICE` bytes is sent a slice at a time, so
+        the socket's send buffer never holds a second copy of it."""
+        if json is not None:
+            content = encode_json(json)
+            headers = {"content-type": "application/json", **headers}
+
         async def call(creds: dict[str, str]) -> httpx.Response:
-            request = self.client.build_request("POST", url, json=json, content=content,
-                                                headers={**headers, **creds},
-                                                timeout=self.http_timeout())
+            big = content is not None and len(content) > SLICE
+            request = self.client.build_request(
+                "POST", url, content=slices(content) if big else content,
+                headers={**headers, **creds,
+                         **({"content-length": str(len(content))} if big else {})},
+                timeout=self.http_timeout())
             return await self.client.send(request, stream=True)
 
         return await self.authorized(call)
