@@ -419,16 +419,19 @@ class Pool:
         objects they hold.  An account whose provider was kept keeps its model
         list and health; a new or changed one starts afresh (healthy, models
         listed again); a removed or disabled one leaves rotation and sticky
-        sessions (its health stays in memory for requests still finishing)."""
+        sessions (its health stays in memory for requests still finishing).
+        With shared state a changed account's fresh health is published too; a
+        new one takes the other replicas' record at the next :meth:`sync`."""
         fresh = [aid for aid, p in providers.items() if self.providers.get(aid) is not p]
         for account_id in fresh:
             self.health[account_id] = Health()
             self._models_at.pop(account_id, None)
             self._unlisted.pop(account_id, None)
         gone = set(self.providers) - set(providers)
+        changed = {aid for aid in fresh if aid in self.providers}
         self.providers = providers
         for account_id in fresh:
-            self._save(account_id)
+            self._save(account_id, publish=account_id in changed)
         if gone:
             self._sticky = {k: v for k, v in self._sticky.items() if v not in gone}
             for account_id in gone:
@@ -510,12 +513,12 @@ class Pool:
                           cooldown=cooldown or retry_after is not None or exhausted is not None)
         return kind, retry_after
 
-    def _save(self, account_id: str) -> None:
+    def _save(self, account_id: str, publish: bool = True) -> None:
         if account_id not in self.providers:
             return  # taken out of rotation while its request ran: nothing to show
         self._ok_saved[account_id] = self.health[account_id].last_ok
         record = asdict(self.health[account_id])
-        if self.shared is not None:
+        if self.shared is not None and publish:
             self.shared.push(account_id, record)
         try:
             state.update("health", account_id, record)
