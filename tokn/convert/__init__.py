@@ -34,7 +34,7 @@ from .stage import (
     Frame,
     Stage,
 )
-from .tools import output_tool_name, responses_tools_to_chat, uses_output_tool
+from .tools import output_tool_name, request_tools, responses_tools_to_chat, uses_output_tool
 from .validate import check_request
 
 __all__ = [
@@ -114,7 +114,7 @@ def response_hints(client_fmt: str, request: Body | None, upstream_fmt: str,
         return NO_HINTS
     names: dict[str, ToolRef] = {}
     if client_fmt == "responses":
-        tools, names, _ = responses_tools_to_chat(request.get("tools") or [])
+        tools, names, _ = responses_tools_to_chat(request_tools(request))
         chat = {"tools": tools, "response_format": r_req.format_to_chat(
             (request.get("text") or {}).get("format"))}
     else:

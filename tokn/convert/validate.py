@@ -248,6 +248,8 @@ def _item(item: Any, path: str) -> None:
                       "encrypted_content": ("string",)})
     if item.get("type") in ("reasoning", None, "message"):
         _content(item, p, _responses_part)
+    if item.get("type") == "additional_tools":  # Codex's "Responses lite" tools
+        _objects(item.get("tools"), p + "tools", _responses_tool)
     for key in ("summary",):
         for i, part in enumerate(opt(item, key, p, "array") or []):
             _responses_part(part, f"{p}{key}[{i}]")
