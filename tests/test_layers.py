@@ -66,7 +66,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"standalone"},
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
-    "status_report": BASE | {"accounts"},  # what `tokn status` says  # shipped files; the mitmdump script loads the entry
+    "status_report": BASE | {"accounts"},  # what `tokn status` says
     "cli": APP,
     "__main__": {"cli"},
 }

@@ -295,10 +295,37 @@ def responses_request(body: Body) -> None:
         opt(text, "verbosity", "text.", "string")
 
 
+def _gemini_part(part: dict[str, Any], path: str) -> None:
+    _fields(part, path, {"text": ("string",), "thought": ("boolean",)})
+    for key in ("inlineData", "inline_data", "functionCall", "function_call",
+                "functionResponse", "function_response", "fileData", "file_data"):
+        opt(part, key, path, "object")
+
+
+def _gemini_content(content: dict[str, Any], path: str) -> None:
+    opt(content, "role", path, "string")
+    _objects(content.get("parts"), f"{path}parts", _gemini_part)
+
+
+def gemini_request(body: Body) -> None:
+    """A Gemini ``GenerateContentRequest`` (camelCase or snake_case fields)."""
+    _objects(body.get("contents"), "contents", _gemini_content)
+    for key in ("systemInstruction", "system_instruction"):
+        if isinstance(body.get(key), str):
+            continue  # the SDKs accept a bare string
+        if body.get(key) is not None:
+            _gemini_content(need(body[key], key, "object"), f"{key}.")
+    for key in ("generationConfig", "generation_config", "toolConfig", "tool_config"):
+        opt(body, key, "", "object")
+    for key in ("tools",):
+        _objects(body.get(key), key, lambda _t, _p: None)
+
+
 CHECKS: dict[str, Callable[[Body], None]] = {
     "chat": chat_request,
     "messages": messages_request,
     "responses": responses_request,
+    "gemini": gemini_request,
 }
 
 

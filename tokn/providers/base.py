@@ -34,7 +34,7 @@ from tokn.wire import upstream_paths
 DROP_HEADERS = frozenset({
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
     "upgrade", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
-    "accept-encoding", "cookie",
+    "accept-encoding", "cookie", "x-goog-api-key",
 })
 
 

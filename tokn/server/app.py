@@ -43,12 +43,14 @@ class AppState:
         value = headers.get(hop.INTERNAL)
         return bool(value) and key_matches(self.internal_secret, value)
 
-    def identity(self, headers: Mapping[str, str]) -> Identity | None:
+    def identity(self, headers: Mapping[str, str],
+                 query: Mapping[str, str] | None = None) -> Identity | None:
         """Who is calling (``None``: refused): the proxy's hop says whom it
-        admitted; anyone else presents the API key."""
+        admitted; anyone else presents the API key (Google clients may send it
+        as ``?key=`` in ``query``)."""
         if self.is_internal(headers):
             return Identity(headers.get(hop.IDENTITY) or "proxy")
-        return identify(self.api_key, presented_key(headers))
+        return identify(self.api_key, presented_key(headers, query))
 
 
 FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
@@ -116,20 +118,21 @@ def _peer(request: Request) -> str:
 
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
-    return state.identity(request.headers) is not None
+    return state.identity(request.headers, request.query_params) is not None
 
 
 def denied(request: Request) -> Response:
     """401 in the caller's format, saying how to authenticate."""
     return error_response(request, 401,
-                          "Invalid or missing API key: send it as `Authorization: Bearer KEY` "
-                          "or `x-api-key: KEY` (the key is [server].api_key / --api-key).")
+                          "Invalid or missing API key: send it as `Authorization: Bearer KEY`, "
+                          "`x-api-key: KEY` or `x-goog-api-key: KEY` (the key is "
+                          "[server].api_key / --api-key).")
 
 
 def create_app(state: AppState) -> Starlette:
     def api(endpoint: wire.Endpoint) -> Any:
         async def handle(request: Request) -> Response:
-            identity = state.identity(request.headers)
+            identity = state.identity(request.headers, request.query_params)
             if identity is None:
                 # logged, not recorded: the usage log holds what the key's holders asked
                 log.warning("listener: refused %s %s from %s: 401 no valid API key",
@@ -157,7 +160,7 @@ def create_app(state: AppState) -> Starlette:
             except ToknError as exc:
                 state.pipeline.reject(inbound({}, None), exc.status, exc.message)
                 return error_response(request, exc.status, exc.message)
-            request_in = inbound(body, size)
+            request_in = inbound(endpoint.body_of(body, request.path_params), size)
             try:
                 reply = await until_disconnect(request, state.pipeline.handle(request_in))
                 if reply is None:  # the client is gone; the pipeline recorded a 499
@@ -173,7 +176,7 @@ def create_app(state: AppState) -> Starlette:
         return handle
 
     async def models(request: Request) -> Response:
-        if state.identity(request.headers) is None:
+        if state.identity(request.headers, request.query_params) is None:
             return denied(request)
         caller = wire.caller_api(request.url.path, headers=request.headers)
         try:
