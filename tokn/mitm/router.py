@@ -36,7 +36,7 @@ from tokn.mitm.services import (
 from tokn.mitm.target import Target, credential_may_go
 from tokn.usage import UsageRow, new_request_id
 
-CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 
 # (name, type, default, help): also declared by the mitmdump entry, so that
 # `--set tokn_route_mode=...` is known before tokn has started
@@ -130,6 +130,7 @@ class Router:
             chosen = pool.switch_account(decision.provider, accept=lambda p: credential_may_go(
                 target, base_url=p.account.base_url, provider_hosts=type(p).hosts))
             headers = await chosen.switch_headers()
+            path, body = await chosen.switch_target(flow.request.path, flow.request.content)
         except ToknError as exc:
             answer_error(flow, self.services, decision.api, exc.status, exc.message, exc.code)
             return
@@ -142,6 +143,9 @@ class Router:
             flow.request.headers.pop(name, None)
         for name, value in headers.items():
             flow.request.headers[name] = value
+        flow.request.path = path
+        if body is not flow.request.content:
+            flow.request.content = body
         info.provider = chosen
         assert info.attempt is not None
         info.attempt.row.account = chosen.account_id

@@ -397,6 +397,12 @@ class Provider:
         """Credentials (and identity) injected into a switched proxy flow."""
         return {**self.static_headers(), **await self.credentials()}
 
+    async def switch_target(self, path: str, body: bytes | None) -> tuple[str, bytes | None]:
+        """A switched proxy flow's path and body with this account's facts in
+        place of the client's (Code Assist's envelope names the account's
+        project; a key in the URL goes).  Unchanged by default."""
+        return path, body
+
     async def describe(self) -> dict[str, Any]:
         """Extra facts for ``tokn account show`` (plan, quota...)."""
         return {}
