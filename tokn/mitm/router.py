@@ -17,7 +17,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from tokn import hop
+from tokn import hop, wire
 from tokn.config import Config
 from tokn.errors import ToknError
 from tokn.identity import Identity
@@ -106,6 +106,26 @@ class Router:
         elif decision.action == modes.SWITCH:
             assert decision.target is not None and decision.provider is not None
             await self._switch(flow, info, decision)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        """A switched flow's body, once read, with the account's facts in place of
+        the client's (Code Assist's envelope names the pooled account's project)."""
+        info = flow.metadata.get(INFO)
+        if flow.response is not None or not isinstance(info, FlowInfo) \
+                or info.mode != modes.SWITCH or info.provider is None \
+                or not flow.request.content:
+            return
+        try:
+            path, body = await info.provider.switch_target(flow.request.path,
+                                                           flow.request.content)
+        except ToknError as exc:
+            api = wire.caller_api(flow.request.path, host=flow.request.host,
+                                  headers=flow.request.headers)
+            answer_error(flow, self.services, api, exc.status, exc.message, exc.code)
+            return
+        flow.request.path = path
+        if body is not flow.request.content:
+            flow.request.content = body
 
     def _route(self, flow: http.HTTPFlow, decision: modes.Decision) -> None:
         req = flow.request
