@@ -141,6 +141,17 @@ class GeminiCliProvider(GoogleProvider):
         return self.account.refresh_url or str(self.option("token_url", google.TOKEN_URL))
 
     @property
+    def userinfo_url(self) -> str:
+        """Google's userinfo endpoint; beside the token endpoint when that one is
+        overridden (a relay, a fake), so an overridden account asks nothing of Google."""
+        explicit = self.option("userinfo_url")
+        if explicit:
+            return str(explicit)
+        if self.account.refresh_url.endswith("/token"):
+            return google.GoogleUrls.under(self.account.refresh_url[:-len("/token")]).userinfo
+        return google.USERINFO_URL
+
+    @property
     def can_refresh(self) -> bool:
         return True
 
@@ -334,7 +345,7 @@ class GeminiCliProvider(GoogleProvider):
                 client, urls=urls, say=setup.say,
                 open_browser=None if no_browser else setup.open_browser)
         if google_url:
-            fields.update(refresh_url=urls.token, userinfo_url=urls.userinfo)
+            fields["refresh_url"] = urls.token  # the userinfo endpoint is found beside it
         return Credentials(fields, source="Google sign-in")
 
     @classmethod
@@ -351,7 +362,7 @@ class GeminiCliProvider(GoogleProvider):
         headers = await self.credentials()
         email = await google.email_of(
             self.client, headers["authorization"].removeprefix("Bearer "),
-            url=str(self.option("userinfo_url", google.USERINFO_URL)))
+            url=self.userinfo_url)
         info = await self.project_info()
         who = f"{email}, " if email else ""
         return Verified(f"{who}project {info['project']}, {info.get('tier_name') or 'tier ?'}",
