@@ -12,9 +12,17 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.fakes.google import FakeCodeAssist, FakeGoogleOAuth
+from tests.fakes.google import FakeCodeAssist, FakeGeminiAPI, FakeGoogleOAuth
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, applied_env, free_port, proxy_env, running_tokn, write_config
+from tests.helpers import (
+    account,
+    applied_env,
+    free_port,
+    proxy_env,
+    running_tokn,
+    usage_rows,
+    write_config,
+)
 from tokn import ca, state
 from tokn.config import load_config
 from tokn.providers.gemini.code_assist import PROJECTS, TOKEN_STATE, owner_of
@@ -142,3 +150,35 @@ def test_code_assist_passes_through_by_default_and_switch_names_the_pooled_proje
         assert seen.json["project"] == "pooled-project"
         assert oauth.is_valid(seen.bearer()) and seen.bearer() != "ya29.someone-else"
         assert state.read(TOKEN_STATE)["gcli"]["expires_at"] > time.time()
+
+
+def test_genai_sdk_passthrough_keeps_the_clients_key_and_records_usage(public_ca,
+                                                                        tls_context_for):
+    _, root = public_ca
+    host = "generativelanguage.googleapis.com"
+    with FakeGeminiAPI(api_keys={"AIza-client-own-key"},
+                       ssl_context=tls_context_for(host)) as fake:
+        port = free_port()
+        write_config({"proxy_mode": {"port": port, "route_mode": "passthrough",
+                                     "upstream_ca_bundle": str(root),
+                                     "upstream_overrides": {host: f"127.0.0.1:{fake.port}"}}})
+        env = proxy_env()
+        with running_tokn(with_proxy=True, proxy_port=port, listener_public=False) as tokn, \
+                applied_env(env):
+            client = genai.Client(api_key="AIza-client-own-key")
+            try:
+                plain = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+                chunks = list(client.models.generate_content_stream(
+                    model="gemini-2.5-flash", contents="a b c"))
+            finally:
+                client.close()
+            tokn.runtime.usage.flush()
+            rows = usage_rows(tokn.runtime.usage.path)
+        assert plain.text == "echo: hi"
+        assert "".join(c.text or "" for c in chunks) == "echo: a b c"
+        assert all(r.headers["x-goog-api-key"] == "AIza-client-own-key" for r in fake.requests)
+    assert [(r["route_mode"], r["inbound_format"], r["stream"], r["status"]) for r in rows] == [
+        ("passthrough", "gemini", 0, 200), ("passthrough", "gemini", 1, 200)]
+    assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows)
+    assert {r["model_requested"] for r in rows} == {"gemini-2.5-flash"}
+    assert rows[1]["error"] is None  # the stream ended as Gemini streams end
