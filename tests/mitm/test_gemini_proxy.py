@@ -182,3 +182,32 @@ def test_genai_sdk_passthrough_keeps_the_clients_key_and_records_usage(public_ca
     assert all(r["input_tokens"] > 0 and r["output_tokens"] > 0 for r in rows)
     assert {r["model_requested"] for r in rows} == {"gemini-2.5-flash"}
     assert rows[1]["error"] is None  # the stream ended as Gemini streams end
+
+
+def test_genai_sdk_switch_mode_puts_the_pooled_key_in(public_ca, tls_context_for):
+    _, root = public_ca
+    host = "generativelanguage.googleapis.com"
+    with FakeGeminiAPI(api_keys={"AIza-pooled"}, ssl_context=tls_context_for(host)) as fake:
+        port = free_port()
+        write_config({"proxy_mode": {"port": port, "route_mode": "switch",
+                                     "upstream_ca_bundle": str(root),
+                                     "upstream_overrides": {host: f"127.0.0.1:{fake.port}"}},
+                      "accounts": [account("gem", "gemini", api_key="AIza-pooled")]})
+        env = proxy_env()
+        with running_tokn(with_proxy=True, proxy_port=port, listener_public=False), \
+                applied_env(env):
+            client = genai.Client(api_key="AIza-client-own-key")
+            try:
+                assert client.models.generate_content(model="gemini-2.5-flash",
+                                                      contents="hi").text == "echo: hi"
+            finally:
+                client.close()
+            # a key in the URL goes too: only the pooled one reaches Google
+            with httpx.Client(timeout=30) as plain:
+                r = plain.post(f"https://{host}/v1beta/models/gemini-2.5-flash:generateContent"
+                               "?key=AIza-client-own-key",
+                               json={"contents": [{"role": "user", "parts": [{"text": "x"}]}]})
+            assert r.status_code == 200, r.text
+        for seen in fake.requests:
+            assert seen.headers["x-goog-api-key"] == "AIza-pooled"
+            assert "AIza-client-own-key" not in seen.target + str(dict(seen.headers))
