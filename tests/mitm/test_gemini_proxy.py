@@ -8,9 +8,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
-from google import genai
-from google.genai import types
 
 from tests.fakes.google import FakeCodeAssist, FakeGeminiAPI, FakeGoogleOAuth
 from tests.fakes.llm import FakeLLM
@@ -18,6 +15,7 @@ from tests.helpers import (
     account,
     applied_env,
     free_port,
+    genai_exchanges,
     proxy_env,
     running_tokn,
     usage_rows,
@@ -27,41 +25,7 @@ from tokn import ca, state
 from tokn.config import load_config
 from tokn.providers.gemini.code_assist import PROJECTS, TOKEN_STATE, owner_of
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"fake-image-bytes"
-WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
-    name="get_weather", description="Weather for a city",
-    parameters_json_schema={"type": "object", "properties": {"location": {"type": "string"}}})])
 CA_HOST = "cloudcode-pa.googleapis.com"
-
-
-@pytest.fixture(autouse=True)
-def _no_google_env(monkeypatch):
-    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
-                 "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-
-
-def genai_round(model: str) -> None:
-    """The SDK with its default base URL (the real Google host), through the proxy."""
-    client = genai.Client(api_key="AIza-client-own-key")
-    try:
-        assert client.models.generate_content(model=model, contents="hi").text == "echo: hi"
-        chunks = list(client.models.generate_content_stream(model=model, contents="a b c"))
-        assert "".join(c.text or "" for c in chunks) == "echo: a b c"
-        config = types.GenerateContentConfig(tools=[WEATHER])
-        ask = types.Content(role="user", parts=[types.Part(text="weather in Paris?")])
-        called = client.models.generate_content(model=model, contents=[ask], config=config)
-        assert called.function_calls[0].name == "get_weather"
-        answer = types.Part.from_function_response(name="get_weather",
-                                                   response={"output": "sunny"})
-        done = client.models.generate_content(model=model, config=config, contents=[
-            ask, called.candidates[0].content, types.Content(role="user", parts=[answer])])
-        assert done.text == "tool said: sunny"
-        seen = client.models.generate_content(model=model, contents=[
-            types.Part.from_bytes(data=PNG, mime_type="image/png"), "what is this?"])
-        assert seen.text == "echo: what is this?"
-    finally:
-        client.close()
 
 
 def test_ca_is_constrained_to_the_google_api_hosts():
@@ -73,7 +37,7 @@ def test_ca_is_constrained_to_the_google_api_hosts():
     assert files.cert_path.exists()
 
 
-def test_genai_sdk_route_mode_served_by_a_copilot_style_account():
+def test_genai_sdk_route_mode_served_by_a_copilot_style_account(genai_sdk):
     with FakeLLM(formats={"chat"}, models=["gemini-2.5-flash"], copilot_quirks=True) as fake:
         port = free_port()
         write_config({"proxy_mode": {"port": port}, "accounts": [
@@ -81,13 +45,13 @@ def test_genai_sdk_route_mode_served_by_a_copilot_style_account():
         env = proxy_env()
         with running_tokn(with_proxy=True, proxy_port=port, listener_public=False), \
                 applied_env(env):
-            genai_round("gemini-2.5-flash")
+            genai_exchanges(genai_sdk(key="AIza-client-own-key"), "gemini-2.5-flash")
         assert fake.requests and all(r.headers["authorization"] == "Bearer k"
                                      for r in fake.requests)
         assert "AIza-client-own-key" not in str([dict(r.headers) for r in fake.requests])
 
 
-def test_genai_sdk_route_mode_served_by_a_gemini_cli_account():
+def test_genai_sdk_route_mode_served_by_a_gemini_cli_account(genai_sdk):
     with FakeGoogleOAuth() as oauth, FakeCodeAssist(oauth=oauth) as code_assist:
         port = free_port()
         write_config({"proxy_mode": {"port": port}, "accounts": [account(
@@ -96,7 +60,7 @@ def test_genai_sdk_route_mode_served_by_a_gemini_cli_account():
         env = proxy_env()
         with running_tokn(with_proxy=True, proxy_port=port, listener_public=False), \
                 applied_env(env):
-            genai_round("gemini-3-pro-preview")
+            genai_exchanges(genai_sdk(key="AIza-client-own-key"), "gemini-3-pro-preview")
         sent = code_assist.requests_to(":streamGenerateContent")[-1].json
         assert sent["project"] == code_assist.project and "request" in sent
         assert not code_assist.handler_errors
@@ -153,7 +117,8 @@ def test_code_assist_passes_through_by_default_and_switch_names_the_pooled_proje
 
 
 def test_genai_sdk_passthrough_keeps_the_clients_key_and_records_usage(public_ca,
-                                                                        tls_context_for):
+                                                                        tls_context_for,
+                                                                        genai_sdk):
     _, root = public_ca
     host = "generativelanguage.googleapis.com"
     with FakeGeminiAPI(api_keys={"AIza-client-own-key"},
@@ -165,13 +130,10 @@ def test_genai_sdk_passthrough_keeps_the_clients_key_and_records_usage(public_ca
         env = proxy_env()
         with running_tokn(with_proxy=True, proxy_port=port, listener_public=False) as tokn, \
                 applied_env(env):
-            client = genai.Client(api_key="AIza-client-own-key")
-            try:
-                plain = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
-                chunks = list(client.models.generate_content_stream(
-                    model="gemini-2.5-flash", contents="a b c"))
-            finally:
-                client.close()
+            client = genai_sdk(key="AIza-client-own-key")
+            plain = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+            chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash",
+                                                                contents="a b c"))
             tokn.runtime.usage.flush()
             rows = usage_rows(tokn.runtime.usage.path)
         assert plain.text == "echo: hi"
@@ -184,7 +146,7 @@ def test_genai_sdk_passthrough_keeps_the_clients_key_and_records_usage(public_ca
     assert rows[1]["error"] is None  # the stream ended as Gemini streams end
 
 
-def test_genai_sdk_switch_mode_puts_the_pooled_key_in(public_ca, tls_context_for):
+def test_genai_sdk_switch_mode_puts_the_pooled_key_in(public_ca, tls_context_for, genai_sdk):
     _, root = public_ca
     host = "generativelanguage.googleapis.com"
     with FakeGeminiAPI(api_keys={"AIza-pooled"}, ssl_context=tls_context_for(host)) as fake:
@@ -196,12 +158,9 @@ def test_genai_sdk_switch_mode_puts_the_pooled_key_in(public_ca, tls_context_for
         env = proxy_env()
         with running_tokn(with_proxy=True, proxy_port=port, listener_public=False), \
                 applied_env(env):
-            client = genai.Client(api_key="AIza-client-own-key")
-            try:
-                assert client.models.generate_content(model="gemini-2.5-flash",
-                                                      contents="hi").text == "echo: hi"
-            finally:
-                client.close()
+            client = genai_sdk(key="AIza-client-own-key")
+            assert client.models.generate_content(model="gemini-2.5-flash",
+                                                  contents="hi").text == "echo: hi"
             # a key in the URL goes too: only the pooled one reaches Google
             with httpx.Client(timeout=30) as plain:
                 r = plain.post(f"https://{host}/v1beta/models/gemini-2.5-flash:generateContent"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
@@ -19,13 +18,6 @@ WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
                                                              "unit": {"type": "string"}}})])
 
 
-@pytest.fixture(autouse=True)
-def _no_google_env(monkeypatch):
-    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
-                 "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def chat_only():
     """A Copilot-style upstream that speaks only chat completions."""
@@ -35,26 +27,9 @@ def chat_only():
         yield fake
 
 
-_CLIENTS: list[genai.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_sdk_clients():
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
-def sdk(url: str, key: str = "unused", **options) -> genai.Client:
-    """An SDK client kept alive for the test (the SDK closes its transport when collected)."""
-    client = genai.Client(api_key=key, http_options={"base_url": url, **options})
-    _CLIENTS.append(client)
-    return client
-
-
-def test_generate_stream_tools_image_count_and_list(chat_only):
+def test_generate_stream_tools_image_count_and_list(chat_only, genai_sdk):
     with running_tokn() as tokn:
-        client = sdk(tokn.api_url)
+        client = genai_sdk(tokn.api_url)
         plain = client.models.generate_content(model="gpt-4.1", contents="hello there",
                                                config={"system_instruction": "Be brief."})
         assert plain.text == "echo: hello there"
@@ -114,11 +89,11 @@ def test_generate_stream_tools_image_count_and_list(chat_only):
         assert any(r["stream"] == 1 and r["output_tokens"] > 0 for r in gemini_rows)
 
 
-def test_v1_paths_and_key_forms(chat_only):
+def test_v1_paths_and_key_forms(chat_only, genai_sdk):
     """The SDK's ``api_version="v1"`` and every way a Google client sends a key,
     with ``[server].api_key`` set; errors in Google's format."""
     with running_tokn(api_key="sekret") as tokn:
-        r = sdk(tokn.api_url, key="sekret", api_version="v1").models.generate_content(
+        r = genai_sdk(tokn.api_url, key="sekret", api_version="v1").models.generate_content(
             model="gpt-4.1", contents="hi")
         assert r.text == "echo: hi"
         url = f"{tokn.api_url}/v1beta/models/gpt-4.1:generateContent"
@@ -129,11 +104,11 @@ def test_v1_paths_and_key_forms(chat_only):
         assert refused.status_code == 401
         assert refused.json()["error"]["status"] == "UNAUTHENTICATED"
         with pytest.raises(genai_errors.ClientError) as err:
-            sdk(tokn.api_url, key="wrong").models.generate_content(model="gpt-4.1",
+            genai_sdk(tokn.api_url, key="wrong").models.generate_content(model="gpt-4.1",
                                                                    contents="hi")
         assert err.value.code == 401
         with pytest.raises(genai_errors.ClientError) as err:
-            sdk(tokn.api_url, key="sekret").models.generate_content(model="no-such-model",
+            genai_sdk(tokn.api_url, key="sekret").models.generate_content(model="no-such-model",
                                                                     contents="hi")
         assert err.value.code == 404 and err.value.status == "NOT_FOUND"
         bad = httpx.post(url, json={"contents": "nope"}, headers={"x-goog-api-key": "sekret"})

@@ -8,59 +8,20 @@ import time
 import anthropic
 import openai
 import pytest
-from google import genai
-from google.genai import types
 
 from tests.fakes.google import FakeCodeAssist, FakeGeminiAPI, FakeGoogleOAuth
-from tests.helpers import account, running_tokn, usage_rows, wait_for_rows, write_config
+from tests.helpers import (
+    account,
+    genai_exchanges,
+    running_tokn,
+    usage_rows,
+    wait_for_rows,
+    write_config,
+)
 from tokn import state
 from tokn.providers.gemini.code_assist import PROJECTS
 
 KEY = "AIzaSy-fake-gemini-key"
-PNG = b"\x89PNG\r\n\x1a\n" + b"fake-image-bytes"
-WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
-    name="get_weather", description="Weather for a city",
-    parameters_json_schema={"type": "object", "properties": {"location": {"type": "string"}}})])
-_CLIENTS: list[genai.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_google_env(monkeypatch):
-    for name in ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
-                 "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-    yield
-    while _CLIENTS:
-        _CLIENTS.pop().close()
-
-
-def sdk(url: str) -> genai.Client:
-    client = genai.Client(api_key="unused", http_options={"base_url": url})
-    _CLIENTS.append(client)
-    return client
-
-
-def exercise_genai(client: genai.Client, model: str) -> None:
-    """Non-stream, stream, a function-calling round trip and an image."""
-    plain = client.models.generate_content(model=model, contents="hello there")
-    assert plain.text == "echo: hello there"
-    assert plain.usage_metadata.prompt_token_count == 3
-    chunks = list(client.models.generate_content_stream(model=model, contents="one two three"))
-    assert "".join(c.text or "" for c in chunks) == "echo: one two three"
-    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
-    config = types.GenerateContentConfig(tools=[WEATHER])
-    ask = types.Content(role="user", parts=[types.Part(text="what is the weather in Paris?")])
-    called = client.models.generate_content(model=model, contents=[ask], config=config)
-    assert called.function_calls[0].args == {"location": "Paris", "unit": "celsius"}
-    answer = types.Part.from_function_response(name="get_weather", response={"output": "sunny"})
-    done = client.models.generate_content(
-        model=model, config=config,
-        contents=[ask, called.candidates[0].content, types.Content(role="user",
-                                                                   parts=[answer])])
-    assert done.text == "tool said: sunny"
-    seen = client.models.generate_content(model=model, contents=[
-        types.Part.from_bytes(data=PNG, mime_type="image/png"), "what is this?"])
-    assert seen.text == "echo: what is this?"
 
 
 def exercise_anthropic(url: str, model: str) -> None:
@@ -84,17 +45,17 @@ def exercise_anthropic(url: str, model: str) -> None:
     assert done.content[0].text == "tool said: sunny"
 
 
-def test_gemini_api_key_account(monkeypatch):
+def test_gemini_api_key_account(genai_sdk):
     with FakeGeminiAPI(api_keys={KEY}) as fake:
         write_config({"accounts": [account("gem", "gemini", base_url=fake.url + "/v1beta",
                                            api_key=KEY)]})
         with running_tokn() as tokn:
-            exercise_genai(sdk(tokn.api_url), "gemini-3-pro-preview")
+            genai_exchanges(genai_sdk(tokn.api_url), "gemini-3-pro-preview")
             # the Gemini 3 call was sent back with its thought signature
             back = fake.requests_to(":generateContent")[-2].json["contents"][1]["parts"][0]
             assert fake.brain.issued(back["thoughtSignature"])
             exercise_anthropic(tokn.api_url, "gemini-2.5-flash")
-            names = [m.name for m in sdk(tokn.api_url).models.list()]
+            names = [m.name for m in genai_sdk(tokn.api_url).models.list()]
             assert "models/gemini-2.5-pro" in names
         assert all(r.headers.get("x-goog-api-key") == KEY for r in fake.requests)
         assert not fake.handler_errors
@@ -118,7 +79,7 @@ def test_gemini_api_daily_quota_parks_the_account():
             assert health["exhausted_until"] > time.time() + 3000
 
 
-def test_gemini_cli_account_onboards_refreshes_and_serves_every_client():
+def test_gemini_cli_account_onboards_refreshes_and_serves_every_client(genai_sdk):
     with FakeGoogleOAuth() as oauth, FakeCodeAssist(oauth=oauth, onboarded=False,
                                                      onboard_polls=1) as ca:
         refresh = next(iter(oauth.refresh_tokens))
@@ -126,7 +87,7 @@ def test_gemini_cli_account_onboards_refreshes_and_serves_every_client():
             "gcli", "gemini-cli", base_url=ca.url, refresh_url=oauth.url + "/token",
             refresh_token=refresh, settings={"onboard_poll_secs": 0.05})]})
         with running_tokn() as tokn:
-            exercise_genai(sdk(tokn.api_url), "gemini-3-pro-preview")
+            genai_exchanges(genai_sdk(tokn.api_url), "gemini-3-pro-preview")
             methods = [r.meta.get("method") for r in ca.requests]
             assert methods[:2] == ["loadCodeAssist", "onboardUser"]
             assert methods.count("loadCodeAssist") == 1  # the project is cached
