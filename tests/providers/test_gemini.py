@@ -122,6 +122,24 @@ def test_browser_login_with_pkce_and_loopback():
         "code_verifier"]
 
 
+def test_user_code_login_for_a_machine_without_a_browser():
+    with FakeGoogleOAuth() as oauth:
+        said: list[str] = []
+        setup = Setup(say=said.append, ask_secret=lambda label: f"  {oauth.issue_code()}\n")
+        creds = asyncio.run(GeminiCliProvider.login(setup, google_url=oauth.url,
+                                                    user_code=True))
+        exchange = oauth.requests_to("/token")[-1].form
+        tokens = set(oauth.refresh_tokens)
+    url = said[-1].split("\n")[-1]
+    query = parse_qs(urlsplit(url).query)
+    assert query["redirect_uri"] == [google.USER_CODE_REDIRECT]
+    assert exchange["redirect_uri"] == google.USER_CODE_REDIRECT and exchange["code_verifier"]
+    assert creds.fields["refresh_token"] in tokens and creds.fields["email"] == "dev@example.com"
+    with pytest.raises(ToknError, match="no authorization code"):
+        asyncio.run(GeminiCliProvider.login(Setup(say=said.append, ask_secret=lambda _: " "),
+                                            user_code=True))
+
+
 def test_browser_login_refuses_a_foreign_state():
     with FakeGoogleOAuth() as oauth:
         def browser(url: str) -> None:

@@ -19,7 +19,9 @@ OAuth 2.0 for installed apps):
 * The browser page is ``https://accounts.google.com/o/oauth2/v2/auth`` with
   ``access_type=offline`` (for a refresh token) and a redirect to
   ``http://localhost:PORT/oauth2callback``; the e-mail comes from
-  ``https://www.googleapis.com/oauth2/v2/userinfo``.
+  ``https://www.googleapis.com/oauth2/v2/userinfo``.  Without a browser on
+  this machine the CLI redirects to ``https://codeassist.google.com/authcode``,
+  a page showing the code, which the person pastes (``authWithUserCode``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ AUTH_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 TOKEN_URL = "https://oauth2.googleapis.com/token"
 USERINFO_URL = "https://www.googleapis.com/oauth2/v2/userinfo"
 CALLBACK_PATH = "/oauth2callback"
+USER_CODE_REDIRECT = "https://codeassist.google.com/authcode"
 CLI_CREDS = Path("~/.gemini/oauth_creds.json")
 
 
@@ -142,6 +145,13 @@ async def email_of(client: httpx.AsyncClient, access_token: str, *, url: str = U
     return str(data.get("email") or "") if isinstance(data, dict) else ""
 
 
+def _auth_url(urls: GoogleUrls, redirect_uri: str, state: str, challenge: str) -> str:
+    return urls.auth + "?" + urlencode({
+        "client_id": CLIENT_ID, "redirect_uri": redirect_uri, "response_type": "code",
+        "scope": " ".join(SCOPES), "access_type": "offline", "prompt": "consent",
+        "state": state, "code_challenge": challenge, "code_challenge_method": "S256"})
+
+
 async def browser_login(client: httpx.AsyncClient, *, urls: GoogleUrls, say: Any,
                         open_browser: Any, timeout: float = 600.0) -> dict[str, Any]:
     """Sign in with Google in a browser (PKCE, loopback redirect) as the Gemini CLI's
@@ -149,24 +159,37 @@ async def browser_login(client: httpx.AsyncClient, *, urls: GoogleUrls, say: Any
     ``expires_at``, ``email``)."""
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(24)
-
-    def make_url(redirect_uri: str) -> str:
-        return urls.auth + "?" + urlencode({
-            "client_id": CLIENT_ID, "redirect_uri": redirect_uri, "response_type": "code",
-            "scope": " ".join(SCOPES), "access_type": "offline", "prompt": "consent",
-            "state": state, "code_challenge": challenge, "code_challenge_method": "S256"})
-
-    query, redirect_uri = await browser_sign_in(make_url, name="the Gemini CLI's Google account",
-                                                say=say, open_browser=open_browser,
-                                                timeout=timeout, path=CALLBACK_PATH,
-                                                via="Google")
+    query, redirect_uri = await browser_sign_in(
+        lambda redirect_uri: _auth_url(urls, redirect_uri, state, challenge),
+        name="the Gemini CLI's Google account", say=say, open_browser=open_browser,
+        timeout=timeout, path=CALLBACK_PATH, via="Google")
     if not secrets.compare_digest(query.get("state", ""), state):
         raise ToknError("the sign-in came back with a wrong state; run the login again.",
                         status=403, code="access_denied")
+    return await _exchange(client, urls, query.get("code", ""), redirect_uri, verifier)
+
+
+async def user_code_login(client: httpx.AsyncClient, *, urls: GoogleUrls, say: Any,
+                          ask: Any) -> dict[str, Any]:
+    """Sign in on any device: Google shows a code (``codeassist.google.com/authcode``)
+    that the person pastes here (``ask(label)``); the account fields as
+    :func:`browser_login` gives them."""
+    verifier, challenge = pkce_pair()
+    url = _auth_url(urls, USER_CODE_REDIRECT, secrets.token_hex(32), challenge)
+    say(f"Open this URL on any device, sign in with Google, and paste the code it shows:\n{url}")
+    code = str(ask("authorization code") or "").strip()
+    if not code:
+        raise ToknError("no authorization code given; run the login again.", status=400,
+                        code="missing_credentials")
+    return await _exchange(client, urls, code, USER_CODE_REDIRECT, verifier)
+
+
+async def _exchange(client: httpx.AsyncClient, urls: GoogleUrls, code: str, redirect_uri: str,
+                    verifier: str) -> dict[str, Any]:
     data = await _token_call(client, urls.token, {
-        "grant_type": "authorization_code", "code": query.get("code", ""),
-        "redirect_uri": redirect_uri, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-        "code_verifier": verifier}, 30.0)
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "code_verifier": verifier},
+        30.0)
     if not data.get("refresh_token"):
         raise ToknError("Google gave no refresh token; remove tokn's access at "
                         "https://myaccount.google.com/permissions and sign in again.",

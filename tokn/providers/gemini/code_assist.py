@@ -63,6 +63,8 @@ REFRESH_AHEAD = 300.0  # renew an access token 5 minutes before it expires
 
 GOOGLE_URL = Option("google_url", "Gemini CLI: one base URL standing in for Google's "
                                   "sign-in hosts (a relay; tests).")
+USER_CODE = Option("user_code", "Gemini CLI: sign in on any device and paste the code Google "
+                                "shows (no browser here).", flag=True)
 PATH = Option("path", "Gemini CLI: the oauth_creds.json to read "
                       "(default ~/.gemini/oauth_creds.json).")
 
@@ -118,7 +120,7 @@ class GeminiCliProvider(GoogleProvider):
     default_base_url: ClassVar[str] = "https://cloudcode-pa.googleapis.com"
     paths: ClassVar[dict[str, str]] = {}
     key_field: ClassVar[str] = "refresh_token"
-    login_options: ClassVar[tuple[Option, ...]] = (GOOGLE_URL, NO_BROWSER)
+    login_options: ClassVar[tuple[Option, ...]] = (GOOGLE_URL, NO_BROWSER, USER_CODE)
     import_sources: ClassVar[tuple[str, ...]] = ("gemini-cli",)
     import_options: ClassVar[tuple[Option, ...]] = (PATH,)
     token_state: ClassVar[str] = TOKEN_STATE
@@ -337,13 +339,18 @@ class GeminiCliProvider(GoogleProvider):
     # --- account setup -------------------------------------------------------------
     @classmethod
     async def login(cls, setup: Setup, *, google_url: str | None = None,
-                    no_browser: bool = False) -> Credentials:
-        """Sign in with Google in a browser, as the Gemini CLI does."""
+                    no_browser: bool = False, user_code: bool = False) -> Credentials:
+        """Sign in with Google as the Gemini CLI does: in a browser coming back to
+        tokn, or (``user_code``) anywhere, pasting the code Google shows."""
         urls = google.GoogleUrls.under(google_url)
         async with setup.client() as client:
-            fields = await google.browser_login(
-                client, urls=urls, say=setup.say,
-                open_browser=None if no_browser else setup.open_browser)
+            if user_code:
+                fields = await google.user_code_login(client, urls=urls, say=setup.say,
+                                                      ask=setup.ask_secret)
+            else:
+                fields = await google.browser_login(
+                    client, urls=urls, say=setup.say,
+                    open_browser=None if no_browser else setup.open_browser)
         if google_url:
             fields["refresh_url"] = urls.token  # the userinfo endpoint is found beside it
         return Credentials(fields, source="Google sign-in")
