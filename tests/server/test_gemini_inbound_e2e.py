@@ -9,7 +9,14 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, running_tokn, usage_rows, wait_for_rows, write_config
+from tests.helpers import (
+    account,
+    genai_exchanges,
+    running_tokn,
+    usage_rows,
+    wait_for_rows,
+    write_config,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"fake-image-bytes"
 WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
@@ -115,3 +122,19 @@ def test_v1_paths_and_key_forms(chat_only, genai_sdk):
         assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
         assert "`contents` must be an array" in bad.json()["error"]["message"]
     assert not any("sekret" in str(row) for row in usage_rows())
+
+
+@pytest.mark.parametrize("formats,model", [({"messages"}, "claude-sonnet-4.5"),
+                                           ({"responses"}, "gpt-5-codex")])
+def test_served_by_messages_and_responses_only_upstreams(formats, model, genai_sdk):
+    """Gemini -> chat -> Anthropic messages / OpenAI Responses, and back, streams too."""
+    with FakeLLM(formats=formats, models=[model]) as fake:
+        write_config({"accounts": [account("up", "openai-compatible", base_url=fake.url,
+                                           api_key="k", settings={"formats": sorted(formats)})]})
+        with running_tokn() as tokn:
+            genai_exchanges(genai_sdk(tokn.api_url), model)
+        assert {r.path for r in fake.requests if r.method == "POST"} == {
+            "/messages" if "messages" in formats else "/responses"}
+    rows = wait_for_rows(6)
+    assert {(r["inbound_format"], r["upstream_format"], r["status"]) for r in rows} == {
+        ("gemini", next(iter(formats)), 200)}
