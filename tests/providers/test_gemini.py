@@ -256,3 +256,17 @@ def test_a_wrong_api_key_is_refused_at_login():
                                    "--base-url", fake.url + "/v1beta"],
                              input="AIzaSy-fake-gemini-key\n")
         assert good.exit_code == 0, good.output
+
+
+def test_login_on_the_command_line_with_a_pasted_code():
+    with FakeGoogleOAuth() as oauth, FakeCodeAssist(oauth=oauth) as code_assist:
+        code = oauth.issue_code()
+        res = runner.invoke(app, ["login", "--provider", "gemini-cli", "--user-code",
+                                  "--google-url", oauth.url, "--base-url", code_assist.url],
+                            input=code + "\n")
+        assert res.exit_code == 0, res.output
+        assert "codeassist.google.com%2Fauthcode" in res.output.replace("\n", "")
+        acc = saved()["gemini-cli"]
+        assert acc["refresh_token"] in oauth.refresh_tokens
+        assert acc["refresh_url"] == oauth.url + "/token" and acc["base_url"] == code_assist.url
+        assert code not in config.paths.config_file().read_text()

@@ -88,7 +88,7 @@ class GoogleTokens:
             p.client, token_url=p.token_url, refresh_token=p.refresh_token,
             client_id=str(p.option("client_id", google.CLIENT_ID)),
             client_secret=str(p.option("client_secret", google.CLIENT_SECRET)),
-            timeout=p.account.timeouts.first_byte_secs)
+            timeout=min(p.account.timeouts.first_byte_secs, 60.0))
         now = self.clock()
         return Token(access, now + lifetime, now + max(lifetime - REFRESH_AHEAD, lifetime / 2))
 
