@@ -246,7 +246,10 @@ def _item(item: Any, path: str) -> None:
                       "call_id": ("string",), "name": ("string",), "namespace": ("string",),
                       "arguments": ("string",), "input": ("string",),
                       "encrypted_content": ("string",)})
-    if item.get("type") in ("reasoning", None, "message"):
+    if item.get("type") == "reasoning":  # its content is always a list of parts
+        for i, part in enumerate(opt(item, "content", p, "array") or []):
+            _responses_part(part, f"{p}content[{i}]")
+    elif item.get("type") in (None, "message"):
         _content(item, p, _responses_part)
     for key in ("summary",):
         for i, part in enumerate(opt(item, key, p, "array") or []):
