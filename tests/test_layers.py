@@ -63,7 +63,7 @@ ALLOWED: dict[str, set[str]] = {
     "ui": FLOW | {"server"},  # the dashboard, behind the listener's gate
     "runtime": FRONT,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
-    "data": {"standalone"},
+    "data": {"standalone"},  # shipped files; the mitmdump script loads the entry
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
     "status_report": BASE | {"accounts"},  # what `tokn status` says

@@ -24,8 +24,8 @@ from tests.fakes.google import FakeCodeAssist, FakeGeminiAPI
 from tokn.convert.gemini import gemini_request_to_chat
 from tokn.convert.gemini.wire import unwrap_code_assist_request
 
-GEMINI = shutil.which("gemini") or str(
-    Path(os.environ.get("TOKN_GEMINI_BIN", "/opt/npmcache/node_modules/.bin")) / "gemini")
+GEMINI = shutil.which("gemini") or os.path.join(
+    os.environ.get("TOKN_NPM_BIN", "/opt/npmcache/node_modules/.bin"), "gemini")
 pytestmark = pytest.mark.skipif(not (os.path.exists(GEMINI) and shutil.which("node")),
                                 reason="gemini CLI (npm @google/gemini-cli) not installed")
 KEY = "AIzaSy-fake-gemini-key"

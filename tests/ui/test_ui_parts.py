@@ -192,11 +192,11 @@ def test_config_file_switches_keep_the_rest():
     cfg = load_config()
     assert [(a.id, a.enabled) for a in cfg.accounts] == [("a", False), ("b", True)]
     state.update("health", "a", {"failures": 2})
-    state.update("copilot-tokens", "a", {"token": "x"})
+    state.update("health", "b", {"failures": 1})
     assert accounts.remove("a") == "openai"
     assert accounts.remove("a") is None
     assert [a.id for a in load_config().accounts] == ["b"]
-    assert state.read("health") == {} and state.read("copilot-tokens") == {}
+    assert state.read("health") == {"b": {"failures": 1}}  # only the removed one's state goes
     with pytest.raises(ConfigError, match="no account"):
         accounts.set_enabled("zz", True)
 

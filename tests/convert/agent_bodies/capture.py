@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-BIN = Path(os.environ.get("TOKN_AGENT_BIN", "/opt/npmcache/node_modules/.bin"))
+BIN = Path(os.environ.get("TOKN_NPM_BIN", "/opt/npmcache/node_modules/.bin"))
 PROMPT = "Create a file hello.txt containing hi"
 KEEP = {"anthropic-beta", "anthropic-version", "user-agent", "x-app", "originator", "accept"}
 
