@@ -106,6 +106,12 @@ def test_v1_paths_and_key_forms(chat_only, genai_sdk):
         url = f"{tokn.api_url}/v1beta/models/gpt-4.1:generateContent"
         body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
         assert httpx.post(f"{url}?key=sekret", json=body).status_code == 200
+        assert httpx.get(f"{tokn.api_url}/v1beta/models?key=sekret").status_code == 200
+        # only Google's clients put a key in the URL: other APIs refuse it there
+        chat = {"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{tokn.api_url}/v1/chat/completions?key=sekret",
+                          json=chat).status_code == 401
+        assert httpx.get(f"{tokn.api_url}/v1/models?key=sekret").status_code == 401
         assert httpx.post(url, json=body, headers={"x-goog-api-key": "sekret"}).status_code == 200
         refused = httpx.post(url, json=body, headers={"x-goog-api-key": "wrong"})
         assert refused.status_code == 401

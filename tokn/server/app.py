@@ -118,7 +118,7 @@ def _peer(request: Request) -> str:
 
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
-    return state.identity(request.headers, request.query_params) is not None
+    return state.identity(request.headers) is not None
 
 
 def denied(request: Request) -> Response:
@@ -132,7 +132,9 @@ def denied(request: Request) -> Response:
 def create_app(state: AppState) -> Starlette:
     def api(endpoint: wire.Endpoint) -> Any:
         async def handle(request: Request) -> Response:
-            identity = state.identity(request.headers, request.query_params)
+            # Google's clients may put the key in the URL; nobody else may
+            identity = state.identity(request.headers, request.query_params
+                                      if endpoint.api is wire.GEMINI else None)
             if identity is None:
                 # logged, not recorded: the usage log holds what the key's holders asked
                 log.warning("listener: refused %s %s from %s: 401 no valid API key",
@@ -176,9 +178,10 @@ def create_app(state: AppState) -> Starlette:
         return handle
 
     async def models(request: Request) -> Response:
-        if state.identity(request.headers, request.query_params) is None:
-            return denied(request)
         caller = wire.caller_api(request.url.path, headers=request.headers)
+        if state.identity(request.headers, request.query_params
+                          if caller is wire.GEMINI else None) is None:
+            return denied(request)
         try:
             return JSONResponse(caller.listing(await state.pipeline.models()))
         except ToknError as exc:  # no model listed, and accounts failing: say why
