@@ -197,10 +197,12 @@ GEMINI_COUNT_TOKENS = Endpoint(
     "gemini_count_tokens", "POST", GEMINI, "/models/{model}:countTokens",
     tuple(f"{r}/models/{{model}}:countTokens" for r in _GEMINI_ROOTS), from_path=_gemini_count)
 GEMINI_MODELS = Endpoint("gemini_models", "GET", GEMINI, "/v1beta/models", ("/v1beta/models",))
+GEMINI_MODEL = Endpoint("gemini_model", "GET", GEMINI, "/v1beta/models/{model}",
+                        ("/v1beta/models/{model}",))  # models.get: one model
 
 ENDPOINTS: tuple[Endpoint, ...] = (CHAT, COUNT_TOKENS, MESSAGES, RESPONSES, EMBEDDINGS,
                                    GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT_TOKENS,
-                                   GEMINI_MODELS, MODELS)
+                                   GEMINI_MODELS, GEMINI_MODEL, MODELS)
 _BY_FMT = {e.fmt: e for e in reversed(ENDPOINTS)}  # the first endpoint of a format wins
 
 

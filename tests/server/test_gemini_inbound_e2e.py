@@ -88,6 +88,11 @@ def test_generate_stream_tools_image_count_and_list(chat_only, genai_sdk):
         assert count.total_tokens > 0
         names = [m.name for m in client.models.list()]
         assert "models/gpt-4.1" in names
+        one = client.models.get(model="gpt-4.1")
+        assert one.name == "models/gpt-4.1" and "generateContent" in one.supported_actions
+        with pytest.raises(genai_errors.ClientError) as missing:
+            client.models.get(model="no-such-model")
+        assert missing.value.code == 404 and missing.value.status == "NOT_FOUND"
 
         rows = wait_for_rows(6)
         gemini_rows = [r for r in rows if r["inbound_format"] == "gemini"]

@@ -187,6 +187,24 @@ def create_app(state: AppState) -> Starlette:
         except ToknError as exc:  # no model listed, and accounts failing: say why
             return error_response(request, exc.status, exc.message, exc.code)
 
+    async def one_model(request: Request) -> Response:
+        """Google's ``models.get``; a GET on a method path (``{model}:generateContent``)
+        is the wrong method, not an unknown model."""
+        name = request.path_params["model"]
+        if ":" in name:
+            return await bad_method(request, ToknError("method not allowed", status=405))
+        if state.identity(request.headers, request.query_params) is None:
+            return denied(request)
+        try:
+            served = await state.pipeline.models()
+        except ToknError as exc:
+            return error_response(request, exc.status, exc.message, exc.code)
+        found = [m for m in served if m["id"] == name.removeprefix("models/")]
+        if not found:
+            return error_response(request, 404, f"model {name!r} is not served here; "
+                                  "see GET /v1beta/models.")
+        return JSONResponse(wire.GEMINI.listing(found)["models"][0])
+
     async def healthz(request: Request) -> Response:
         pool = state.pipeline.pool
         return JSONResponse({"status": "ok", "accounts": len(pool.providers)})
@@ -213,7 +231,12 @@ def create_app(state: AppState) -> Starlette:
         return error_response(request, 405, f"{request.method} is not allowed on "
                               f"{request.url.path}.")
 
-    routes = [Route(path, models if ep.method == "GET" else api(ep), methods=[ep.method])
+    def handler(ep: wire.Endpoint) -> Any:
+        if ep is wire.GEMINI_MODEL:
+            return one_model
+        return models if ep.method == "GET" else api(ep)
+
+    routes = [Route(path, handler(ep), methods=[ep.method])
               for ep in wire.ENDPOINTS for path in ep.routes]
     routes += [Route("/healthz", healthz), Route(hop.REJECT_PATH, reject, methods=ALL_METHODS),
                *state.extra_routes]
