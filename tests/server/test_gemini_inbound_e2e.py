@@ -129,6 +129,13 @@ def test_v1_paths_and_key_forms(chat_only, genai_sdk):
             genai_sdk(tokn.api_url, key="sekret").models.generate_content(model="no-such-model",
                                                                     contents="hi")
         assert err.value.code == 404 and err.value.status == "NOT_FOUND"
+        # streamGenerateContent without alt=sse: one JSON array, as Google answers it
+        array = httpx.post(url.replace(":generateContent", ":streamGenerateContent"),
+                           json=body, headers={"x-goog-api-key": "sekret"})
+        assert array.status_code == 200, array.text
+        assert array.headers["content-type"].startswith("application/json")
+        assert [c["candidates"][0]["content"]["parts"][0]["text"] for c in array.json()] == [
+            "echo: hi"]
         bad = httpx.post(url, json={"contents": "nope"}, headers={"x-goog-api-key": "sekret"})
         assert bad.status_code == 400 and bad.json()["error"]["status"] == "INVALID_ARGUMENT"
         assert "`contents` must be an array" in bad.json()["error"]["message"]

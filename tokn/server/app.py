@@ -162,11 +162,16 @@ def create_app(state: AppState) -> Starlette:
             except ToknError as exc:
                 state.pipeline.reject(inbound({}, None), exc.status, exc.message)
                 return error_response(request, exc.status, exc.message)
-            request_in = inbound(endpoint.body_of(body, request.path_params), size)
+            # Gemini's streamGenerateContent without ?alt=sse answers one JSON array
+            as_array = endpoint is wire.GEMINI_STREAM and request.query_params.get("alt") != "sse"
+            shape = wire.GEMINI_GENERATE if as_array else endpoint
+            request_in = inbound(shape.body_of(body, request.path_params), size)
             try:
                 reply = await until_disconnect(request, state.pipeline.handle(request_in))
                 if reply is None:  # the client is gone; the pipeline recorded a 499
                     return Response(status_code=499)
+                if as_array and reply.status == 200 and reply.stream is None:
+                    reply.body = b"[" + reply.body + b"]"
                 return to_response(reply)
             except Exception as exc:  # noqa: BLE001 - last resort: the caller's format
                 log.exception("unexpected error on %s", request.url.path)
