@@ -121,9 +121,11 @@ def test_every_config_key_has_a_row_and_every_row_a_key():
     """tokn/config_keys.py KEYS is the one table of keys: a new dataclass field needs
     a row there (its doc and check), and a row without a field is a typo."""
     from tokn.config_keys import KEYS
+    from tokn.rules import KNOWN
 
-    rows = {k for k in KEYS if not k.startswith("accounts.")}
+    rows = {k for k in KEYS if not k.startswith(("accounts.", "rules."))}
     assert rows == set(config.known_keys())
+    assert {k.removeprefix("rules.") for k in KEYS if k.startswith("rules.")} == set(KNOWN)
     account_rows = {k.removeprefix("accounts.") for k in KEYS if k.startswith("accounts.")}
     assert account_rows == {"id", "provider", *config.account_defaults()}
     assert all(row.doc for row in KEYS.values())

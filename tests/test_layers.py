@@ -25,12 +25,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "tokn"
 
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
-          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload"}
+          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload",
+          "rules"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
                  "lan_env", "usage", "usage_query", "ports", "instance"}
 # Accounts, providers and formats: what a request is served with.
-MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming"}
+MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming",
+                "resolve"}
 FLOW = MODEL | {"pipeline"}
 FRONT = FLOW | {"server", "mitm", "ui"}
 APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
@@ -38,7 +40,7 @@ APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_rep
 ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},
     "wire": {"errors"},  # the wire-format table: pure data
-    "config": {"config_keys", "paths"},
+    "config": {"config_keys", "paths", "rules"},
     "config_edit": {"config", "config_keys", "paths"},
     "state": {"paths"},
     "logs": {"config", "paths"},
@@ -53,7 +55,8 @@ ALLOWED: dict[str, set[str]] = {
     "convert": {"errors", "sse", "wire"},  # pure converters: nothing above them
     "auth": BASE,
     "providers": BASE | {"auth", "convert"},
-    "pool": BASE | {"convert", "providers"},
+    "resolve": {"convert", "rules"},  # model resolution (pure)
+    "pool": BASE | {"convert", "providers", "resolve"},
     "accounts": BASE | {"providers"},
     "recorder": BASE,
     "streaming": BASE,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -35,3 +37,39 @@ def test_switch_without_an_account_names_the_provider_plainly():
         pool.switch_account("openai")
     assert "needs an account of provider openai" in info.value.message
     assert "tokn login --provider openai" in info.value.message
+
+
+def _listing_pool(pool_cfg: dict, models_cfg: dict) -> Pool:
+    """Accounts ``a`` (openai: claude-sonnet-4.5) and ``b`` (openai-compatible:
+    claude-opus-4.5, gpt-5), their listings answered by a mock transport."""
+    lists = {"a.test": ["claude-sonnet-4.5"], "b.test": ["claude-opus-4.5", "gpt-5"]}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [{"id": m} for m in lists[request.url.host]]})
+
+    cfg = config.parse_config({"pool": pool_cfg, "models": models_cfg, "accounts": [
+        {"id": "a", "provider": "openai", "api_key": "k", "base_url": "http://a.test/v1"},
+        {"id": "b", "provider": "openai-compatible", "base_url": "http://b.test/v1"}]})
+    return Pool(cfg, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+
+
+def _served_by(pool: Pool, model: str) -> list[tuple[str, str]]:
+    found = asyncio.run(pool.candidates(model, fmt="messages"))
+    return [(c.account_id, c.served_model) for c in found]
+
+
+def test_unserved_models_resolve_in_the_documented_order(tokn_home):
+    pool = _listing_pool({}, {})
+    assert _served_by(pool, "claude-opus-4-8[1m]") == [("b", "claude-opus-4.5")]
+    # a provider/ prefix resolves among that provider's models only
+    assert _served_by(pool, "openai/claude-opus-4-8") == [("a", "claude-sonnet-4.5")]
+    # the default provider goes before the nearest model; a glob alias before both
+    pool = _listing_pool({"default_provider": "openai"}, {})
+    assert _served_by(pool, "claude-opus-4-8[1m]") == [("a", "claude-opus-4-8[1m]")]
+    pool = _listing_pool({"default_provider": "openai"},
+                         {"aliases": {"claude-opus-*": "claude-opus-4.5"}})
+    assert _served_by(pool, "claude-opus-4-8[1m]") == [("b", "claude-opus-4.5")]
+    pool = _listing_pool({}, {"fallback": "strict"})
+    with pytest.raises(ToknError) as info:
+        asyncio.run(pool.candidates("claude-opus-4-8[1m]", fmt="messages"))
+    assert info.value.status == 404 and 'fallback = "strict"' in info.value.message

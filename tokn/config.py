@@ -30,6 +30,7 @@ from tomlkit.items import Item
 
 from tokn import config_keys, paths
 from tokn.config_keys import LOG_FORMATS, LOG_LEVELS, ROUTE_MODES, STRATEGIES
+from tokn.rules import Rule, parse_rules
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "ROUTE_MODES", "STRATEGIES"]  # re-exported
 SECRET_KEY_RE = re.compile(
@@ -134,6 +135,8 @@ class CAConfig:
 @dataclass
 class ModelsConfig:
     aliases: dict[str, str] = field(default_factory=dict)
+    # an unserved model: "nearest" served one of its family and tier, or "strict"
+    fallback: str = "nearest"
 
 
 @dataclass
@@ -168,6 +171,8 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     accounts: list[AccountConfig] = field(default_factory=list)
+    # [[rules]]: request shaping (tokn.rules)
+    rules: list[Rule] = field(default_factory=list)
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -302,6 +307,11 @@ def parse_config(data: dict[str, Any], src: str = "config.toml") -> Config:
                 raise ConfigError(f"{src}: `accounts` must be an array of tables ([[accounts]]).")
             seen: set[str] = set()
             cfg.accounts = [_parse_account(i, a, src, seen) for i, a in enumerate(value)]
+        elif key == "rules":
+            try:
+                cfg.rules = parse_rules(plain(value))
+            except ValueError as exc:
+                raise ConfigError(f"{src}: {exc}; fix it with `tokn config edit`.") from None
         else:
             cfg.warnings.append(f"{src}: unknown section or key {key!r} (ignored)")
     accounts = plain(data.get("accounts"))

@@ -31,6 +31,7 @@ STRATEGIES = ("round_robin", "fill_first")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 OUTBOUND_SCHEMES = ("http", "https", "socks5", "socks5h")
+MODEL_FALLBACKS = ("nearest", "strict")
 
 _LABEL = r"(\*|[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)"
 _HOST_PATTERN_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$", re.I)
@@ -147,6 +148,11 @@ def web_origin(value: Any) -> None:
         raise ValueError(f"{value!r} is not a web origin (e.g. http://localhost:3000)")
 
 
+def model_id(value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must name a model id")
+
+
 def account_id(value: Any) -> None:
     text = str(value)
     if not text or "/" in text or any(c.isspace() for c in text):
@@ -218,7 +224,21 @@ KEYS: dict[str, Key] = {
     "logging.file": Key("the log file (0600, rotated at 10 MB); empty: tokn.log in the "
                         "state dir"),
     "ca.name_constraints": Key("limit the CA to the intercepted hosts"),
-    "models.aliases": Key("model alias -> model id, e.g. sonnet = \"claude-sonnet-4.5\""),
+    "models.aliases": Key("model alias -> model id, e.g. sonnet = \"claude-sonnet-4.5\"; a key "
+                          "with * or ? is a glob (\"claude-opus-*\")", item=model_id),
+    "models.fallback": Key("an unserved model: \"nearest\" served one of its family and tier, "
+                           "or \"strict\" (404)", one_of(*MODEL_FALLBACKS)),
+    "rules.model": Key("[[rules]]: glob on the requested or serving model id (empty: any)"),
+    "rules.account": Key("[[rules]]: glob on the account id (empty: any)"),
+    "rules.provider": Key("[[rules]]: provider id (empty: any)"),
+    "rules.system": Key("[[rules]]: replaces the system prompt"),
+    "rules.system_append": Key("[[rules]]: text added after the system prompt"),
+    "rules.system_prepend": Key("[[rules]]: text added before the system prompt"),
+    "rules.defaults": Key("[[rules]]: parameters set when the client did not, e.g. "
+                          "{ max_tokens = 4096, reasoning_effort = \"high\" }"),
+    "rules.override": Key("[[rules]]: parameters set whatever the client sent"),
+    "rules.strip": Key("[[rules]]: fields removed from the upstream body, e.g. "
+                       "[\"service_tier\"]"),
     "accounts.id": Key("the account's name (`--account ID`, `ID/model`)", account_id),
     "accounts.provider": Key("provider id (see README, Providers)"),
     "accounts.base_url": Key("API base URL override", url("https", "http")),

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tokn import endings, wire
+from tokn import endings, rules, wire
 from tokn.config import Config
 from tokn.convert import (
     FORMATS,
@@ -31,6 +31,7 @@ from tokn.convert import (
 )
 from tokn.convert.chat import completion_to_chunks
 from tokn.convert.gemini.wire import count_tokens_request, count_tokens_response
+from tokn.convert.models import normalize_model
 from tokn.convert.tokens import count_tokens
 from tokn.drain import InFlight
 from tokn.endings import Ending, describe
@@ -39,6 +40,7 @@ from tokn.identity import ANONYMOUS, Identity
 from tokn.initiator import initiator_for
 from tokn.pool import Candidate, Pool
 from tokn.recorder import Attempt, Recorder
+from tokn.resolve import is_glob
 from tokn.sse import encode_event
 from tokn.streaming import Relay
 from tokn.usage import UsageRow, new_request_id
@@ -123,6 +125,13 @@ def choose_format(fmt: str, served: frozenset[str]) -> str | None:
     return next((f for f in CONVERTIBLE if f in served), None)
 
 
+def _served(data: Any, cand: Candidate) -> str:
+    """The served model for the usage row: the upstream's word, else the one
+    the request was resolved to."""
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) and model else cand.served_model
+
+
 def _upstream_message(raw: bytes, status: int) -> tuple[str, str | None]:
     try:
         data = json.loads(raw)
@@ -160,7 +169,7 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 candidates = await self.pool.candidates(model, inbound.headers,
-                                                        inbound.session_key)
+                                                        inbound.session_key, fmt=inbound.fmt)
             except ToknError as exc:  # no attempt was made: the row says why
                 self._begin(inbound, exc.account, started=started).finish(
                     None, status=exc.status, error=exc.message)
@@ -214,14 +223,18 @@ class Pipeline:
         limits = provider.account.timeouts
         # A ConversionError (the client's malformed body) goes up to handle() as a
         # 400; anything else a converter raises is a bug: a logged 500.
-        body = dict(convert_request(inbound.fmt, target, inbound.body,
+        shaping = rules.matching(self.cfg.rules, (inbound.body.get("model"), cand.served_model),
+                                 cand.account_id, provider.account.provider)
+        source = rules.shape(inbound.fmt, inbound.body, shaping)
+        body = dict(convert_request(inbound.fmt, target, source,
                                     dialect=provider.dialect(target, cand.upstream_model))
-                    if inbound.fmt in CONVERTIBLE else inbound.body)
+                    if inbound.fmt in CONVERTIBLE else source)
         body["model"] = cand.upstream_model
         if target == "chat" and inbound.stream:
             options = body.get("stream_options")
             body["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                       "include_usage": True}
+        body = rules.strip(body, shaping)
         # a stream's headers come first; a plain answer's only with its whole body
         window = limits.first_byte_secs if inbound.stream else limits.response_secs
         deadline = time.perf_counter() + window
@@ -274,8 +287,7 @@ class Pipeline:
             out = raw
         attempt.row.response_body = self.recorder.capture(out)
         attempt.finish(None, status=up.status, usage=usage,
-                       served=data.get("model") if isinstance(data, dict) else None,
-                       bytes_out=len(out), extra=up.extra_usage)
+                       served=_served(data, cand), bytes_out=len(out), extra=up.extra_usage)
         return Reply(up.status, out, headers=self._headers(cand))
 
     @staticmethod
@@ -353,8 +365,9 @@ class Pipeline:
             if ending is not None and ending.status in (endings.UPSTREAM_FAILED,
                                                         endings.TIMED_OUT):
                 self._rest(cand, ending.reason)
-            attempt.finish(ending, status=up.status, usage=conv.usage, served=conv.model,
-                           bytes_out=sent, extra=up.extra_usage)
+            attempt.finish(ending, status=up.status, usage=conv.usage,
+                           served=conv.model or cand.served_model, bytes_out=sent,
+                           extra=up.extra_usage)
 
         relay = Relay(up, conv, inbound.flight, idle_secs=limits.stream_idle_secs,
                       drain_secs=self.cfg.server.drain_secs, capture=capture, on_end=on_end)
@@ -378,8 +391,7 @@ class Pipeline:
         sse = b"".join(encode_event(c) for c in completion_to_chunks(chat))
         out = conv.feed(sse + b"data: [DONE]\n\n") + conv.close()
         attempt.finish(None, status=up.status, usage=extract_usage(up.fmt, data),
-                       served=data.get("model") if isinstance(data, dict) else None,
-                       bytes_out=len(out), extra=up.extra_usage)
+                       served=_served(data, cand), bytes_out=len(out), extra=up.extra_usage)
 
         async def once() -> AsyncIterator[bytes]:
             yield out
@@ -400,7 +412,8 @@ class Pipeline:
     @staticmethod
     def _headers(cand: Candidate) -> dict[str, str]:
         return {"x-tokn-account": cand.account_id,
-                "x-tokn-provider": cand.provider.account.provider}
+                "x-tokn-provider": cand.provider.account.provider,
+                "x-tokn-model": cand.served_model}
 
     def _begin(self, inbound: Inbound, account: str | None, target: str | None = None, *,
                started: float | None = None) -> Attempt:
@@ -433,9 +446,12 @@ class Pipeline:
     # --- models --------------------------------------------------------------------
     async def models(self) -> list[dict[str, Any]]:
         """Every model the pool serves, once, as OpenAI lists them plus tokn's
-        ``x_tokn`` facts (a caller's API shapes the answer: ``wire.Api.listing``)."""
+        ``x_tokn`` facts (a caller's API shapes the answer: ``wire.Api.listing``),
+        then the exact aliases of ``[models.aliases]`` whose target is served
+        (``x_tokn.alias``)."""
         seen: dict[str, dict[str, Any]] = {}
-        for provider, model in await self.pool.all_models():
+        pairs = await self.pool.all_models()
+        for provider, model in pairs:
             if model.id in seen:
                 seen[model.id]["x_tokn"]["accounts"].append(provider.account_id)
                 continue
@@ -452,6 +468,17 @@ class Pipeline:
                 },
             }
         data = list(seen.values())
+        served = [m.id for _, m in pairs]
+        for alias, target in self.cfg.models.aliases.items():
+            if is_glob(alias) or alias in seen:  # a pattern is no id; a served id wins
+                continue
+            found = normalize_model(target, served) if served else None
+            if found is not None:
+                data.append({"id": alias, "object": "model", "created": 0, "owned_by": "tokn",
+                             "x_tokn": {"alias": True, "alias_of": target,
+                                        "resolves_to": found,
+                                        "accounts": list(seen[found]["x_tokn"]["accounts"]),
+                                        "display_name": f"{alias} (alias of {found})"}})
         failing = self.pool.listing_errors()
         if not data and failing:  # not "no models": say which accounts fail and why
             raise self.pool.listing_failure(failing)

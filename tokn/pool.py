@@ -21,7 +21,9 @@ from tokn.convert.models import close_matches, normalize_model
 from tokn.endings import describe
 from tokn.errors import ToknError
 from tokn.providers import ModelInfo, Provider, provider_class
+from tokn.resolve import Resolution, exact_alias, resolve, served_models
 
+Listed = tuple[str, frozenset[str]]  # a model id an account lists, and its formats
 MODELS_TTL = 600.0
 LIST_RETRY_SECS = 1.0  # a failed model listing is retried at once, then after 1, 2, 4 ... s
 LIST_RETRY_MAX_SECS = 60.0
@@ -87,6 +89,11 @@ class Candidate:
     model: ModelInfo | None
     upstream_model: str
     solo: bool = False  # the only account able to serve this request
+
+    @property
+    def served_model(self) -> str:
+        """The model id this account serves the request with."""
+        return self.model.id if self.model is not None else self.upstream_model
 
     @property
     def account_id(self) -> str:
@@ -210,8 +217,13 @@ class Pool:
 
     async def candidates(self, model: str, headers: Mapping[str, str] | None = None,
                          session_key: str | None = None,
-                         provider_ids: tuple[str, ...] | None = None) -> list[Candidate]:
+                         provider_ids: tuple[str, ...] | None = None,
+                         fmt: str | None = None) -> list[Candidate]:
         """Accounts that can serve ``model``, healthy ones first in strategy order.
+
+        A model no account serves is resolved (:mod:`tokn.resolve`): a glob
+        alias, the default provider, then (``[models] fallback = "nearest"``)
+        the nearest served model for the caller's API format ``fmt``.
 
         Raises a 404 :class:`ToknError` listing close matches when nobody serves
         it, and a 503 with the earliest retry time when all are resting.
@@ -230,21 +242,34 @@ class Pool:
             scoped, name = (None, model) if found else self._split_prefix(model)
         else:
             found, everything, scoped, name = [], [], None, model
+        pool = self._filter(scoped, wanted) if scoped else everyone
+        listed: list[Listed] = []
         if not found:
-            pool = self._filter(scoped, wanted) if scoped else everyone
             found, listed = await self._match(pool, name, blind=bool(scoped))
             everything += listed
+        resolution: Resolution | None = None
+        if not found:  # glob aliases, then the default provider, then the nearest model
+            resolution = resolve(name, served_models(listed), self.cfg.models.aliases,
+                                 self.cfg.models.fallback, fmt)
+            # only accounts that listed their models (a failed listing is not retried here)
+            listing = [p for p in pool if p.account_id not in self._unlisted]
+        if not found and resolution is not None and resolution.how == "glob":
+            found, _ = await self._match(listing, resolution.model or "", exact=True)
         if not found and self.cfg.pool.default_provider and not scoped:
             found = [Candidate(p, None, name) for p in everyone
                      if p.account.provider == self.cfg.pool.default_provider]
+        if not found and resolution is not None and resolution.model is not None:
+            found, _ = await self._match(listing, resolution.model, exact=True)
         failing = {aid: err for aid, err in self.listing_errors().items()
                    if any(p.account_id == aid for p in (scoped or everyone))}
         if not found and failing:
             raise self.listing_failure(failing)
         if not found:
-            hints = close_matches(name, sorted(set(everything)))
+            hints = close_matches(name, sorted({model_id for model_id, _ in everything}))
             hint = f" Did you mean: {', '.join(hints)}?" if hints else ""
-            raise ToknError(f"The model `{model}` does not exist or no account serves it.{hint}",
+            why = f" ({resolution.why})" if resolution is not None else ""
+            raise ToknError(f"The model `{model}` does not exist or no account serves "
+                            f"it{why}.{hint} See `tokn models`.",
                             status=404, code="model_not_found")
         return self._order(found, session_key)
 
@@ -269,22 +294,25 @@ class Pool:
                 or p.account_id in wanted or type(p).id in wanted]
 
     async def _match(self, pool: list[Provider], name: str, *, exact: bool = False,
-                     blind: bool = False) -> tuple[list[Candidate], list[str]]:
+                     blind: bool = False) -> tuple[list[Candidate], list[Listed]]:
         """Accounts in ``pool`` whose model list has ``name`` (normalised unless
-        ``exact``); with ``blind``, an account that lists nothing is tried as is."""
+        ``exact``), and every model they list with its formats; with ``blind``,
+        an account that lists nothing is tried as is."""
         found: list[Candidate] = []
-        everything: list[str] = []
+        everything: list[Listed] = []
         for provider in pool:
             try:
                 models = await self.models_of(provider)
             except ToknError:  # listing failed: candidates() reports it if nobody serves
                 models = []
             ids = [m.id for m in models]
-            everything.extend(ids)
+            everything.extend((m.id, provider.model_formats(m)) for m in models)
             if exact:
                 match = name if name in ids else None
             else:
-                match = normalize_model(name, ids, self.cfg.models.aliases) if ids else None
+                alias = exact_alias(name, self.cfg.models.aliases)
+                match = normalize_model(name, ids, {name: alias} if alias else None) \
+                    if ids else None
             if match is not None:
                 info = next(m for m in models if m.id == match)
                 found.append(Candidate(provider, info, info.upstream_id))

@@ -72,7 +72,8 @@ def _sample(key: str, default):
     elif isinstance(default, dict):
         candidates = [{"k": "v"}, {"anthropic": "passthrough"}, {"h.example": "127.0.0.1:9"}]
     else:
-        candidates = ["switch", "fill_first", "json", "debug", "http://127.0.0.1:9", "text"]
+        candidates = ["switch", "fill_first", "json", "debug", "http://127.0.0.1:9", "text",
+                      "strict"]
     for value in candidates:
         try:
             config_keys.check(key, value)

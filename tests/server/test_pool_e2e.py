@@ -127,7 +127,9 @@ def test_mid_stream_drop_ends_with_error_event_and_no_retry():
 def test_unknown_model_404_lists_close_matches_and_bad_json_400():
     with FakeLLM(formats={"chat", "embeddings"}, path_prefix="/v1",
                  models=["gpt-4.1", "gpt-4o"]) as fa:
-        write_config({"accounts": [account("a", "openai-compatible", base_url=fa.url + "/v1")]})
+        # strict: an unserved GPT id is not resolved to the nearest served one
+        write_config({"models": {"fallback": "strict"},
+                      "accounts": [account("a", "openai-compatible", base_url=fa.url + "/v1")]})
         with running_tokn(api_key="s3cret") as tokn:
             client = openai.OpenAI(base_url=tokn.api_url + "/v1", api_key="s3cret",
                                    max_retries=0)

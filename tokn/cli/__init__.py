@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "login": "login_cmd",
     "import": "login_cmd",
     "account": "account_cmd",
+    "models": "models_cmd",
     "headers": "account_cmd",
     "usage": "usage_cmd",
     "logs": "usage_cmd",

@@ -38,6 +38,10 @@ DROP_HEADERS = frozenset({
 })
 
 
+# the formats of Anthropic's API: calls in them carry the client's anthropic-* headers
+ANTHROPIC_FORMATS = frozenset({"messages", "count_tokens"})
+
+
 @dataclass
 class ModelInfo:
     """A model one account serves."""
@@ -119,6 +123,8 @@ class Provider:
     # table in tokn/hosts.py (never set in a subclass).
     hosts: ClassVar[tuple[str, ...]] = ()
     chat_stream_quirks: ClassVar[bool] = False   # repair split choices / tool indexes for chat
+    # whose API this is: "openai" receives the client's openai-* headers
+    vendor: ClassVar[str] = ""
     shows_identity: ClassVar[bool] = False       # `tokn headers` shows its identity headers
     # Account setup (see tokn.providers.setup): the options `tokn login` passes to
     # login(), the sources `tokn import --from` reads and the options it passes to
@@ -312,10 +318,19 @@ class Provider:
     async def url_for(self, fmt: str) -> str:
         return f"{await self.base_url()}{self.paths[fmt]}"
 
-    def forwarded_headers(self, inbound: Mapping[str, str]) -> dict[str, str]:
-        """Client headers worth passing on (``anthropic-*``, ``openai-*`` betas...)."""
-        keep = ("anthropic-version", "anthropic-beta", "openai-beta")
-        return {k.lower(): v for k, v in inbound.items() if k.lower() in keep}
+    def forwarded_headers(self, inbound: Mapping[str, str], fmt: str) -> dict[str, str]:
+        """The client's vendor headers this call carries: ``anthropic-*``
+        (``anthropic-version``, ``anthropic-beta``...) only on an Anthropic-format
+        call (``messages``, ``count_tokens``), ``openai-*`` (``openai-beta``,
+        ``openai-organization``, ``openai-project``...) only to an OpenAI upstream
+        (``vendor = "openai"``); nothing else."""
+        out: dict[str, str] = {}
+        for name, value in inbound.items():
+            low = name.lower()
+            if low.startswith("anthropic-") and fmt in ANTHROPIC_FORMATS or \
+                    low.startswith("openai-") and self.vendor == "openai":
+                out[low] = value
+        return out
 
     async def authorized(self, call: Callable[[dict[str, str]], Awaitable[httpx.Response]]
                          ) -> httpx.Response:
@@ -361,7 +376,7 @@ class Provider:
         body, extra = self.prepare(fmt, body, inbound)
         url = await self.url_for(fmt)
         base_headers = {
-            **self.forwarded_headers(inbound),
+            **self.forwarded_headers(inbound, fmt),
             **self.static_headers(),
             **extra,
             "content-type": "application/json",

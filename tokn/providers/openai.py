@@ -50,6 +50,7 @@ class OpenAIProvider(Provider):
 
     id = "openai"
     display_name = "OpenAI"
+    vendor = "openai"
     formats = frozenset({"chat", "responses", "embeddings"})
     default_base_url = "https://api.openai.com/v1"
     env_vars = ("OPENAI_API_KEY",)
