@@ -25,16 +25,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "tokn"
 
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
-          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload",
-          "rules"}
+          "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "rules"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
-                 "lan_env", "usage", "usage_query", "ports", "instance"}
+                 "lan_env", "usage", "usage_query", "ports", "instance", "reload"}
 # Accounts, providers and formats: what a request is served with.
 MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming",
                 "resolve"}
 FLOW = MODEL | {"pipeline"}
-FRONT = FLOW | {"server", "mitm", "ui"}
+FRONT = FLOW | {"server", "mitm", "ui", "live"}
 APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
 
 ALLOWED: dict[str, set[str]] = {
@@ -52,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     "usage_query": {"paths", "usage"},
     "ports": {"errors"},  # listening sockets, the busy-port error
     "instance": {"tokn", "paths"},  # the running tokn of a TOKN_HOME (pid, lock, status)
+    "reload": {"config"},  # what a changed config means for a running tokn (pure)
     "convert": {"errors", "sse", "wire"},  # pure converters: nothing above them
     "auth": BASE,
     "providers": BASE | {"auth", "convert"},
@@ -64,6 +64,7 @@ ALLOWED: dict[str, set[str]] = {
     "server": FLOW,  # the listener: not the proxy, the dashboard or the runtime
     "mitm": FLOW,  # the proxy's addons: not the listener (the hop is tokn.hop)
     "ui": FLOW | {"server"},  # the dashboard, behind the listener's gate
+    "live": {"ca", "config", "errors", "logs", "reload"},  # a running tokn takes it up
     "runtime": FRONT,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
     "data": {"standalone"},  # shipped files; the mitmdump script loads the entry

@@ -14,7 +14,7 @@ from tokn.pool import LAST_OK_SAVE_SECS, Pool
 
 def _pool(now: list[float], *accounts: dict) -> Pool:
     cfg = config.parse_config({"accounts": list(accounts)})
-    return Pool(cfg, httpx.AsyncClient(), clock=lambda: now[0])
+    return Pool(lambda: cfg, httpx.AsyncClient(), clock=lambda: now[0])
 
 
 def test_last_ok_is_saved_at_most_once_a_minute(monkeypatch):
@@ -50,7 +50,7 @@ def _listing_pool(pool_cfg: dict, models_cfg: dict) -> Pool:
     cfg = config.parse_config({"pool": pool_cfg, "models": models_cfg, "accounts": [
         {"id": "a", "provider": "openai", "api_key": "k", "base_url": "http://a.test/v1"},
         {"id": "b", "provider": "openai-compatible", "base_url": "http://b.test/v1"}]})
-    return Pool(cfg, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
+    return Pool(lambda: cfg, httpx.AsyncClient(transport=httpx.MockTransport(answer)))
 
 
 def _served_by(pool: Pool, model: str) -> list[tuple[str, str]]:

@@ -127,7 +127,31 @@ def status_record(*, listener: tuple[str, str], proxy: tuple[str, str], accounts
         "options": options, "log_file": log_file, "config_file": str(paths.config_file()),
         "python": sys.executable,
         "reload": {"count": 0, "at": None, "applied": None, "message": None},
+        "config": None,
     }
+
+
+def config_record(*, generation: int, digest: str, applied: bool, message: str,
+                  restart: list[str], at: float) -> dict[str, Any]:
+    """The status file's ``config``: the config file content the process last
+    took up or refused (``digest``, :func:`tokn.reload.digest`), the how-many-th
+    (``generation``), and the changed keys waiting for a restart."""
+    return {"generation": generation, "digest": digest, "applied": applied,
+            "message": message, "restart": restart, "at": at}
+
+
+def config_taken_up(pid: int, digest: str, timeout: float) -> dict[str, Any] | None:
+    """Wait up to ``timeout`` seconds for the instance ``pid`` to record the
+    config file content ``digest`` (taken up or refused); None when it did not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = read_status()
+        done = status.get("config")
+        if status.get("pid") == pid and isinstance(done, dict) and done.get("digest") == digest:
+            return done
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 # --- readers --------------------------------------------------------------------------

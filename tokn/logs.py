@@ -101,6 +101,20 @@ def stderr_is_log(cfg: Config) -> bool:
     return _same_file(2, log_file(cfg))
 
 
+def formatter_of(cfg: Config) -> logging.Formatter:
+    return JsonFormatter() if cfg.logging.format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def apply_logging(cfg: Config) -> None:
+    """Take up a changed ``[logging]`` level and format in the running process
+    (the file stays the one :func:`setup_logging` opened)."""
+    root = logging.getLogger("tokn")
+    root.setLevel(cfg.logging.level.upper())
+    formatter = formatter_of(cfg)
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+
+
 def setup_logging(cfg: Config) -> Path:
     """Log to the log file (and to stderr, unless stderr is that file);
     returns the file's path."""
@@ -111,8 +125,7 @@ def setup_logging(cfg: Config) -> Path:
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    formatter: logging.Formatter = (JsonFormatter() if cfg.logging.format == "json"
-                                    else logging.Formatter(TEXT_FORMAT))
+    formatter = formatter_of(cfg)
     path = log_file(cfg)
     detached = stderr_is_log(cfg)
     if cfg.logging.file:

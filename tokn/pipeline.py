@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,10 +148,15 @@ def _upstream_message(raw: bytes, status: int) -> tuple[str, str | None]:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, pool: Pool, recorder: Recorder) -> None:
-        self.cfg = cfg
+    def __init__(self, config: Callable[[], Config], pool: Pool, recorder: Recorder) -> None:
+        self.config = config
         self.pool = pool
         self.recorder = recorder
+
+    @property
+    def cfg(self) -> Config:
+        """The config in force (read through the runtime's accessor, never kept)."""
+        return self.config()
 
     # --- entry ---------------------------------------------------------------------
     async def handle(self, inbound: Inbound) -> Reply:

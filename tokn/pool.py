@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from tokn import state
-from tokn.config import Config
+from tokn.config import AccountConfig, Config
 from tokn.convert.models import close_matches, normalize_model
 from tokn.endings import describe
 from tokn.errors import ToknError
@@ -103,20 +103,12 @@ class Candidate:
 class Pool:
     """All configured accounts, their providers, models and health."""
 
-    def __init__(self, cfg: Config, client: httpx.AsyncClient,
+    def __init__(self, config: Callable[[], Config], client: httpx.AsyncClient,
                  clock: Callable[[], float] = time.time) -> None:
-        self.cfg = cfg
+        self.config = config
         self.client = client
         self.clock = clock
-        self.providers: dict[str, Provider] = {}
-        for account in cfg.accounts:
-            if not account.enabled:
-                continue
-            try:
-                cls = provider_class(account.provider)
-            except KeyError as exc:
-                raise ToknError(f"account {account.id!r}: {exc.args[0]}", status=500) from None
-            self.providers[account.id] = cls(account, client)
+        self.providers: dict[str, Provider] = self.build(config().accounts)
         saved = state.read("health")
         self.health: dict[str, Health] = {}
         for account_id in self.providers:
@@ -129,6 +121,32 @@ class Pool:
         self._models_at: dict[str, float] = {}
         self._unlisted: dict[str, Unlisted] = {}
         self._refresh_task: asyncio.Task | None = None
+
+    @property
+    def cfg(self) -> Config:
+        """The config in force (read through the runtime's accessor, never kept)."""
+        return self.config()
+
+    def build(self, accounts: list[AccountConfig],
+              keep: Mapping[str, Provider] | None = None) -> dict[str, Provider]:
+        """A provider per enabled account; those in ``keep`` whose account
+        config is unchanged are reused as they are.  Raises a ToknError naming
+        the account whose provider is unknown."""
+        keep = keep or {}
+        out: dict[str, Provider] = {}
+        for account in accounts:
+            if not account.enabled:
+                continue
+            old = keep.get(account.id)
+            if old is not None and old.account == account:
+                out[account.id] = old
+                continue
+            try:
+                cls = provider_class(account.provider)
+            except KeyError as exc:
+                raise ToknError(f"account {account.id!r}: {exc.args[0]}", status=500) from None
+            out[account.id] = cls(account, self.client)
+        return out
 
     # --- models --------------------------------------------------------------------
     async def models_of(self, provider: Provider) -> list[ModelInfo]:
@@ -173,10 +191,11 @@ class Pool:
         return {aid: u.error for aid, u in self._unlisted.items()}
 
     async def all_models(self) -> list[tuple[Provider, ModelInfo]]:
-        lists = await asyncio.gather(*(self.models_of(p) for p in self.providers.values()),
+        providers = list(self.providers.values())  # a reload may swap them meanwhile
+        lists = await asyncio.gather(*(self.models_of(p) for p in providers),
                                      return_exceptions=True)
         out: list[tuple[Provider, ModelInfo]] = []
-        for provider, models in zip(self.providers.values(), lists):
+        for provider, models in zip(providers, lists):
             if isinstance(models, BaseException):
                 continue
             out.extend((provider, m) for m in models)
@@ -372,32 +391,27 @@ class Pool:
         return ordered[0].provider
 
     # --- membership ----------------------------------------------------------------
-    def set_enabled(self, account_id: str, enabled: bool) -> None:
-        """Put a configured account into rotation or take it out, in this process.
-
-        The dashboard writes the change to the config file (``tokn.accounts``)
-        and applies it here, as the running pool does not re-read the file.
-        Requests already using a disabled account finish; new ones skip it.
-        ``KeyError`` when the running config has no such account.
-        """
-        account = self.cfg.account(account_id)
-        if account is None:
-            raise KeyError(account_id)
-        account.enabled = enabled
-        if not enabled:
-            self.providers.pop(account_id, None)
-            self._sticky = {k: v for k, v in self._sticky.items() if v != account_id}
-            return
-        if account_id not in self.providers:
-            self.providers[account_id] = provider_class(account.provider)(account, self.client)
-            self.health.setdefault(account_id, Health())
+    def swap(self, providers: dict[str, Provider]) -> None:
+        """Serve with ``providers`` (from :meth:`build`, for the config now in
+        force) from the next request on.  Requests in flight keep the provider
+        objects they hold.  An account whose provider was kept keeps its model
+        list and health; a new or changed one starts afresh (healthy, models
+        listed again); a removed or disabled one leaves rotation and sticky
+        sessions (its health stays in memory for requests still finishing)."""
+        fresh = [aid for aid, p in providers.items() if self.providers.get(aid) is not p]
+        for account_id in fresh:
+            self.health[account_id] = Health()
             self._models_at.pop(account_id, None)
             self._unlisted.pop(account_id, None)
-
-    def remove(self, account_id: str) -> None:
-        """Forget an account removed from the config (see :meth:`set_enabled`)."""
-        self.set_enabled(account_id, False)
-        self.cfg.accounts = [a for a in self.cfg.accounts if a.id != account_id]
+        gone = set(self.providers) - set(providers)
+        self.providers = providers
+        for account_id in fresh:
+            self._save(account_id)
+        if gone:
+            self._sticky = {k: v for k, v in self._sticky.items() if v not in gone}
+            for account_id in gone:
+                self._unlisted.pop(account_id, None)
+                self._models_at.pop(account_id, None)
 
     # --- health --------------------------------------------------------------------
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:

@@ -21,14 +21,14 @@ from urllib.parse import urlsplit
 import certifi
 import httpx
 
-from tokn import ports
+from tokn import live, ports
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.recorder import Recorder
-from tokn.reload import Outcome, reload
+from tokn.reload import Outcome
 from tokn.server import lan, usage_routes
 from tokn.server.app import AppState, create_app
 from tokn.server.httpguard import policy_from
@@ -37,6 +37,7 @@ from tokn.ui import routes as ui_routes
 from tokn.usage import UsageStore
 
 if TYPE_CHECKING:
+    from tokn.mitm.runner import ProxyRunner
     from tokn.mitm.services import ProxyServices
 
 log = logging.getLogger("tokn")
@@ -105,11 +106,11 @@ class Runtime:
                  usage: bool | None = None) -> None:
         self.cfg = cfg
         self.client = make_client(cfg, transport)
-        self.pool = Pool(cfg, self.client)
+        self.pool = Pool(self.config, self.client)
         enabled = cfg.usage.enabled if usage is None else usage
         self.usage = UsageStore() if enabled else None
         self.recorder = Recorder(self.usage, self.config)
-        self.pipeline = Pipeline(cfg, self.pool, self.recorder)
+        self.pipeline = Pipeline(self.config, self.pool, self.recorder)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
                               policy=policy_from(cfg.server))
         # the listener's routes beyond the API: usage, LAN bootstrap, the dashboard
@@ -118,10 +119,26 @@ class Runtime:
         self.app = create_app(self.state)
         self.api_url = ""
         self.proxy_url = ""
+        self.proxy: ProxyRunner | None = None  # while the proxy runs
+        # live config (tokn.live): the digest of the file content last taken up
+        # or refused, who hears of each reload, one reload at a time
+        self.config_digest = ""
+        self.on_reload: Callable[[Outcome, str], None] | None = None
+        self._reloading = asyncio.Lock()
 
     def config(self) -> Config:
         """The config in force (for parts that must not keep a copy)."""
         return self.cfg
+
+    async def reload(self, source: str, *, force: bool = True) -> Outcome | None:
+        """Re-read the config file and take it up (:func:`tokn.live.reload`);
+        the outcome also goes to ``on_reload``.  None: the watcher found the
+        content it already knew."""
+        async with self._reloading:
+            outcome = await live.reload(self, source, force=force)
+        if outcome is not None and self.on_reload is not None:
+            self.on_reload(outcome, source)
+        return outcome
 
     def proxy_services(self, listener: tuple[str, int]) -> ProxyServices:
         """What the proxy's addons use, with route mode handing flows to ``listener``."""
@@ -213,13 +230,15 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                 proxy_host: str = "127.0.0.1", proxy_port: int = 4142,
                 proxy_route_mode: str | None = None, listener_public: bool = True,
                 on_ready: Callable[[Bound], None] | None = None,
-                on_reload: Callable[[Outcome], None] | None = None,
+                on_reload: Callable[[Outcome, str], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run the listener (and the proxy) until SIGINT/SIGTERM or ``stop`` is set,
     then drain: stop accepting, let what is in flight finish for up to
     ``[server].drain_secs`` (a second signal cuts that short), end the rest
-    with an error its client understands, and stop.  SIGHUP runs
-    :func:`tokn.reload.reload` and hands its outcome to ``on_reload``.
+    with an error its client understands, and stop.  Once serving, the config
+    file is watched and taken up when it changes (:mod:`tokn.live`); SIGHUP
+    forces that (:meth:`Runtime.reload`); each outcome goes to ``on_reload``
+    with who asked ("file", "SIGHUP", "dashboard").
 
     A port that is taken raises :class:`tokn.ports.PortInUse` before anything
     listens."""
@@ -243,16 +262,10 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         (hurry if stop.is_set() else stop).set()
 
     reloads: set[asyncio.Task] = set()
-    one_at_a_time = asyncio.Lock()
-
-    async def reload_now() -> None:
-        async with one_at_a_time:
-            outcome = await reload(runtime, "SIGHUP")
-        if on_reload:
-            on_reload(outcome)
+    runtime.on_reload = on_reload
 
     def on_hup() -> None:
-        task = asyncio.ensure_future(reload_now())
+        task = asyncio.ensure_future(runtime.reload("SIGHUP"))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -285,11 +298,15 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
             proxy = ProxyRunner(runtime.proxy_services(("127.0.0.1", bound_port(internal))),
                                 host=proxy_host, port=proxy_port, route_mode=proxy_route_mode)
             await proxy.start()
+            runtime.proxy = proxy
             bound.proxy_url = proxy.url
         runtime.api_url = bound.api_url  # "" when the listener is private
         runtime.proxy_url = bound.proxy_url
         if on_ready:
             on_ready(bound)
+        watcher = asyncio.create_task(live.watch(runtime))
+        reloads.add(watcher)
+        watcher.add_done_callback(reloads.discard)
         await stop.wait()
         await _drain(runtime, servers, proxy, hurry)
     finally:
@@ -300,6 +317,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
                 pass
         for task in list(reloads):
             task.cancel()
+        runtime.proxy = None
         if proxy is not None:
             await proxy.stop()
         for srv in servers:

@@ -70,6 +70,18 @@ def _reload(done: Any) -> dict[str, Any] | None:
             "applied": done.get("applied"), "message": done.get("message")}
 
 
+def _config(done: Any) -> dict[str, Any] | None:
+    """The config file content the process last took up or refused (None:
+    it has not looked yet)."""
+    if not isinstance(done, dict):
+        return None
+    at = done.get("at")
+    return {"generation": int(done.get("generation") or 0),
+            "at": stamp(at) if isinstance(at, int | float) else None,
+            "applied": done.get("applied"), "message": done.get("message"),
+            "restart": [str(k) for k in done.get("restart") or ()]}
+
+
 def gather(now: float | None = None) -> dict[str, Any]:
     """The whole ``tokn status`` document (see the README for its fields)."""
     now = time.time() if now is None else now
@@ -100,6 +112,7 @@ def gather(now: float | None = None) -> dict[str, Any]:
         "proxy": _door(found, "proxy") if found else None,
         "service": status.get("service"),
         "reload": _reload(status.get("reload")),
+        "config": _config(status.get("config")),
         "home": os.environ.get("TOKN_HOME") or None,
         "config_file": str(paths.config_file()),
         "log_file": str(status.get("log_file") or log_file(cfg)),

@@ -47,7 +47,7 @@ def services(accounts=(), *, key: str = "", store: UsageStore | None = None,
     for k, v in proxy_mode.items():
         setattr(cfg.proxy_mode, k, v)
     client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
-    return ProxyServices(config=lambda: cfg, pool=Pool(cfg, client),
+    return ProxyServices(config=lambda: cfg, pool=Pool(lambda: cfg, client),
                          recorder=Recorder(store, lambda: cfg), drain=Drain(),
                          internal_secret="s3cret", api_key=key, listener=LISTENER,
                          caps=ConnectionCaps(total=10, per_client=10))

@@ -171,7 +171,7 @@ def test_write_actions_need_the_key_and_the_dashboards_own_pages(page):
             # the dashboard's own button works, in the pool and in the file
             page.goto(tokn.api_url + "/ui/accounts")
             page.click("#account-local button[value=disable]")
-            page.wait_for_selector("text=local disabled")
+            page.wait_for_selector(".flash.ok >> text=local disabled (config saved and applied)")
             assert "local" not in tokn.runtime.pool.providers
             assert load_config().account("local").enabled is False
             assert chat(tokn, "m-a", key=KEY).status_code == 404  # nobody serves it now

@@ -203,21 +203,32 @@ def test_config_file_switches_keep_the_rest():
 
 def test_pool_switches_accounts_in_and_out():
     two_accounts()
-    cfg = load_config()
+    live = [load_config()]
+
+    def enable(account_id: str, enabled: bool) -> None:
+        accounts.set_enabled(account_id, enabled)
+        live[0] = load_config()
+        pool.swap(pool.build(live[0].accounts, keep=pool.providers))
 
     async def main():
+        nonlocal pool
         async with httpx.AsyncClient() as client:
-            pool = Pool(cfg, client)
+            pool = Pool(lambda: live[0], client)
             assert list(pool.providers) == ["a"]
-            pool.set_enabled("b", True)
-            assert list(pool.providers) == ["a", "b"] and cfg.account("b").enabled
-            pool.set_enabled("a", False)
+            first = pool.providers["a"]
+            pool.mark_failure("a", "boom")
+            enable("b", True)
+            assert list(pool.providers) == ["a", "b"]
+            # the unchanged account keeps its provider object and its health
+            assert pool.providers["a"] is first and pool.health["a"].failures == 1
+            enable("a", False)
             assert list(pool.providers) == ["b"]
             pool.mark_success("a")  # a request that was already under way: no error
-            assert "a" not in state.read("health")
-            pool.remove("b")
-            assert pool.providers == {} and [x.id for x in cfg.accounts] == ["a"]
-            with pytest.raises(KeyError):
-                pool.set_enabled("b", True)
+            assert state.read("health")["a"]["failures"] == 1  # out of rotation: not saved
+            accounts.remove("b")
+            live[0] = load_config()
+            pool.swap(pool.build(live[0].accounts, keep=pool.providers))
+            assert pool.providers == {}
 
+    pool = None
     asyncio.run(main())

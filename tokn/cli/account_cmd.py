@@ -17,12 +17,19 @@ from rich.table import Table
 
 from tokn import accounts, config, paths, state
 from tokn.accounts import HEALTH_STATE, health_of, local_time
-from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
+from tokn.cli.common import (
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    load_config_or_exit,
+    tell_running,
+)
 from tokn.errors import ToknError
 from tokn.providers import Provider, provider_class, provider_classes
 
-account_app = typer.Typer(help="List, inspect and remove pooled accounts.", suggest_commands=False,
-                          no_args_is_help=True)
+account_app = typer.Typer(help="List, inspect, enable, disable and remove pooled accounts.",
+                          suggest_commands=False, no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -228,6 +235,31 @@ def remove_cmd(
             raise fail(f"no account with id {account_id!r}; see `tokn account list`.")
         where = paths.config_file()
     console.print(escape(f"removed account {account_id} from {where}"), highlight=False)
+    tell_running()
+
+
+def _switch(account_id: str, enabled: bool) -> None:
+    with cli_errors():
+        changed = accounts.set_enabled(account_id, enabled)
+    word = "enabled" if enabled else "disabled"
+    if not changed:
+        console.print(escape(f"account {account_id} is already {word}"), highlight=False)
+        return
+    console.print(escape(f"{word} account {account_id} in {paths.config_file()}"),
+                  highlight=False)
+    tell_running()
+
+
+@account_app.command("enable")
+def enable_cmd(account_id: str = typer.Argument(..., help="Account id.")) -> None:
+    """Put an account back into rotation."""
+    _switch(account_id, True)
+
+
+@account_app.command("disable")
+def disable_cmd(account_id: str = typer.Argument(..., help="Account id.")) -> None:
+    """Take an account out of rotation (it stays in the config)."""
+    _switch(account_id, False)
 
 
 # --- headers ----------------------------------------------------------------------------

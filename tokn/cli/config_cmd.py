@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tokn import config, config_edit, config_keys, paths
-from tokn.cli.common import cli_errors, console, err_console, fail
+from tokn.cli.common import cli_errors, console, err_console, fail, tell_running
 
 app = typer.Typer(help="Show and edit tokn's config file (TOML, mode 0600).", no_args_is_help=True,
                   suggest_commands=False)
@@ -105,6 +105,7 @@ def set_cmd(
                   highlight=False, soft_wrap=True)
     if not account and key in CA_KEYS:
         _offer_ca_regeneration()
+    tell_running()
 
 
 def _offer_ca_regeneration() -> None:
@@ -143,6 +144,7 @@ def unset_cmd(key: str = typer.Argument(..., help="Dotted key to remove."),
         except KeyError:
             raise fail(f"{key} is not set in {paths.config_file()}.") from None
     console.print(f"unset {escape(key)}", highlight=False)
+    tell_running()
 
 
 def _editor() -> list[str]:
@@ -186,6 +188,8 @@ def edit_cmd() -> None:
         draft.unlink(missing_ok=True)
     console.print(f"{escape(str(path))} is valid" + (" and saved." if text != original
                                                     else " (unchanged)."), highlight=False)
+    if text != original:
+        tell_running()
 
 
 def _ask(question: str) -> bool:

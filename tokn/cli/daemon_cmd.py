@@ -14,7 +14,14 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from tokn.cli.common import cli_errors, console, err_console, fail, load_config_or_exit
+from tokn.cli.common import (
+    cli_errors,
+    config_or_defaults,
+    console,
+    err_console,
+    fail,
+    load_config_or_exit,
+)
 from tokn.cli.serve_cmd import route_mode_value
 
 NOT_RUNNING = 3  # `tokn status` exit code when nothing runs (as LSB's status)
@@ -118,8 +125,8 @@ def stop(timeout: float | None, *, quiet_if_stopped: bool = False) -> bool:
         if not quiet_if_stopped:
             console.print("tokn is not running.", highlight=False)
         return False
-    if timeout is None:
-        timeout = load_config_or_exit().server.drain_secs + 15
+    if timeout is None:  # a config file broken meanwhile must not keep tokn from stopping
+        timeout = config_or_defaults().server.drain_secs + 15
     err_console.print(f"stopping tokn (pid {found.pid}): requests in flight may finish "
                       f"(up to {timeout:g} s)…", highlight=False)
     if not daemon.stop(found.pid, timeout):
@@ -197,6 +204,13 @@ def _render(data: dict[str, Any]) -> None:
     reload = data.get("reload")
     if isinstance(reload, dict) and reload.get("count"):
         console.print(f"  {'reload':<9} {escape(str(reload.get('message')))}", highlight=False)
+    taken = data.get("config")
+    if isinstance(taken, dict) and not taken.get("applied"):
+        console.print(f"  [yellow]config file not applied:[/] "
+                      f"{escape(str(taken.get('message')))}", highlight=False)
+    elif isinstance(taken, dict) and taken.get("restart"):
+        console.print(f"  [yellow]changed settings wait for `tokn restart`:[/] "
+                      f"{escape(', '.join(taken['restart']))}", highlight=False)
     if data["accounts"]:
         table = Table("account", "provider", "health", box=None, pad_edge=False,
                       title_justify="left")

@@ -20,7 +20,7 @@ import typer
 from rich.markup import escape
 
 from tokn import accounts, config
-from tokn.cli.common import cli_errors, console, load_config_or_exit
+from tokn.cli.common import cli_errors, console, load_config_or_exit, tell_running
 from tokn.errors import ToknError
 from tokn.providers import (
     DEFAULT_PROVIDER,
@@ -169,6 +169,7 @@ def _report(cls: type[Provider], added: accounts.Added, verify: bool) -> None:
         note = "not verified"
     console.print(escape(f"saved account {added.account_id} ({cls.id}{', ' + note if note else ''})"
                          f" to {added.path}"), highlight=False)
+    tell_running()
 
 
 def _login_cmd(*, provider: str | None, account_id: str | None, base_url: str | None,

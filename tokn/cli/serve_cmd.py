@@ -124,7 +124,8 @@ def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: 
             if not count:
                 console.print("[yellow]no accounts yet:[/] add one with `tokn login` (GitHub "
                               "Copilot), `tokn login --provider NAME` (an API key) or `tokn "
-                              "import --from gh|copilot-plugin|env|kiro`, then restart tokn.",
+                              "import --from gh|copilot-plugin|env|kiro`; the running tokn "
+                              "takes it up.",
                               highlight=False, soft_wrap=True)
         from tokn.server.lan import startup_lines
 
@@ -134,13 +135,21 @@ def run(*, host: str | None, port: int | None, api_key: str | None, with_proxy: 
             console.print(f"[dim]log: {escape(str(log_path))} · Ctrl-C to stop[/]",
                           highlight=False, soft_wrap=True)
 
-    def reloaded(outcome) -> None:  # noqa: ANN001 - a tokn.reload.Outcome
+    def reloaded(outcome, source: str) -> None:  # noqa: ANN001 - a tokn.reload.Outcome
+        """Record the config taken up (or refused) in the status file, where
+        `tokn reload` and the commands that change the config look for it."""
         if lock is None:
             return
         status = instance.read_status()
-        done = status.get("reload") if isinstance(status.get("reload"), dict) else {}
-        status["reload"] = {"count": int(done.get("count") or 0) + 1, "at": outcome.at,
-                            "applied": outcome.applied, "message": outcome.message}
+        done = status.get("config") if isinstance(status.get("config"), dict) else {}
+        status["config"] = instance.config_record(
+            generation=int(done.get("generation") or 0) + 1, digest=outcome.digest,
+            applied=outcome.applied, message=outcome.message, restart=list(outcome.restart),
+            at=outcome.at)
+        if source == "SIGHUP":
+            done = status.get("reload") if isinstance(status.get("reload"), dict) else {}
+            status["reload"] = {"count": int(done.get("count") or 0) + 1, "at": outcome.at,
+                                "applied": outcome.applied, "message": outcome.message}
         instance.write_status(status)
 
     async def main() -> None:

@@ -117,15 +117,21 @@ def usage(since: str | None, until: str | None, account: str | None, provider: s
 
 
 def logs(follow_: bool, level: str, lines: int) -> None:
-    from tokn.cli.common import load_config_or_exit
+    from pathlib import Path
+
+    from tokn import instance
+    from tokn.cli.common import config_or_defaults
     from tokn.logs import follow, level_number, log_file, tail, tail_for_follow
 
     try:
         min_level = level_number(level)
     except ValueError as exc:
         raise fail(str(exc), 2) from None
-    cfg = load_config_or_exit()
-    path = log_file(cfg)
+    # the file the running tokn writes (even when the config file changed or
+    # broke since it started), else the config's
+    found = instance.running()
+    recorded = found.status.get("log_file") if found is not None else None
+    path = Path(recorded) if recorded else log_file(config_or_defaults())
     if not path.exists() and not follow_:
         raise fail(f"no log file at {path} yet: it appears once tokn has started "
                    "(`tokn start`, or `tokn serve` in a terminal).")

@@ -35,6 +35,13 @@ def upstream_bundle(cfg: Config) -> Path:
     return out
 
 
+def allow_hosts(cfg: Config) -> list[str]:
+    """mitmproxy's ``allow_hosts``: what the proxy opens (the rest is tunnelled as is)."""
+    patterns = hosts.intercept_patterns(cfg.proxy_mode.intercept_hosts,
+                                        cfg.proxy_mode.passthrough_hosts)
+    return [modes.allow_hosts_regex(patterns, cfg.proxy_mode.passthrough_hosts)]
+
+
 def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
     """Options tokn needs, set with ``opts.update`` after the addons are added."""
     from tokn.ca import ensure_ca, mitm_confdir, write_mitm_confdir
@@ -42,8 +49,6 @@ def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
     confdir = mitm_confdir()
     ensure_ca(cfg)
     write_mitm_confdir(confdir)
-    patterns = hosts.intercept_patterns(cfg.proxy_mode.intercept_hosts,
-                                        cfg.proxy_mode.passthrough_hosts)
     return {
         "listen_host": host,
         "listen_port": port,
@@ -51,7 +56,7 @@ def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
         "connection_strategy": "lazy",
         "upstream_cert": False,
         "onboarding": False,
-        "allow_hosts": [modes.allow_hosts_regex(patterns, cfg.proxy_mode.passthrough_hosts)],
+        "allow_hosts": allow_hosts(cfg),
         "ssl_verify_upstream_trusted_ca": str(upstream_bundle(cfg)),
         # bodies over [server].max_body_mb are streamed, never buffered: the addon
         # decides everything (auth, target, reroute, credentials) from the request
@@ -59,6 +64,14 @@ def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
         "stream_large_bodies": str(int(cfg.server.max_body_mb * 1024 * 1024)),
         "http3": False,
     }
+
+
+def mitm_log_level(cfg: Config) -> None:
+    """mitmproxy's own records: only errors, unless ``[logging].level`` is debug."""
+    import logging
+
+    debug = cfg.logging.level == "debug"
+    logging.getLogger("mitmproxy").setLevel(logging.NOTSET if debug else logging.ERROR)
 
 
 class ProxyRunner:
@@ -76,16 +89,13 @@ class ProxyRunner:
         self.listening = False
 
     async def start(self) -> None:
-        import logging
-
         from mitmproxy import addons, options
         from mitmproxy.master import Master
 
         from tokn.mitm.addons import proxy_addons
 
         cfg = self.services.config()
-        if cfg.logging.level != "debug":
-            logging.getLogger("mitmproxy").setLevel(logging.ERROR)
+        mitm_log_level(cfg)
         opts = options.Options()
         self.master = Master(opts)
         self.master.addons.add(*addons.default_addons())
@@ -112,6 +122,15 @@ class ProxyRunner:
         self.port = port
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.url = f"http://{shown}:{port}"
+
+    def apply(self, cfg: Config) -> None:
+        """Take up a changed config: the hosts it intercepts and its log level
+        (the rest the addons read from the config in force per request)."""
+        mitm_log_level(cfg)
+        if self.master is not None:
+            wanted = allow_hosts(cfg)
+            if list(self.master.options.allow_hosts) != wanted:
+                self.master.options.update(allow_hosts=wanted)
 
     async def stop_listening(self) -> None:
         """Close the listening socket; connections in progress go on."""

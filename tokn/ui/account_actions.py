@@ -1,9 +1,9 @@
 """The accounts page and its write actions: enable, disable, test now, remove.
 
 Each change is written to the config file under its lock
-(:mod:`tokn.accounts`) and applied to the running pool at once
-(:meth:`tokn.pool.Pool.set_enabled` / :meth:`~tokn.pool.Pool.remove`): the
-process does not re-read its config file.  "Test now" sends one tiny chat
+(:mod:`tokn.accounts`), then the running tokn takes the file up at once
+(:meth:`tokn.runtime.Runtime.reload`, as the watcher would a moment later),
+and the message says whether it did.  "Test now" sends one tiny chat
 request through the pipeline, recorded like any other (front door
 ``dashboard``).
 """
@@ -88,28 +88,36 @@ class AccountActions:
         account_id, what = request.path_params["account_id"], request.path_params["action"]
         if self.runtime.cfg.account(account_id) is None:
             return self._done(session, "error", f"no account {account_id!r} in the running "
-                              "config (restart tokn after adding one).")
+                              "config.")
         if what == "test":
             kind, text = await self.test(account_id)
             return self._done(session, kind, text)
         try:
             if what in ("enable", "disable"):
                 await asyncio.to_thread(accounts.set_enabled, account_id, what == "enable")
-                self.runtime.pool.set_enabled(account_id, what == "enable")
                 if what == "disable":
                     self.pages.quotas.forget(account_id)
-                return self._done(session, "ok", f"{account_id} {what}d (config saved).")
+                return await self._applied(session, f"{account_id} {what}d")
             if what == "remove":
                 if await asyncio.to_thread(accounts.remove, account_id) is None:
+                    await self.runtime.reload("dashboard")
                     return self._done(session, "error", f"{account_id} is not in the config "
-                                      "file any more; restart tokn to drop it here too.")
-                self.runtime.pool.remove(account_id)
+                                      "file any more (the running config now agrees).")
                 self.pages.quotas.forget(account_id)
-                return self._done(session, "ok", f"{account_id} removed from the config.")
+                return await self._applied(session, f"{account_id} removed from the config")
         except ConfigError as exc:
             return self._done(session, "error", f"{account_id}: {exc}")
         return self.web.problem(request, session, 404, "Unknown action",
                                 f"accounts cannot {what!r}.")
+
+    async def _applied(self, session: Session, done: str) -> Response:
+        """After a change to the config file: take it up and say whether it was."""
+        outcome = await self.runtime.reload("dashboard")
+        if outcome is not None and outcome.applied:
+            return self._done(session, "ok", f"{done} (config saved and applied).")
+        why = outcome.message if outcome is not None else "no reload happened"
+        return self._done(session, "error", f"{done} in the config file, but the running tokn "
+                          f"did not apply it: {why}")
 
     async def test(self, account_id: str) -> tuple[str, str]:
         """One tiny chat request to the account through the pipeline."""
