@@ -201,7 +201,8 @@ def make_server(app: Any, host: str, port: int, log_level: str, cfg: Config, *,
                             access_log=False, lifespan=lifespan,
                             timeout_keep_alive=keep_alive or cfg.server.keep_alive_secs,
                             timeout_graceful_shutdown=int(cfg.server.drain_secs) + 5,
-                            http=guarded_protocol(limits))
+                            http=guarded_protocol(limits), ws="wsproto",
+                            ws_max_size=int(cfg.server.max_body_mb * 1024 * 1024))
     return _Server(config)
 
 

@@ -57,6 +57,7 @@ class Endpoint:
     routes: tuple[str, ...]
     stream_error: Callable[[str], Event] | None = None
     shared: bool = False  # other APIs serve the same path: a marker header picks the API
+    websocket: bool = False  # also served over a WebSocket at the same paths (GET + Upgrade)
     # the request facts this API keeps in the path, not the body (Gemini's model and
     # stream switch): (body, path parameters) -> the body the pipeline reads
     from_path: Callable[[dict[str, Any], Mapping[str, str]], dict[str, Any]] | None = None
@@ -177,7 +178,7 @@ COUNT_TOKENS = Endpoint("count_tokens", "POST", ANTHROPIC, "/messages/count_toke
 MESSAGES = Endpoint("messages", "POST", ANTHROPIC, "/messages", ("/v1/messages",),
                     _messages_stream_error)
 RESPONSES = Endpoint("responses", "POST", OPENAI, "/responses", ("/v1/responses", "/responses"),
-                     _responses_stream_error)
+                     _responses_stream_error, websocket=True)
 EMBEDDINGS = Endpoint("embeddings", "POST", OPENAI, "/embeddings",
                       ("/v1/embeddings", "/embeddings"))
 MODELS = Endpoint("models", "GET", OPENAI, "/models", ("/v1/models", "/models"), shared=True)
@@ -218,6 +219,22 @@ def match(method: str, path: str) -> tuple[Endpoint, dict[str, str]] | None:
         if params is not None:
             return ep, params
     return None
+
+
+def match_websocket(path: str) -> tuple[Endpoint, dict[str, str]] | None:
+    """The endpoint a WebSocket upgrade (``GET`` + ``Upgrade: websocket``) to
+    ``path`` names on any host, and its path parameters."""
+    for ep in ENDPOINTS:
+        params = ep.names(path) if ep.websocket else None
+        if params is not None:
+            return ep, params
+    return None
+
+
+def is_websocket_upgrade(method: str, headers: Mapping[str, str]) -> bool:
+    """Whether a request head asks to become a WebSocket (RFC 6455 §4.1)."""
+    return method.upper() == "GET" and "websocket" in headers.get("upgrade", "").lower() \
+        and "upgrade" in headers.get("connection", "").lower()
 
 
 def upstream_paths() -> dict[str, str]:

@@ -111,6 +111,8 @@ class FakeLLM(FakeServer):
             copilot_style else empty).
         chunk_delay: seconds between streamed content deltas.
         tool_trigger: word in the last user text that triggers a tool call.
+        tool_name: the tool called then (default: the request's first tool); a
+            request without a tool of that name gets a text answer.
         tool_arguments: dict sent as the tool call's arguments.
         tool_preamble: text sent before a tool call (choice 0 under quirks).
         cached_tokens / reasoning_tokens / cache_creation_tokens: usage extras (chat
@@ -151,6 +153,7 @@ class FakeLLM(FakeServer):
         responses_only_models: Iterable[str] | None = None,
         chunk_delay: float = 0.0,
         tool_trigger: str = "weather",
+        tool_name: str | None = None,
         tool_arguments: dict[str, Any] | None = None,
         tool_preamble: str | None = None,
         cached_tokens: int = 0,
@@ -201,6 +204,7 @@ class FakeLLM(FakeServer):
         self.models: list[str | dict[str, Any]] = list(models)
         self.chunk_delay = chunk_delay
         self.tool_trigger = tool_trigger
+        self.tool_name = tool_name
         self.tool_arguments = tool_arguments or {"location": "Paris", "unit": "celsius"}
         self.tool_preamble = tool_preamble
         self.cached_tokens = cached_tokens
@@ -549,11 +553,17 @@ class FakeLLM(FakeServer):
                 prompt_text += "".join(self._text_of(i) for i in inp if isinstance(i, dict))
                 if inp and isinstance(inp[-1], dict):
                     last = inp[-1]
-                    if last.get("type") == "function_call_output":
+                    if last.get("type") in ("function_call_output", "custom_tool_call_output"):
                         last_kind = "tool"
                         last_text = self._text_of(last.get("output"))
                     else:
                         last_text = self._text_of(last.get("content"))
+                # Codex's "lite" requests carry their tools in an input item
+                tools = [*tools, *(t for i in inp if isinstance(i, dict)
+                                   and i.get("type") == "additional_tools"
+                                   for t in i.get("tools") or [])]
+            tools = [u for t in tools if isinstance(t, dict)
+                     for u in (t.get("tools") if t.get("type") == "namespace" else [t]) or []]
             if tools and isinstance(tools[0], dict):
                 tool_name = tools[0].get("name") or (tools[0].get("function") or {}).get("name")
         elif api in ("messages", "count_tokens"):
@@ -561,8 +571,9 @@ class FakeLLM(FakeServer):
             prompt_text = self._text_of(body.get("system")) + "".join(
                 self._text_of(m.get("content")) for m in msgs if isinstance(m, dict)
             )
-            if msgs and isinstance(msgs[-1], dict):
-                last = msgs[-1]
+            turns = [m for m in msgs if isinstance(m, dict) and m.get("role") != "system"]
+            if turns:  # (Claude Code puts a mid-conversation system message last)
+                last = turns[-1]
                 content = last.get("content")
                 results = [
                     b
@@ -592,6 +603,11 @@ class FakeLLM(FakeServer):
                 if isinstance(b, dict) and b.get("type") == "redacted_thinking"
             ]
         input_tokens = len(prompt_text) // 4 + 1
+        kinds = {t.get("name") or (t.get("function") or {}).get("name"): t.get("type")
+                 for t in tools if isinstance(t, dict)}
+        if self.tool_name is not None:
+            tool_name = self.tool_name if self.tool_name in kinds else None
+        custom = kinds.get(tool_name) == "custom"  # a freeform tool: its input is text
         trigger = (self.tool_trigger or "").lower()
         choice = body.get("tool_choice") if api == "messages" else None
         choice = choice if isinstance(choice, dict) else {}
@@ -606,9 +622,11 @@ class FakeLLM(FakeServer):
             text = json.dumps(self.tool_arguments)
             plan = {"kind": "text", "text": text, "output_tokens": len(text) // 4 + 1}
         elif tool_name and last_kind == "user" and trigger and trigger in last_text.lower():
-            args = json.dumps(self.tool_arguments)
+            args = str(self.tool_arguments.get("input", "")) if custom \
+                else json.dumps(self.tool_arguments)
             plan = {
                 "kind": "tool",
+                "custom": custom,
                 "tool_name": tool_name,
                 "arguments": args,
                 "text": self.tool_preamble or "",
@@ -972,6 +990,9 @@ class FakeLLM(FakeServer):
             }
 
         def fc_item(status: str, args: str) -> dict[str, Any]:
+            if plan.get("custom"):
+                return {"id": fc_id, "type": "custom_tool_call", "status": status,
+                        "call_id": call_id, "name": plan.get("tool_name"), "input": args}
             return {
                 "id": fc_id,
                 "type": "function_call",
@@ -1080,11 +1101,14 @@ class FakeLLM(FakeServer):
                         "item": fc_item("in_progress", ""),
                     }
                 )
+                kind = "custom_tool_call_input" if plan.get("custom") \
+                    else "function_call_arguments"
+                field = "input" if plan.get("custom") else "arguments"
                 for frag in _thirds(plan["arguments"]):
                     yield None
                     yield ev(
                         {
-                            "type": "response.function_call_arguments.delta",
+                            "type": f"response.{kind}.delta",
                             "item_id": fc_id,
                             "output_index": oi,
                             "delta": frag,
@@ -1092,11 +1116,11 @@ class FakeLLM(FakeServer):
                     )
                 yield ev(
                     {
-                        "type": "response.function_call_arguments.done",
+                        "type": f"response.{kind}.done",
                         "item_id": fc_id,
                         "output_index": oi,
                         "name": plan["tool_name"],
-                        "arguments": plan["arguments"],
+                        field: plan["arguments"],
                     }
                 )
                 yield ev(

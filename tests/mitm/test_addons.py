@@ -133,9 +133,11 @@ def test_provider_modes_apply_per_host():
     assert flow.request.host == "api.anthropic.com"
 
 
-def test_unmapped_route_path_is_501_in_the_hosts_format():
+def test_unmapped_route_path_without_credentials_is_answered_in_the_hosts_format():
+    """Not a model endpoint, and nothing to pass on: the side-call answer at once
+    (tests/mitm/test_sidecalls.py has the rest), never a 501."""
     flow = through(services(), tunnel_flow(host="api.anthropic.com", path="/v1/files"))
-    assert flow.response.status_code == 501
+    assert flow.response.status_code == 404
     assert flow.response.json()["type"] == "error"
 
 

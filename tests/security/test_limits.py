@@ -195,3 +195,31 @@ def test_an_idle_keep_alive_listener_connection_is_closed(fake):
         assert status_of(recv_all(sock, 5)) == 200
         assert _closed_by_peer(sock, 10)  # uvicorn's keep-alive timeout (5 s)
         sock.close()
+
+
+WS_PEER = """
+import sys
+from websockets.sync.client import connect
+host, port, key, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+for i in range(n):
+    with connect(f"ws://{host}:{port}/v1/responses", proxy=None, open_timeout=5,
+                 additional_headers={"authorization": f"Bearer {key}"}) as ws:
+        pass
+    print("closed", i + 1, flush=True)
+"""
+
+
+def test_a_lan_peers_websockets_give_their_connection_slots_back(fake, netns):
+    """A WebSocket upgrade leaves the HTTP protocol that counted the peer's
+    connection: the slot must come back when the WebSocket closes, or a peer
+    that opened ``max_client_connections`` of them is locked out for good."""
+    with _start(fake, netns["host"], max_client_connections=2,
+                allowed_hosts=[netns["host"]]) as t:
+        api, _ = _ports(t)
+        out = subprocess.run(["ip", "netns", "exec", netns["ns"], sys.executable, "-c", WS_PEER,
+                              netns["host"], str(api), KEY, "5"],
+                             capture_output=True, text=True, timeout=60,
+                             env={"PATH": os.environ["PATH"], "LANG": "C.UTF-8",
+                                  "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "closed 5"

@@ -9,6 +9,7 @@ from typing import Any
 
 from tokn.mitm.connguard import ConnectionGuard
 from tokn.mitm.errorpages import JsonErrorPages
+from tokn.mitm.fallback import Fallbacks
 from tokn.mitm.localpages import LocalPages
 from tokn.mitm.observer import UsageObserver
 from tokn.mitm.proxyauth import ProxyAuth
@@ -26,5 +27,6 @@ def proxy_addons(services: ProxyServices) -> list[Any]:
         auth,  # Proxy-Authorization, per connection
         UpstreamOverride(services),  # [proxy_mode].upstream_overrides
         Router(services),  # route / switch / passthrough, or refuse
+        Fallbacks(services),  # side calls and upgrades: answered at once when the host is away
         UsageObserver(services),  # rows for switch and passthrough flows; streaming
     ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from tokn import hosts, wire
 from tokn.config import ROUTE_MODES, Config
+from tokn.mitm.sidecalls import SideCall, side_call
 from tokn.mitm.target import Target, check_names, target_of
 
 MODE_HEADER = "x-tokn-route-mode"
@@ -30,6 +31,8 @@ REFUSE = "refuse"  # answer at once: status and message, in the caller's API
 ROUTE = "route"
 SWITCH = "switch"
 PASSTHROUGH = "passthrough"
+SIDE = "side"  # route mode, not a model endpoint: to the host with the client's own
+# credentials, else the side-call table's answer (tokn.mitm.sidecalls)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class Decision:
     params: Mapping[str, str] = field(default_factory=dict)
     status: int = 0  # with a message: the error to answer (REFUSE, or a switch that
     message: str = ""  # cannot be done: observed, so its row says why)
+    websocket: bool = False  # the request asks to become a WebSocket
+    side: SideCall | None = None  # SIDE: the table's row
 
 
 def decide(settings: Settings, head: Head) -> Decision:
@@ -112,13 +117,19 @@ def decide(settings: Settings, head: Head) -> Decision:
         return Decision(REFUSE, api, target, mode, provider, status=403, message=(
             f"tokn proxy: requests from the web origin {origin!r} may not use pooled "
             "accounts; add it to [server].cors_origins to allow it."))
-    found = wire.match(head.method, head.path)
+    upgrade = wire.is_websocket_upgrade(head.method, head.headers)
+    found = wire.match_websocket(head.path) if upgrade else wire.match(head.method, head.path)
     endpoint, params = found if found else (None, {})
-    decision = Decision(mode, api, target, mode, provider, endpoint, params)
+    decision = Decision(mode, api, target, mode, provider, endpoint, params, websocket=upgrade)
     if mode == ROUTE and endpoint is None:
-        return dataclasses.replace(decision, action=REFUSE, status=501, message=(
-            f"tokn route mode has no endpoint for {head.method} {head.path.split('?', 1)[0]} "
-            f"on {head.host}; use {MODE_HEADER}: passthrough to reach the host directly."))
+        return dataclasses.replace(decision, action=SIDE,
+                                   side=side_call(target.host, head.method, head.path))
+    if mode == SWITCH and upgrade:
+        # switch relays HTTP only (its rows come from the HTTP stream): 426 makes a
+        # client such as Codex fall back to HTTPS at once, where switch serves it
+        return dataclasses.replace(decision, action=REFUSE, status=426, message=(
+            "tokn switch mode does not relay WebSockets; use HTTPS (POST) for this "
+            "endpoint, or route mode."))
     if mode == SWITCH and provider is None:
         return dataclasses.replace(decision, status=400,
                                    message=f"switch mode has no provider for {target.host}.")

@@ -13,6 +13,8 @@ Options: ``tokn_route_mode``, the default mode (else ``[proxy_mode].route_mode``
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
@@ -23,9 +25,11 @@ from tokn.errors import ToknError
 from tokn.identity import Identity
 from tokn.mitm import modes
 from tokn.mitm.services import (
+    FALLBACK,
     IDENTITY,
     INFO,
     PROXY_USER,
+    Fallback,
     FlowInfo,
     ProxyServices,
     answer_error,
@@ -33,9 +37,11 @@ from tokn.mitm.services import (
     in_tunnel,
     peer,
 )
+from tokn.mitm.sidecalls import offline_body
 from tokn.mitm.target import Target, credential_may_go
 from tokn.usage import UsageRow, new_request_id
 
+log = logging.getLogger("tokn")
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 
 # (name, type, default, help): also declared by the mitmdump entry, so that
@@ -53,6 +59,31 @@ def head_of(flow: http.HTTPFlow, connect_user: str | None) -> modes.Head:
                       host_headers=tuple(req.headers.get_all("host")), authority=req.authority,
                       tunnel_sni=flow.client_conn.sni if in_tunnel(flow) else None,
                       connect_user=connect_user)
+
+
+def upgrade_refusal(flow: http.HTTPFlow, decision: modes.Decision, what: str) -> Fallback:
+    """426 for a WebSocket upgrade that cannot reach its host: clients fall back
+    to HTTPS at once (Codex retries a 5xx five times first)."""
+    req = flow.request
+
+    def body(why: str) -> bytes:
+        message = f"tokn {what}: no WebSocket to {req.pretty_host} ({why}); use HTTPS."
+        return json.dumps(decision.api.error(426, message, None)).encode()
+
+    return Fallback(f"WebSocket {req.pretty_host}{req.path.split('?', 1)[0]}", 426, body,
+                    needs_credentials=False, replace_5xx=True)
+
+
+def side_fallback(flow: http.HTTPFlow, decision: modes.Decision) -> Fallback:
+    req = flow.request
+    if decision.websocket:
+        return upgrade_refusal(flow, decision, "route mode")
+    assert decision.side is not None
+    row = decision.side
+    host, path = req.pretty_host, req.path
+    return Fallback(f"{req.method} {host}{path.split('?', 1)[0]} ({row.what})", row.offline,
+                    lambda why: offline_body(row, decision.api, host, path, why),
+                    needs_credentials=not row.public, replace_5xx=True)
 
 
 class Router:
@@ -86,12 +117,20 @@ class Router:
         if decision.action == modes.FORWARD:
             return
         if decision.action == modes.REFUSE:
+            log.info("proxy: refused %s %s%s: %d %s", flow.request.method,
+                     flow.request.pretty_host, flow.request.path.split("?", 1)[0],
+                     decision.status, decision.message)
             answer_error(flow, self.services, decision.api, decision.status, decision.message)
             return
         req = flow.request
         for name in list(req.headers):
             if name.lower().startswith("x-tokn-"):
                 req.headers.pop(name)
+        if decision.action == modes.SIDE:
+            # not a model call: no usage row; forwarded as sent (the client's own
+            # credentials, never a pooled one), else answered at once
+            flow.metadata[FALLBACK] = side_fallback(flow, decision)
+            return
         fmt = decision.endpoint.fmt if decision.endpoint else None
         if decision.action == modes.ROUTE:
             flow.metadata[INFO] = FlowInfo(decision.action, fmt)
@@ -103,6 +142,8 @@ class Router:
                      provider=decision.provider, stream=0)))
         if decision.status:
             answer_error(flow, self.services, decision.api, decision.status, decision.message)
+        elif decision.websocket:  # passthrough: relayed as is, 426 when the host is away
+            flow.metadata[FALLBACK] = upgrade_refusal(flow, decision, "passthrough")
         elif decision.action == modes.SWITCH:
             assert decision.target is not None and decision.provider is not None
             await self._switch(flow, info, decision)

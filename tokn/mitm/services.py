@@ -34,6 +34,7 @@ INFO = "tokn"  # FlowInfo of an intercepted flow the router decided on
 HANDLED = "tokn.handled"  # an addon took care of the flow: the ones after leave it alone
 IDENTITY = "tokn.identity"  # the Identity proxy authentication admitted
 PROXY_USER = "tokn.proxy_user"  # the route mode the connection's proxy username names
+FALLBACK = "tokn.fallback"  # Fallback: forwarded as sent unless the host cannot be asked
 
 
 @dataclass
@@ -61,6 +62,18 @@ class FlowInfo:
     bytes_out: int = 0
     observe_error: str | None = None  # why the stream observer gave up
     flight: InFlight | None = None  # forwarded by mitmproxy itself: drained at shutdown
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A flow mitmproxy forwards as the client sent it, and the answer to give
+    at once instead when that cannot work (:mod:`tokn.mitm.fallback`)."""
+
+    label: str  # for the log line: what the request is
+    status: int
+    body: Callable[[str], bytes]  # why the host was not asked -> the JSON body
+    needs_credentials: bool  # answer at once when the client sent none
+    replace_5xx: bool  # a 5xx from the host becomes this answer too
 
 
 def handled(flow: http.HTTPFlow) -> bool:

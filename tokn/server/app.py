@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,14 +15,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from tokn import hop, wire
-from tokn.drain import Drain
+from tokn.drain import Drain, InFlight
 from tokn.errors import ToknError
 from tokn.identity import Identity, identify, key_matches, presented_key
-from tokn.pipeline import Inbound, Pipeline, Reply
+from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
+from tokn.server.responses_ws import front_labels, request_headers, serve_socket
 
 # The API endpoints are the wire table's (tokn.wire): each at its listener
 # paths (un-prefixed forms are what Copilot-style clients send).
@@ -182,6 +185,52 @@ def create_app(state: AppState) -> Starlette:
 
         return handle
 
+    def socket(endpoint: wire.Endpoint) -> Any:
+        async def handle(ws: WebSocket) -> None:
+            identity = state.identity(ws.headers)
+            peer = f"{ws.client.host}:{ws.client.port}" if ws.client else ""
+            if identity is None:
+                log.warning("listener: refused a WebSocket to %s from %s: 401 no valid API key",
+                            ws.url.path, peer)
+                await ws.send_denial_response(JSONResponse(wire.OPENAI.error(
+                    401, "Invalid or missing API key: send it as `Authorization: Bearer KEY`.",
+                    None), 401))
+                return
+            internal = state.is_internal(ws.headers)
+            front_door, route_mode, client = front_labels(ws, internal)
+            headers = request_headers(ws.headers.items(), hop.LABELS)
+
+            def inbound(body: dict[str, Any], size: int, flight: InFlight) -> Inbound:
+                return Inbound(fmt=endpoint.fmt, body=body, headers=headers, size=size,
+                               front_door=front_door, route_mode=route_mode,
+                               client=client or peer, params=ws.path_params, identity=identity,
+                               flight=flight)
+
+            @contextlib.asynccontextmanager
+            async def in_flight() -> AsyncIterator[InFlight]:
+                with state.drain.track() as flight:
+                    try:
+                        yield flight
+                    finally:
+                        await flight.end()
+
+            async def run(request_in: Inbound) -> Reply:
+                try:
+                    return await state.pipeline.handle(request_in)
+                except Exception as exc:  # noqa: BLE001 - last resort: an error message
+                    log.exception("unexpected error on a WebSocket to %s", ws.url.path)
+                    message = (f"tokn hit an unexpected error ({type(exc).__name__}: {exc}); "
+                               "see the log and please report it.")
+                    state.pipeline.reject(request_in, 500, message)
+                    return error_reply(wire.OPENAI, 500, message)
+
+            log.info("listener: WebSocket %s from %s (%s, %s)", ws.url.path, client or peer,
+                     front_door, route_mode)
+            await ws.accept()
+            await serve_socket(ws, run, inbound, in_flight)
+
+        return handle
+
     async def models(request: Request) -> Response:
         caller = wire.caller_api(request.url.path, headers=request.headers)
         if state.identity(request.headers, request.query_params
@@ -243,6 +292,8 @@ def create_app(state: AppState) -> Starlette:
 
     routes = [Route(path, handler(ep), methods=[ep.method])
               for ep in wire.ENDPOINTS for path in ep.routes]
+    routes += [WebSocketRoute(path, socket(ep)) for ep in wire.ENDPOINTS if ep.websocket
+               for path in ep.routes]
     routes += [Route("/healthz", healthz), Route(hop.REJECT_PATH, reject, methods=ALL_METHODS),
                *state.extra_routes]
     middleware = [

@@ -156,15 +156,17 @@ class FrontGuard:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # the dashboard's pages and forms pass its own gate (tokn.server.ui_auth)
-        if scope["type"] == "http" and not dashboard_owns(scope["path"]):
+        # a WebSocket upgrade is screened as the GET it is (Host, Origin: a web page
+        # may open a WebSocket to loopback with no CORS check at all)
+        if scope["type"] in ("http", "websocket") and not dashboard_owns(scope["path"]):
             headers = Headers(scope=scope)
             problem = None if self.internal(headers) else screen(
-                scope["method"], headers, self.policy, key_set=self.key_set())
+                scope.get("method", "GET"), headers, self.policy, key_set=self.key_set())
             if problem is not None:
                 status, message = problem
                 api = wire.caller_api(scope["path"], headers=headers)
                 client = scope.get("client")
-                log.warning("listener: refused %s %s from %s: %d %s", scope["method"],
+                log.warning("listener: refused %s %s from %s: %d %s", scope.get("method", "GET"),
                             scope["path"], f"{client[0]}:{client[1]}" if client else "?",
                             status, message)
                 # answered before the body is read; uvicorn discards what still comes

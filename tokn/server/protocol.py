@@ -19,6 +19,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from tokn.connlimits import ConnectionCaps
@@ -84,6 +85,27 @@ class GuardedH11Protocol(H11Protocol):
             self._admitted = False
             self.limits.caps.release(self._peer)
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """The connection becomes a WebSocket (uvicorn hands the transport to
+        its WebSocket protocol; this one hears nothing more): the head and body
+        deadlines stop, and a capped peer's slot is released when the WebSocket
+        connection closes."""
+        self._header_timer = _cancel(self._header_timer)
+        self._body_timer = _cancel(self._body_timer)
+        super().handle_websocket_upgrade(event)
+        if self._admitted:
+            self._admitted = False
+            ws = self.transport.get_protocol()
+            lost, caps, peer = ws.connection_lost, self.limits.caps, self._peer
+
+            def release(exc: Exception | None) -> None:
+                try:
+                    lost(exc)
+                finally:
+                    caps.release(peer)
+
+            ws.connection_lost = release  # type: ignore[method-assign]
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
