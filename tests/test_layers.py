@@ -29,7 +29,8 @@ LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop
           "rules", "outbound"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
-                 "lan_env", "usage", "usage_query", "ports", "instance", "reload"}
+                 "lan_env", "usage", "usage_query", "ports", "instance", "reload", "keys",
+                 "limits"}
 # Accounts, providers and formats: what a request is served with.
 MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", "streaming",
                 "resolve"}
@@ -49,6 +50,8 @@ ALLOWED: dict[str, set[str]] = {
     "shellenv": {"ca", "config"},
     "lan_env": {"ca", "shellenv"},
     "usage": {"paths", "usage_feed"},
+    "keys": {"errors", "identity", "paths"},  # team mode: people's keys, stored hashed
+    "limits": {"identity", "paths"},  # per-key limits over Counters (local file backend)
     "usage_query": {"paths", "usage"},
     "ports": {"errors"},  # listening sockets, the busy-port error
     "instance": {"tokn", "paths"},  # the running tokn of a TOKN_HOME (pid, lock, status)

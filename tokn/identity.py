@@ -3,9 +3,9 @@
 The listener reads the key a client presents (``Authorization: Bearer``,
 ``x-api-key``, or Google's ``x-goog-api-key`` / ``?key=``); the proxy reads
 ``Proxy-Authorization: Basic`` once per client connection.  Both turn it into
-an :class:`Identity` with :func:`identify`, and the identity travels with the
-request (the proxy hands it to the listener on its internal hop) to the
-pipeline and the usage log.
+an :class:`Identity` with :meth:`tokn.keys.KeyRing.identify` (the admin key, a
+person's key), and the identity travels with the request (the proxy hands it
+to the listener on its internal hop) to the pipeline and the usage log.
 """
 
 from __future__ import annotations
@@ -18,13 +18,23 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Identity:
     """A caller as tokn knows it: ``admin`` (the API key), ``anonymous`` (no
-    key is configured, so every caller is admitted)."""
+    key is configured, so every caller is admitted) or a person's key (team
+    mode, :mod:`tokn.keys`) with its limits.  ``name`` is what usage rows and
+    logs record; never the key itself."""
 
     name: str
+    admin: bool = False  # may do everything (else: the model APIs only)
+    rpm: int | None = None  # requests per minute
+    tokens_per_day: int | None = None
+    models: tuple[str, ...] = ()  # globs of the models it may use (empty: all)
+    digest: str = ""  # of the person's key (a rotated key is another identity)
 
 
-ADMIN = Identity("admin")
-ANONYMOUS = Identity("anonymous")
+ADMIN = Identity("admin", admin=True)
+ANONYMOUS = Identity("anonymous", admin=True)
+# Names no person's key may take (they mean the identities above, or the
+# proxy's fallback for a hop without a name).
+RESERVED = frozenset({"admin", "anonymous", "proxy"})
 
 
 def presented_key(headers: Mapping[str, str],
@@ -49,9 +59,3 @@ def key_matches(expected: str, presented: str | None) -> bool:
         return False
     return hmac.compare_digest(expected.encode(), presented.encode())
 
-
-def identify(api_key: str, presented: str | None) -> Identity | None:
-    """The caller presenting ``presented``, or ``None`` when refused."""
-    if not api_key:
-        return ANONYMOUS
-    return ADMIN if key_matches(api_key, presented) else None

@@ -159,12 +159,13 @@ def fingerprint_hex(fingerprint: str) -> str:
     return value
 
 
-def proxy_url_with_key(proxy_url: str, key: str | None) -> str:
-    """``http://tokn:KEY@host:port`` (the key percent-encoded) when ``key``."""
+def proxy_url_with_key(proxy_url: str, key: str | None, user: str = PROXY_USER) -> str:
+    """``http://USER:KEY@host:port`` (both percent-encoded) when ``key``; the
+    user is ``tokn`` for the admin key, the key's name for a person's."""
     if not key:
         return proxy_url
     scheme, _, rest = proxy_url.partition("://")
-    return f"{scheme}://{PROXY_USER}:{quote(key, safe='')}@{rest}"
+    return f"{scheme}://{quote(user, safe='')}:{quote(key, safe='')}@{rest}"
 
 
 # --- env scripts ------------------------------------------------------------------------
@@ -184,13 +185,15 @@ class EnvSpec:
     proxy_url: str | None  # http://host:port, no credentials
     api_url: str | None
     api_key: str | None = None  # set only when the request authenticated with it
+    proxy_user: str = PROXY_USER  # a person's key goes with its name (team mode)
 
     def pairs(self) -> list[tuple[str, str]]:
         """Variable/value pairs; values under the client's directory start with
         an internal marker that :func:`env_script` turns into a path."""
         out: list[tuple[str, str]] = []
         if self.proxy_url:
-            out += shellenv.env_vars(proxy_url_with_key(self.proxy_url, self.api_key),
+            out += shellenv.env_vars(proxy_url_with_key(self.proxy_url, self.api_key,
+                                                        self.proxy_user),
                                      _DIR_MARK + CA_FILE, _DIR_MARK + BUNDLE_FILE,
                                      [self.hp.host])
         else:  # no proxy to reach: only the trust variables

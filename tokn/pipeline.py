@@ -433,7 +433,8 @@ class Pipeline:
         attempt = self.recorder.begin(UsageRow(
             request_id=inbound.request_id, session_key=inbound.session_key,
             front_door=inbound.front_door, route_mode=inbound.route_mode,
-            client=inbound.client, inbound_format=inbound.fmt, upstream_format=target,
+            client=inbound.client, key_name=inbound.identity.name,
+            inbound_format=inbound.fmt, upstream_format=target,
             provider=provider.account.provider if provider else None, account=account,
             model_requested=inbound.body.get("model"), initiator=initiator,
             stream=int(inbound.stream), bytes_in=inbound.size,

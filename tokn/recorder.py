@@ -17,6 +17,7 @@ from typing import Any
 
 from tokn.config import Config
 from tokn.endings import Ending
+from tokn.limits import Limiter, is_person
 from tokn.usage import BodyCapture, UsageRow, UsageStore, capture_body
 
 log = logging.getLogger("tokn.request")
@@ -24,10 +25,11 @@ log = logging.getLogger("tokn.request")
 
 def log_request(row: UsageRow) -> None:
     """One line per request: id, mode, front door, provider/account, requested ->
-    served model ("-": none served), status, latency and, for a failure, its
-    reason; structured fields for ``[logging] format = "json"``."""
+    served model ("-": none served), status, latency, a person's key name (team
+    mode; never the key) and, for a failure, its reason; structured fields for
+    ``[logging] format = "json"``."""
     status, error = row.status or 0, row.error
-    fields = {"request_id": row.request_id, "mode": row.route_mode,
+    fields = {"request_id": row.request_id, "key": row.key_name, "mode": row.route_mode,
               "front_door": row.front_door, "provider": row.provider,
               "account": row.account, "model": row.model_requested,
               "model_served": row.model_served, "stream": bool(row.stream),
@@ -35,9 +37,10 @@ def log_request(row: UsageRow) -> None:
               "input_tokens": row.input_tokens, "output_tokens": row.output_tokens,
               "error": error}
     (log.warning if status >= 500 or error else log.info)(
-        "%s %s %s %s/%s %s -> %s %d %.0fms%s", fields["request_id"], fields["mode"],
+        "%s %s %s %s/%s %s -> %s %d %.0fms%s%s", fields["request_id"], fields["mode"],
         fields["front_door"], fields["provider"] or "-", fields["account"] or "-",
         fields["model"] or "-", fields["model_served"] or "-", status, fields["latency_ms"],
+        f" key: {row.key_name}" if is_person(row.key_name) else "",
         f" reason: {error}" if error else "", extra={"fields": fields})
 
 
@@ -45,9 +48,11 @@ class Recorder:
     """Where finished attempts go: the log, and the usage store when enabled.
     ``config`` returns the settings in force (``[usage]`` body capture)."""
 
-    def __init__(self, store: UsageStore | None, config: Callable[[], Config]) -> None:
+    def __init__(self, store: UsageStore | None, config: Callable[[], Config],
+                 limiter: Limiter | None = None) -> None:
         self.store = store
         self.config = config
+        self.limiter = limiter  # a person's tokens count towards their day
 
     def begin(self, row: UsageRow) -> Attempt:
         """An attempt whose request columns are ``row``, timed from now."""
@@ -63,6 +68,9 @@ class Recorder:
 
     def record(self, row: UsageRow) -> None:
         log_request(row)
+        if self.limiter is not None and row.route_mode != "passthrough":  # own credentials
+            self.limiter.spend(row.key_name, row.input_tokens + row.output_tokens
+                               + row.cache_read_tokens + row.cache_write_tokens)
         if self.store is not None:
             self.store.record(row)
 

@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 import certifi
 import httpx
 
-from tokn import live, ports
+from tokn import keys, limits, live, ports
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
+from tokn.keys import KeyRing
+from tokn.limits import Limiter, LocalCounters
 from tokn.outbound import ConnectionPool
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
@@ -124,10 +126,14 @@ class Runtime:
         self.pool = Pool(self.config, self.client)
         enabled = cfg.usage.enabled if usage is None else usage
         self.usage = UsageStore() if enabled else None
-        self.recorder = Recorder(self.usage, self.config)
+        # team mode: people's keys (re-read when the file changes) and their limits
+        self.keys = KeyRing(keys.default_path())
+        self.limiter = Limiter(LocalCounters(limits.default_path()))
+        self.recorder = Recorder(self.usage, self.config, self.limiter)
         self.pipeline = Pipeline(self.config, self.pool, self.recorder)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
-                              policy=policy_from(cfg.server))
+                              policy=policy_from(cfg.server), keys=self.keys,
+                              limiter=self.limiter)
         # the listener's routes beyond the API: usage, LAN bootstrap, the dashboard
         self.state.extra_routes = [*usage_routes.routes(self), *lan.routes(self),
                                    *ui_routes.routes(self)]
@@ -161,7 +167,8 @@ class Runtime:
 
         return ProxyServices(config=self.config, pool=self.pool, recorder=self.recorder,
                              drain=self.state.drain, internal_secret=self.state.internal_secret,
-                             api_key=self.state.api_key, listener=listener,
+                             api_key=self.state.api_key, keys=self.keys, limiter=self.limiter,
+                             listener=listener,
                              caps=client_caps(self.cfg))
 
     async def aclose(self) -> None:
@@ -169,6 +176,7 @@ class Runtime:
         await self.client.aclose()
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close)
+        self.limiter.close()
 
 
 @dataclass

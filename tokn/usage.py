@@ -90,6 +90,8 @@ class UsageRow:
     bytes_out: int | None = _col("INTEGER")
     request_body: str | None = _col("TEXT")
     response_body: str | None = _col("TEXT")
+    # added after version 1 (older stores get them on open: _add_missing_columns)
+    key_name: str | None = _col("TEXT")  # who called: admin, anonymous or a person's key name
 
     def set_usage(self, usage: Any) -> None:
         """The token counts of a converter :class:`~tokn.convert.Usage`."""
@@ -171,6 +173,16 @@ def connect(path: Path) -> sqlite3.Connection:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(OSError):
             path.with_name(path.name + suffix).chmod(0o600)
+    return conn
+
+
+def empty_connection() -> sqlite3.Connection:
+    """An empty store in memory with every column (a report before anything
+    was recorded has the same shape)."""
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    conn.execute(MIGRATIONS[0])
+    _add_missing_columns(conn)
     return conn
 
 

@@ -28,6 +28,7 @@ GROUPS: dict[str, str] = {
     "model": "COALESCE(model_served, model_requested, '-')",
     "day": "strftime('%Y-%m-%d', ts, 'unixepoch', 'localtime')",
     "initiator": "COALESCE(initiator, '-')",
+    "key": "COALESCE(key_name, '-')",  # who called: admin, anonymous or a person's key
 }
 PREMIUM_PROVIDER = "github-copilot"
 
@@ -162,7 +163,8 @@ class Report:
 
 
 def _where(since: float | None, until: float | None, account: str | None,
-           provider: str | None, model: str | None) -> tuple[str, list[Any]]:
+           provider: str | None, model: str | None,
+           key: str | None = None) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if since is not None:
@@ -180,6 +182,9 @@ def _where(since: float | None, until: float | None, account: str | None,
     if model:
         clauses.append("(model_requested = ? OR model_served = ?)")
         args += [model, model]
+    if key:
+        clauses.append("key_name = ?")
+        args.append(key)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
@@ -215,21 +220,22 @@ def _totals(row: Any) -> Totals:
 
 def query(conn: sqlite3.Connection, since: float | None = None, until: float | None = None,
           account: str | None = None, provider: str | None = None, model: str | None = None,
-          by: str | None = None, totals: bool = True) -> Report:
+          by: str | None = None, totals: bool = True, key: str | None = None) -> Report:
     """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``;
     ``totals=False`` leaves the totals empty (a caller that has them already).
 
     An error is a row with ``status >= 400`` or no status.  A premium request
     is a GitHub Copilot attempt the user initiated that succeeded
     (``provider = 'github-copilot' AND initiator = 'user' AND status < 400``).
-    ``model`` matches the requested or the served model.  Latency: the median
+    ``model`` matches the requested or the served model; ``key`` the caller's
+    key name (``admin``, ``anonymous`` or a person's).  Latency: the median
     and the 95th percentile (:func:`p95`) of the rows that have one.
     """
     if by is not None and by not in GROUPS:
         raise ValueError(f"cannot group by {by!r}; use one of: {', '.join(GROUPS)}")
-    where, args = _where(since, until, account, provider, model)
+    where, args = _where(since, until, account, provider, model, key)
     filters = {k: v for k, v in (("account", account), ("provider", provider),
-                                 ("model", model)) if v}
+                                 ("model", model), ("key", key)) if v}
     report = Report(since=since, until=until, by=by, filters=filters)
     if totals:
         report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}",
@@ -347,3 +353,9 @@ def attempts(conn: sqlite3.Connection, request_id: str) -> list[dict[str, Any]]:
     """Every row (upstream attempt) of one request, bodies included, in order."""
     return [dict(r) for r in conn.execute(
         "SELECT * FROM requests WHERE request_id = ? ORDER BY id", (request_id,))]
+
+
+def last_used_by_key(conn: sqlite3.Connection) -> dict[str, float]:
+    """Each caller's key name -> the time of its latest row (epoch seconds)."""
+    return {name: ts for name, ts in conn.execute(
+        "SELECT key_name, MAX(ts) FROM requests WHERE key_name IS NOT NULL GROUP BY key_name")}

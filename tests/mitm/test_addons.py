@@ -28,6 +28,8 @@ from tokn import hop
 from tokn.config import AccountConfig, Config
 from tokn.connlimits import ConnectionCaps
 from tokn.drain import Drain
+from tokn.keys import KeyRing
+from tokn.limits import Limiter, LocalCounters
 from tokn.mitm.addons import proxy_addons
 from tokn.mitm.router import Router
 from tokn.mitm.services import ProxyServices
@@ -49,7 +51,8 @@ def services(accounts=(), *, key: str = "", store: UsageStore | None = None,
     client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     return ProxyServices(config=lambda: cfg, pool=Pool(lambda: cfg, client),
                          recorder=Recorder(store, lambda: cfg), drain=Drain(),
-                         internal_secret="s3cret", api_key=key, listener=LISTENER,
+                         internal_secret="s3cret", api_key=key, keys=KeyRing(None),
+                         limiter=Limiter(LocalCounters()), listener=LISTENER,
                          caps=ConnectionCaps(total=10, per_client=10))
 
 

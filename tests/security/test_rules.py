@@ -11,10 +11,13 @@ from tests.security.helpers import basic
 from tokn.config import ConfigError, parse_config
 from tokn.connlimits import ConnectionCaps, fd_budget, is_loopback_peer
 from tokn.hosts import parse_authority
+from tokn.keys import KeyRing
 from tokn.mitm.access import ConnState, ProxyAccess, authorize
 from tokn.mitm.target import Target, check_names, credential_may_go, target_of
 from tokn.server.httpguard import Policy, host_allowed, is_json_type, screen, too_deep
 from tokn.standalone import listen_problem
+
+RING = KeyRing(None)  # no people's keys
 
 OPENAI = Target("api.openai.com", 443, True)
 
@@ -76,17 +79,17 @@ def test_credential_destinations(target, base_url, hosts, ok):
 
 def test_connection_auth_is_sticky_per_connection_only():
     state = ConnState()
-    assert not authorize("k", state, None)
-    assert not authorize("k", state, basic(password="nope"))
+    assert not authorize("k", RING, state, None)
+    assert not authorize("k", RING, state, basic(password="nope"))
     assert not state.authed
-    assert authorize("k", state, basic(user="switch", password="k"))
+    assert authorize("k", RING, state, basic(user="switch", password="k"))
     assert state.authed and state.user == "switch"
-    assert authorize("k", state, None)  # later requests on the same connection
-    access = ProxyAccess("k")
+    assert authorize("k", RING, state, None)  # later requests on the same connection
+    access = ProxyAccess("k", RING)
     assert access.admit("a", basic(password="k")) and not access.admit("b", None)
     access.forget("a")
     assert not access.authed("a")
-    assert authorize("", ConnState(), None)  # no key: everyone (loopback only)
+    assert authorize("", RING, ConnState(), None)  # no key: everyone (loopback only)
 
 
 def test_connection_caps():

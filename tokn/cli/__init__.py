@@ -55,10 +55,12 @@ COMMANDS: dict[str, str] = {
     "usage": "usage_cmd",
     "logs": "usage_cmd",
     "lan": "lan_cmd",
+    "keys": "keys_cmd",
     "paths": "paths_cmd",
     "service": "service_cmd",
 }
-GROUPS = {"config_cmd": "config", "proxy_cmd": "proxy", "service_cmd": "service"}
+GROUPS = {"config_cmd": "config", "proxy_cmd": "proxy", "service_cmd": "service",
+          "keys_cmd": "keys"}
 
 
 def _wanted(argv: list[str]) -> list[str]:

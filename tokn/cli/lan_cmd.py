@@ -24,6 +24,27 @@ def _fingerprint(cfg) -> str:
         return ca.fingerprint_sha256(files.cert_path.read_bytes())
 
 
+def _person_key(name: str, given: str | None) -> str:
+    """``name``'s key, checked against its stored hash (tokn keeps no key in clear,
+    so the person's key must be given: it was printed once at create/rotate)."""
+    from tokn import keys
+
+    with cli_errors():
+        ring = keys.KeyRing(keys.default_path())
+        if ring.by_name(name) is None:
+            known = [r.name for r in keys.read(keys.default_path())]
+            raise fail(f"no active key named {name!r} (keys: {', '.join(known) or 'none'}); "
+                       "`tokn keys list` shows them.")
+    if given is None:
+        given = typer.prompt(f"{name}'s key (printed by `tokn keys create`/`rotate`)",
+                             hide_input=True, err=True)
+    person = ring.person(given.strip())
+    if person is None or person.name != name:
+        raise fail(f"that is not {name}'s current key; `tokn keys rotate {name}` makes a new "
+                   "one if it is lost.")
+    return given.strip()
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="lan")
 
@@ -40,6 +61,9 @@ def url_cmd(
                               help="Colleague's shell: sh, bash, zsh, fish or pwsh."),
     api_key: str = typer.Option(None, "--api-key", envvar="TOKN_API_KEY",
                                 help="The key clients use \\[default: \\[server].api_key]."),
+    key_name: str = typer.Option(None, "--key", help="Team mode: the line for this person's "
+                                 "key (`tokn keys create`); asks for the key (hidden) unless "
+                                 "--api-key / TOKN_API_KEY gives it."),
 ) -> None:
     """Print the one-line command a colleague runs to use this tokn, and the CA fingerprint."""
     from tokn import lan_env
@@ -48,6 +72,8 @@ def url_cmd(
         raise fail(f"unknown shell {shell!r}; use one of: {', '.join(lan_env.SHELLS)}")
     cfg = load_config_or_exit()
     key = cfg.server.api_key if api_key is None else api_key
+    if key_name is not None:
+        key = _person_key(key_name, api_key)
     if port is None:
         port = cfg.proxy_mode.port if via_proxy else cfg.server.port
     raw_host = host or guess_lan_host()

@@ -8,7 +8,7 @@ import typer
 
 from tokn.cli.common import console, err_console, fail
 
-BY_HELP = "Group by account | provider | model | day (local) | initiator."
+BY_HELP = "Group by account | provider | model | day (local) | initiator | key."
 TIME_HELP = ("{what}: a duration back from now (30m, 24h, 7d), a local date (2026-11-01), "
              "a date-time (2026-11-01T10:00, Z or +02:00 allowed) or epoch seconds.")
 
@@ -76,7 +76,7 @@ def render(report, path) -> None:  # noqa: ANN001 - a tokn.usage_query.Report
 
 
 def usage(since: str | None, until: str | None, account: str | None, provider: str | None,
-          model: str | None, by: str | None, as_json: bool) -> None:
+          model: str | None, by: str | None, as_json: bool, key: str | None = None) -> None:
     import sqlite3
 
     from tokn import usage as store
@@ -93,12 +93,11 @@ def usage(since: str | None, until: str | None, account: str | None, provider: s
     start, end = bounds["since"], bounds["until"]
     path = store.default_path()
     kwargs = dict(since=start, until=end, account=account, provider=provider, model=model,
-                  by=by)
+                  by=by, key=key)
     try:
         conn = store.connect_readonly(path)
     except FileNotFoundError:
-        conn = sqlite3.connect(":memory:")  # an empty report of the same shape
-        conn.execute(store.MIGRATIONS[0])
+        conn = store.empty_connection()  # an empty report of the same shape
         if not as_json:
             err_console.print(f"No usage recorded yet (store: {path}).")
     try:
@@ -160,6 +159,8 @@ def register(app: typer.Typer) -> None:
                                      help="Only this provider (e.g. github-copilot)."),
         model: str = typer.Option(None, "--model", help="Only this model (requested or "
                                   "served)."),
+        key: str = typer.Option(None, "--key", help="Only this caller: a person's key name "
+                                "(team mode), admin or anonymous."),
         by: str = typer.Option(None, "--by", help=BY_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print JSON (times as epoch "
                                      "seconds and ISO-8601 UTC)."),
@@ -168,7 +169,7 @@ def register(app: typer.Typer) -> None:
 
         Reads the store file directly (read-only), so it works while tokn serve runs.
         """
-        usage(since, until, account, provider, model, by, as_json)
+        usage(since, until, account, provider, model, by, as_json, key)
 
     @app.command("logs")
     def logs_cmd(

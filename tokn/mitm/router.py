@@ -136,13 +136,22 @@ class Router:
             flow.metadata[FALLBACK] = side_fallback(flow, decision)
             return
         fmt = decision.endpoint.fmt if decision.endpoint else None
+        identity: Identity | None = flow.metadata.get(IDENTITY)
+        if decision.action == modes.SWITCH and identity is not None and not identity.admin:
+            # its limits and model globs are applied where the body is read: route mode
+            answer_error(flow, self.services, decision.api, 403,
+                         f"key {identity.name!r} may use pooled accounts in route mode only "
+                         "(switch mode would bypass its limits); drop the switch mode "
+                         "(x-tokn-route-mode / [proxy_mode]) for this client.", "admin_only")
+            return
         if decision.action == modes.ROUTE:
             flow.metadata[INFO] = FlowInfo(decision.action, fmt)
             self._route(flow, decision)
             return
         flow.metadata[INFO] = info = FlowInfo(decision.action, fmt, self.services.recorder.begin(
             UsageRow(request_id=new_request_id(), front_door="proxy", route_mode=decision.mode,
-                     client=peer(flow), inbound_format=fmt, upstream_format=fmt,
+                     client=peer(flow), key_name=identity.name if identity else None,
+                     inbound_format=fmt, upstream_format=fmt,
                      provider=decision.provider, stream=0)))
         if decision.status:
             answer_error(flow, self.services, decision.api, decision.status, decision.message)

@@ -22,6 +22,8 @@ from tokn import hop
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps
 from tokn.drain import Drain, InFlight
+from tokn.keys import KeyRing
+from tokn.limits import Limiter
 from tokn.pool import Pool
 from tokn.providers import Provider
 from tokn.recorder import Attempt, Recorder
@@ -45,6 +47,8 @@ class ProxyServices:
     drain: Drain
     internal_secret: str  # the route-mode hop's (tokn.hop)
     api_key: str  # clients' Proxy-Authorization password ("" = none needed)
+    keys: KeyRing  # people's keys (team mode): Basic user = key name, password = key
+    limiter: Limiter  # their limits (route flows: the listener applies them)
     listener: tuple[str, int]  # the internal listener route mode hands flows to
     caps: ConnectionCaps  # connections from beyond loopback
 

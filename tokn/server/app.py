@@ -21,7 +21,9 @@ from starlette.websockets import WebSocket
 from tokn import hop, wire
 from tokn.drain import Drain, InFlight
 from tokn.errors import ToknError
-from tokn.identity import Identity, identify, key_matches, presented_key
+from tokn.identity import RESERVED, Identity, key_matches, presented_key
+from tokn.keys import KeyRing
+from tokn.limits import Limiter, LocalCounters, Refusal, model_allowed
 from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 from tokn.server.responses_ws import front_labels, request_headers, serve_socket
@@ -40,6 +42,8 @@ class AppState:
     extra_routes: list[Route] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
     drain: Drain = field(default_factory=Drain)
+    keys: KeyRing = field(default_factory=lambda: KeyRing(None))  # people's keys (team mode)
+    limiter: Limiter = field(default_factory=lambda: Limiter(LocalCounters()))
 
     def is_internal(self, headers: Mapping[str, str]) -> bool:
         """Whether a request carries the proxy's secret (its route-mode hop)."""
@@ -49,11 +53,15 @@ class AppState:
     def identity(self, headers: Mapping[str, str],
                  query: Mapping[str, str] | None = None) -> Identity | None:
         """Who is calling (``None``: refused): the proxy's hop says whom it
-        admitted; anyone else presents the API key (Google clients may send it
-        as ``?key=`` in ``query``)."""
+        admitted (a person's key is looked up again: revoked since, refused);
+        anyone else presents the admin key or a person's key (Google clients
+        may send it as ``?key=`` in ``query``)."""
         if self.is_internal(headers):
-            return Identity(headers.get(hop.IDENTITY) or "proxy")
-        return identify(self.api_key, presented_key(headers, query))
+            name = headers.get(hop.IDENTITY) or "proxy"
+            if name in RESERVED:
+                return Identity(name, admin=True)
+            return self.keys.by_name(name)
+        return self.keys.identify(self.api_key, presented_key(headers, query))
 
 
 FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
@@ -109,10 +117,18 @@ def to_response(reply: Reply) -> Response:
 
 
 def error_response(request: Request, status: int, message: str,
-                   code: str | None = None) -> Response:
+                   code: str | None = None, headers: dict[str, str] | None = None) -> Response:
     """An error in the caller's own API format (:func:`tokn.wire.caller_api`)."""
     api = wire.caller_api(request.url.path, headers=request.headers)
-    return JSONResponse(api.error(status, message, code), status)
+    return JSONResponse(api.error(status, message, code), status, headers=headers)
+
+
+def refusal_response(request: Request, refusal: Refusal) -> Response:
+    """A limit's refusal in the caller's format, with ``Retry-After`` when it has one."""
+    headers = None
+    if refusal.retry_after is not None:
+        headers = {"retry-after": str(max(int(refusal.retry_after + 0.999), 1))}
+    return error_response(request, refusal.status, refusal.message, refusal.code, headers)
 
 
 def _peer(request: Request) -> str:
@@ -122,6 +138,13 @@ def _peer(request: Request) -> str:
 def is_authorized(state: AppState, request: Request) -> bool:
     """The proxy's internal secret, or the API key when one is set (constant time)."""
     return state.identity(request.headers) is not None
+
+
+def admin_only(request: Request) -> Response:
+    """403 for a person's key on what only the admin key may do."""
+    return error_response(request, 403, f"{request.method} {request.url.path} needs the admin "
+                          "key ([server].api_key); a person's key may call the model APIs "
+                          "only.", "admin_only")
 
 
 def denied(request: Request) -> Response:
@@ -140,8 +163,10 @@ def create_app(state: AppState) -> Starlette:
                                       if endpoint.api is wire.GEMINI else None)
             if identity is None:
                 # logged, not recorded: the usage log holds what the key's holders asked
-                log.warning("listener: refused %s %s from %s: 401 no valid API key",
-                            request.method, request.url.path, _peer(request))
+                whose = state.keys.describe(presented_key(request.headers))
+                log.warning("listener: refused %s %s from %s: 401 no valid API key%s",
+                            request.method, request.url.path, _peer(request),
+                            f" ({whose})" if whose else "")
                 return denied(request)
             headers = {k.lower(): v for k, v in request.headers.items()
                        if k.lower() not in hop.LABELS}
@@ -169,6 +194,11 @@ def create_app(state: AppState) -> Starlette:
             as_array = endpoint is wire.GEMINI_STREAM and request.query_params.get("alt") != "sse"
             shape = wire.GEMINI_GENERATE if as_array else endpoint
             request_in = inbound(shape.body_of(body, request.path_params), size)
+            model = request_in.body.get("model")
+            refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+            if refusal is not None:
+                state.pipeline.reject(request_in, refusal.status, refusal.message)
+                return refusal_response(request, refusal)
             try:
                 reply = await until_disconnect(request, state.pipeline.handle(request_in))
                 if reply is None:  # the client is gone; the pipeline recorded a 499
@@ -215,6 +245,19 @@ def create_app(state: AppState) -> Starlette:
                         await flight.end()
 
             async def run(request_in: Inbound) -> Reply:
+                # a person's key: still valid (the socket may outlive a revocation),
+                # within its limits and model globs, as over HTTP
+                if not identity.admin and state.keys.current(identity) is None:
+                    message = f"key {identity.name!r} is no longer valid (revoked, rotated " \
+                              "or expired)."
+                    state.pipeline.reject(request_in, 401, message)
+                    return error_reply(wire.OPENAI, 401, message)
+                model = request_in.body.get("model")
+                refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+                if refusal is not None:
+                    state.pipeline.reject(request_in, refusal.status, refusal.message)
+                    return error_reply(wire.OPENAI, refusal.status, refusal.message,
+                                       refusal.code, refusal.retry_after)
                 try:
                     return await state.pipeline.handle(request_in)
                 except Exception as exc:  # noqa: BLE001 - last resort: an error message
@@ -233,11 +276,14 @@ def create_app(state: AppState) -> Starlette:
 
     async def models(request: Request) -> Response:
         caller = wire.caller_api(request.url.path, headers=request.headers)
-        if state.identity(request.headers, request.query_params
-                          if caller is wire.GEMINI else None) is None:
+        identity = state.identity(request.headers, request.query_params
+                                  if caller is wire.GEMINI else None)
+        if identity is None:
             return denied(request)
         try:
-            return JSONResponse(caller.listing(await state.pipeline.models()))
+            listing = [m for m in await state.pipeline.models()
+                       if model_allowed(m["id"], identity.models)]
+            return JSONResponse(caller.listing(listing))
         except ToknError as exc:  # no model listed, and accounts failing: say why
             return error_response(request, exc.status, exc.message, exc.code)
 
@@ -247,13 +293,15 @@ def create_app(state: AppState) -> Starlette:
         name = request.path_params["model"]
         if ":" in name:
             return await bad_method(request, ToknError("method not allowed", status=405))
-        if state.identity(request.headers, request.query_params) is None:
+        identity = state.identity(request.headers, request.query_params)
+        if identity is None:
             return denied(request)
         try:
             served = await state.pipeline.models()
         except ToknError as exc:
             return error_response(request, exc.status, exc.message, exc.code)
-        found = [m for m in served if m["id"] == name.removeprefix("models/")]
+        found = [m for m in served if m["id"] == name.removeprefix("models/")
+                 and model_allowed(m["id"], identity.models)]
         if not found:
             return error_response(request, 404, f"model {name!r} is not served here; "
                                   "see GET /v1beta/models.")

@@ -6,7 +6,9 @@
 * ``env`` needs the API key when one is set (``Authorization: Bearer KEY`` or
   ``x-api-key: KEY``; never in the URL); the script it returns carries that
   key in the proxy URL (``http://tokn:KEY@host:port``) and ``OPENAI_API_KEY``,
-  so it is only ever sent to a caller that already presented the key.
+  so it is only ever sent to a caller that already presented the key.  A
+  person's key (team mode) gets a script with that key only, its name as the
+  proxy user (``http://alice:KEY@host:port``).
 
 Every URL is built from the request's ``Host`` header after strict validation
 (:func:`tokn.lan_env.parse_host`); anything else is a 400.  Requests the
@@ -24,9 +26,9 @@ from starlette.routing import Route
 
 from tokn import lan_env
 from tokn.errors import ToknError
-from tokn.identity import key_matches, presented_key
+from tokn.identity import presented_key
 from tokn.lan_host import guess_lan_host
-from tokn.server.app import denied, is_authorized
+from tokn.server.app import denied
 
 NO_STORE = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 ENDPOINTS = "GET /-/lan/bootstrap.json, /-/lan/ca.crt, /-/lan/env?shell=sh|bash|zsh|fish|pwsh"
@@ -109,7 +111,8 @@ def routes(runtime: Any) -> list[Route]:
             "x-tokn-ca-sha256": fingerprint})
 
     async def env(request: Request) -> Response:
-        if not is_authorized(state, request):
+        identity = state.identity(request.headers)
+        if identity is None:
             return denied(request)
         shell = request.query_params.get("shell", "sh")
         if shell not in lan_env.SHELLS:
@@ -120,14 +123,17 @@ def routes(runtime: Any) -> list[Route]:
             return ctx
         hp, request_port, api_port, proxy_port = ctx
         _, fingerprint = ca_certificate(runtime)
-        # The key goes into the script only when this request presented it.
+        # The key goes into the script only when this request presented it (the
+        # admin key, or a person's own: never anyone else's).
         presented = presented_key(request.headers)
-        key = presented if state.api_key and key_matches(state.api_key, presented) else None
+        person = not identity.admin
+        key = presented if (state.api_key and identity.name == "admin") or person else None
         here = hp.origin(request_port)
         spec = lan_env.EnvSpec(
             hp=lan_env.HostPort(hp.host, request_port), ca_cert_url=here + lan_env.CA_PATH,
             ca_sha256=fingerprint, proxy_url=hp.origin(proxy_port) if proxy_port else None,
-            api_url=hp.origin(api_port) if api_port else None, api_key=key)
+            api_url=hp.origin(api_port) if api_port else None, api_key=key,
+            **({"proxy_user": identity.name} if person else {}))
         return Response(lan_env.env_script(shell, spec),
                         media_type="text/plain; charset=utf-8", headers=NO_STORE)
 

@@ -1,7 +1,9 @@
 """``GET /v1/usage`` (a report, same filters as ``tokn usage``) and
 ``DELETE /v1/usage?confirm=true`` (empty the store).
 
-Both sit behind the listener's API key when one is set.
+Both sit behind the listener's API key when one is set.  A person's key
+(team mode) reads its own usage only (``key`` is then its name, whatever was
+asked for) and may not delete anything.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tokn import usage as usage_mod
-from tokn.server.app import denied, is_authorized
+from tokn.server.app import admin_only, denied, error_response
 from tokn.usage_query import GROUPS, parse_since, query
 
-FILTERS = ("since", "until", "account", "provider", "model", "by")
+FILTERS = ("since", "until", "account", "provider", "model", "key", "by")
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
@@ -41,7 +43,7 @@ def parse_params(params: Any) -> dict[str, Any]:
                 out[name] = parse_since(value)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
-    for name in ("account", "provider", "model"):
+    for name in ("account", "provider", "model", "key"):
         if params.get(name):
             out[name] = params[name]
     by = params.get("by")
@@ -68,11 +70,17 @@ def routes(runtime: Any) -> list[Route]:
         store = runtime.usage
         return store.path if store is not None else usage_mod.default_path()
 
-    async def get_usage(request: Request) -> Response:
+    async def get_usage(request: Request, identity: Any) -> Response:
         try:
             kwargs = parse_params(request.query_params)
         except ValueError as exc:
             return _bad(str(exc))
+        if not identity.admin:  # a person sees their own usage only
+            if kwargs.get("key", identity.name) != identity.name:
+                return error_response(request, 403, f"key {identity.name!r} may read its own "
+                                      "usage only; drop `key=` or use the admin key.",
+                                      "admin_only")
+            kwargs["key"] = identity.name
         store = runtime.usage
         if store is not None:
             await asyncio.to_thread(store.flush, 5.0)  # include rows still queued
@@ -81,9 +89,8 @@ def routes(runtime: Any) -> list[Route]:
         except sqlite3.Error as exc:
             return _bad(f"the usage store could not be read: {exc}", 500)
         if data is None:  # nothing recorded yet: an empty report, same shape
-            conn = sqlite3.connect(":memory:")
+            conn = usage_mod.empty_connection()
             try:
-                conn.execute(usage_mod.MIGRATIONS[0])
                 data = query(conn, **kwargs).to_dict()
             finally:
                 conn.close()
@@ -108,11 +115,14 @@ def routes(runtime: Any) -> list[Route]:
         return JSONResponse({"deleted": deleted, "store": str(store_path())})
 
     async def usage_endpoint(request: Request) -> Response:
-        if not is_authorized(runtime.state, request):
+        identity = runtime.state.identity(request.headers)
+        if identity is None:
             return denied(request)
         if request.method == "DELETE":
+            if not identity.admin:
+                return admin_only(request)
             return await delete_usage(request)
-        return await get_usage(request)
+        return await get_usage(request, identity)
 
     return [Route("/v1/usage", usage_endpoint, methods=["GET", "DELETE"])]
 

@@ -38,9 +38,7 @@ def _run(path: Path, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     try:
         conn = usage_mod.connect_readonly(path)
     except FileNotFoundError:  # nothing recorded yet: the same answers, empty
-        conn = sqlite3.connect(":memory:")
-        conn.row_factory = sqlite3.Row
-        conn.execute(usage_mod.MIGRATIONS[0])
+        conn = usage_mod.empty_connection()
     try:
         return fn(conn, *args)
     finally:
