@@ -65,3 +65,30 @@ def tls_context_for(public_ca, tmp_path):
         return ctx
 
     return make
+
+
+GOOGLE_ENV = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL",
+              "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT")
+
+
+@pytest.fixture
+def genai_sdk(monkeypatch):
+    """``genai_sdk(base_url=None, key="unused", **http_options)`` -> an official
+    google-genai client, with no Google variable of the machine leaking in;
+    closed after the test (the SDK closes its transport once a client is
+    collected, so the test keeps them)."""
+    from google import genai
+
+    for name in GOOGLE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    made: list[genai.Client] = []
+
+    def make(base_url: str | None = None, key: str = "unused", **options) -> genai.Client:
+        http = {**({"base_url": base_url} if base_url else {}), **options}
+        client = genai.Client(api_key=key, http_options=http or None)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

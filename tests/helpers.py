@@ -275,3 +275,32 @@ def proxied_client(proxy_url: str, **kw: Any) -> Any:
 
     ctx = ssl.create_default_context(cafile=str(ensure_ca().cert_path))
     return httpx.Client(proxy=proxy_url, verify=ctx, **kw)
+
+
+def genai_exchanges(client: Any, model: str) -> None:
+    """Drive an official google-genai client the ways the Gemini issue names, against
+    an upstream answering as the fakes do (``echo: ...``; a weather call; ``tool
+    said: ...``): non-stream, stream, a function-calling round trip and an image."""
+    from google.genai import types
+
+    assert client.models.generate_content(model=model, contents="hi").text == "echo: hi"
+    chunks = list(client.models.generate_content_stream(model=model, contents="a b c"))
+    assert "".join(c.text or "" for c in chunks) == "echo: a b c"
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    weather = types.Tool(function_declarations=[types.FunctionDeclaration(
+        name="get_weather", description="Weather for a city",
+        parameters_json_schema={"type": "object",
+                                "properties": {"location": {"type": "string"}}})])
+    config = types.GenerateContentConfig(tools=[weather])
+    ask = types.Content(role="user", parts=[types.Part(text="what is the weather in Paris?")])
+    called = client.models.generate_content(model=model, contents=[ask], config=config)
+    assert called.function_calls[0].name == "get_weather"
+    assert called.function_calls[0].args == {"location": "Paris", "unit": "celsius"}
+    answer = types.Part.from_function_response(name="get_weather", response={"output": "sunny"})
+    done = client.models.generate_content(model=model, config=config, contents=[
+        ask, called.candidates[0].content, types.Content(role="user", parts=[answer])])
+    assert done.text == "tool said: sunny"
+    png = b"\x89PNG\r\n\x1a\n" + b"fake-image-bytes"
+    seen = client.models.generate_content(model=model, contents=[
+        types.Part.from_bytes(data=png, mime_type="image/png"), "what is this?"])
+    assert seen.text == "echo: what is this?"

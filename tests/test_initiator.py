@@ -68,6 +68,19 @@ CASES = [
                              {"role": "developer", "content": "y"}]}, None, "auto", "user",
      "responses developer skipped"),
     ("embeddings", {"input": "text"}, None, "auto", "user", "embeddings"),
+    ("gemini", {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, None, "auto",
+     "user", "gemini user text"),
+    ("gemini", {"contents": [
+        {"role": "user", "parts": [{"text": "weather?"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {}}}]}]},
+     None, "auto", "agent", "gemini function responses last"),
+    ("gemini", {"contents": [
+        {"role": "user", "parts": [{"function_response": {"name": "f", "response": {}}},
+                                   {"text": "and now?"}]}]},
+     None, "auto", "user", "gemini function response + real text"),
+    ("gemini", {"contents": [{"role": "model", "parts": [{"text": "x"}]}]}, None, "auto",
+     "agent", "gemini model turn last"),
     # header and mode precedence
     ("chat", {"messages": [USER]}, "agent", "auto", "agent", "inbound header agent wins"),
     ("chat", {"messages": [USER, ASSISTANT]}, "user", "auto", "user", "inbound header user"),

@@ -61,7 +61,23 @@ def test_system_prompt_in_responses():
     assert out["instructions"] == "S" and [i["role"] for i in out["input"]] == ["user"]
 
 
+def test_system_prompt_in_gemini():
+    body = {"systemInstruction": {"role": "user", "parts": [{"text": "agent"}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    out = shape("gemini", body, [Rule(system_prepend="P", system_append="A")])
+    assert out["systemInstruction"] == {"role": "user", "parts": [
+        {"text": "P"}, {"text": "agent"}, {"text": "A"}]}
+    assert shape("gemini", body, [Rule(system="S")])["systemInstruction"]["parts"] == [
+        {"text": "S"}]
+    assert shape("gemini", {"contents": []}, [Rule(system_append="A")])[
+        "systemInstruction"] == {"parts": [{"text": "A"}]}
+    assert body["systemInstruction"]["parts"] == [{"text": "agent"}]
+
+
 @pytest.mark.parametrize("fmt,client,expected", [
+    ("gemini", {"generationConfig": {"temperature": 0.2}},
+     {"generationConfig": {"temperature": 0.2, "maxOutputTokens": 4096,
+                           "thinkingConfig": {"thinkingLevel": "high"}}}),
     ("chat", {}, {"max_tokens": 4096, "reasoning_effort": "high"}),
     ("chat", {"max_completion_tokens": 9}, {"max_completion_tokens": 9,
                                             "reasoning_effort": "high"}),

@@ -1,4 +1,4 @@
-"""tokn's one domain error, and the error bodies of the OpenAI and Anthropic APIs
+"""tokn's one domain error, and the error bodies of the OpenAI, Anthropic and Google APIs
 (which endpoint answers in which: :mod:`tokn.wire`)."""
 
 from __future__ import annotations
@@ -72,3 +72,36 @@ def anthropic_error(status: int, message: str) -> dict[str, Any]:
     """``{"type": "error", "error": {...}}`` as the Anthropic API returns it."""
     kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+# google.rpc.Code names of HTTP statuses (googleapis/googleapis rpc/code.proto)
+GOOGLE_STATUS = {
+    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+    409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+    500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+GOOGLE_RPC = "type.googleapis.com/google.rpc."
+
+
+def google_error(status: int, message: str, code: str | None = None, *,
+                 retry_after: float | None = None, domain: str = "googleapis.com",
+                 ) -> dict[str, Any]:
+    """``{"error": {"code", "message", "status", "details"?}}`` as Google APIs return
+    it; ``code`` becomes an ``ErrorInfo.reason``, ``retry_after`` a ``RetryInfo``."""
+    name = GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
+    error: dict[str, Any] = {"code": status, "message": message, "status": name}
+    details = []
+    if code:
+        details.append({"@type": GOOGLE_RPC + "ErrorInfo", "reason": code, "domain": domain})
+    if retry_after is not None:
+        details.append({"@type": GOOGLE_RPC + "RetryInfo",
+                        "retryDelay": google_duration(retry_after)})
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def google_duration(seconds: float) -> str:
+    """A Google duration string: ``2.5`` -> ``"2.5s"``, ``60`` -> ``"60s"`` (ns precision)."""
+    return f"{max(seconds, 0):.9f}".rstrip("0").rstrip(".") + "s"

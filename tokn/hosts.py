@@ -30,7 +30,15 @@ HOST_PROVIDERS: tuple[tuple[str, str, str], ...] = (
     ("open.bigmodel.cn", "", "zhipuai"),
     ("api.deepseek.com", "", "deepseek"),
     ("openrouter.ai", "", "openrouter"),
+    ("generativelanguage.googleapis.com", "", "gemini"),
+    ("cloudcode-pa.googleapis.com", "", "gemini-cli"),
 )
+
+# The route mode a provider's host gets unless [proxy_mode.provider_modes] says
+# otherwise: Code Assist's API is no client format tokn serves, so the Gemini
+# CLI's own sign-in passes through (usage observed); `switch` gives its flows
+# a pooled gemini-cli account.
+DEFAULT_PROVIDER_MODES: dict[str, str] = {"gemini-cli": "passthrough"}
 
 # Built-in interception allowlist: every host of the table, in its order.
 BUILTIN_INTERCEPT: tuple[str, ...] = tuple(dict.fromkeys(p for p, _, _ in HOST_PROVIDERS))

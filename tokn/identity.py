@@ -1,11 +1,11 @@
 """Who is calling: resolved once at a front door, then carried with the request.
 
-The listener reads the key a client presents (``Authorization: Bearer`` or
-``x-api-key``); the proxy reads ``Proxy-Authorization: Basic`` once per client
-connection.  Both turn it into an :class:`Identity` with
-:meth:`tokn.keys.KeyRing.identify` (the admin key, a person's key), and
-the identity travels with the request (the proxy hands it to the listener on
-its internal hop) to the pipeline and the usage log.
+The listener reads the key a client presents (``Authorization: Bearer``,
+``x-api-key``, or Google's ``x-goog-api-key`` / ``?key=``); the proxy reads
+``Proxy-Authorization: Basic`` once per client connection.  Both turn it into
+an :class:`Identity` with :meth:`tokn.keys.KeyRing.identify` (the admin key, a
+person's key), and the identity travels with the request (the proxy hands it
+to the listener on its internal hop) to the pipeline and the usage log.
 """
 
 from __future__ import annotations
@@ -37,12 +37,18 @@ ANONYMOUS = Identity("anonymous", admin=True)
 RESERVED = frozenset({"admin", "anonymous", "proxy"})
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key a client sent: ``Authorization: Bearer K`` or ``x-api-key: K``."""
+def presented_key(headers: Mapping[str, str],
+                  query: Mapping[str, str] | None = None) -> str | None:
+    """The key a client sent: ``Authorization: Bearer K``, ``x-api-key: K``,
+    ``x-goog-api-key: K`` (Google's SDKs), else the ``key`` query parameter of
+    ``query`` (Google's ``?key=K``; only where the caller passes the query)."""
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return headers.get("x-api-key")
+    for name in ("x-api-key", "x-goog-api-key"):
+        if headers.get(name) is not None:
+            return headers.get(name)
+    return query.get("key") if query is not None else None
 
 
 def key_matches(expected: str, presented: str | None) -> bool:

@@ -9,7 +9,8 @@ step).  The rule, pure and format-aware:
 3. otherwise the **last non-system message** decides: an assistant or tool
    message -> ``agent``; a user turn that holds only tool results (Anthropic
    ``tool_result`` blocks, OpenAI ``role: tool``, Responses
-   ``function_call_output`` items) -> ``agent``; any other user turn -> ``user``.
+   ``function_call_output`` items, Gemini ``functionResponse`` parts) ->
+   ``agent``; any other user turn -> ``user``.
 
 Text blocks that are nothing but a ``<system-reminder>…</system-reminder>``
 (Claude Code appends those to tool-result turns) do not make a turn a user
@@ -42,7 +43,7 @@ _AGENT_ITEMS = frozenset({
 def initiator_for(fmt: str, body: dict[str, Any] | None, inbound_header: str | None = None,
                   mode: str = "auto") -> Initiator:
     """``"user"`` or ``"agent"`` for a request body in format ``fmt``
-    (``chat``, ``messages``, ``responses``; anything else -> ``user``)."""
+    (``chat``, ``messages``, ``responses``, ``gemini``; anything else -> ``user``)."""
     header = (inbound_header or "").strip().lower()
     if header in ("user", "agent"):
         return header  # type: ignore[return-value]
@@ -56,7 +57,22 @@ def initiator_for(fmt: str, body: dict[str, Any] | None, inbound_header: str | N
         return _from_responses(body.get("input"))
     if fmt in ("chat", "messages"):
         return _from_messages(body.get("messages"))
+    if fmt == "gemini":
+        return _from_gemini(body.get("contents"))
     return "user"
+
+
+def _from_gemini(contents: Any) -> Initiator:
+    """The last Gemini turn: the model's, or function responses only -> ``agent``."""
+    if not isinstance(contents, list) or not contents or not isinstance(contents[-1], dict):
+        return "user"
+    last = contents[-1]
+    if last.get("role") == "model":
+        return "agent"
+    parts = [p for p in last.get("parts") or [] if isinstance(p, dict)]
+    answers = [p for p in parts if p.get("functionResponse") or p.get("function_response")]
+    texts_ok = all(p in answers or not str(p.get("text") or "").strip() for p in parts)
+    return "agent" if answers and texts_ok else "user"
 
 
 def _is_reminder(block: Any) -> bool:

@@ -30,6 +30,7 @@ from tokn.convert import (
     stream_converter,
 )
 from tokn.convert.chat import completion_to_chunks
+from tokn.convert.gemini.wire import count_tokens_request, count_tokens_response
 from tokn.convert.models import normalize_model
 from tokn.convert.tokens import count_tokens
 from tokn.drain import InFlight
@@ -139,7 +140,10 @@ def _upstream_message(raw: bytes, status: int) -> tuple[str, str | None]:
         return (text[:500] or f"upstream answered HTTP {status}"), None
     err = data.get("error", data) if isinstance(data, dict) else data
     if isinstance(err, dict):
-        return str(err.get("message") or err.get("msg") or err)[:1000], err.get("code")
+        code = err.get("code")  # Google's is the HTTP status; its `status` names it
+        if not isinstance(code, str):
+            code = err.get("status") if isinstance(err.get("status"), str) else None
+        return str(err.get("message") or err.get("msg") or err)[:1000], code
     return str(err)[:1000], None
 
 
@@ -159,6 +163,9 @@ class Pipeline:
         try:
             if inbound.fmt == "count_tokens":
                 return json_reply(200, {"input_tokens": count_tokens(inbound.body, "messages")})
+            if inbound.fmt == "gemini_count_tokens":
+                total = count_tokens(count_tokens_request(inbound.body), "gemini")
+                return json_reply(200, count_tokens_response(total))
             model = inbound.body.get("model")
             if not isinstance(model, str) or not model:
                 message = "`model` is required and must be a string."

@@ -33,12 +33,14 @@ from typing import Any
 # chat's parameter name -> its path in each format
 PARAMS: dict[str, dict[str, str]] = {
     "max_tokens": {"chat": "max_tokens", "responses": "max_output_tokens",
-                   "messages": "max_tokens"},
+                   "messages": "max_tokens", "gemini": "generationConfig.maxOutputTokens"},
     "reasoning_effort": {"chat": "reasoning_effort", "responses": "reasoning.effort",
-                         "messages": "output_config.effort"},
+                         "messages": "output_config.effort",
+                         "gemini": "generationConfig.thinkingConfig.thinkingLevel"},
     "temperature": {"chat": "temperature", "responses": "temperature",
-                    "messages": "temperature"},
-    "top_p": {"chat": "top_p", "responses": "top_p", "messages": "top_p"},
+                    "messages": "temperature", "gemini": "generationConfig.temperature"},
+    "top_p": {"chat": "top_p", "responses": "top_p", "messages": "top_p",
+              "gemini": "generationConfig.topP"},
 }
 # other spellings a client may have set the parameter with
 ALSO_SET: dict[tuple[str, str], tuple[str, ...]] = {
@@ -222,6 +224,20 @@ def _system_responses(body: dict[str, Any], rule: Rule) -> None:
                                        rule.system_append)
 
 
+def _system_gemini(body: dict[str, Any], rule: Rule) -> None:
+    key = "system_instruction" if "system_instruction" in body else "systemInstruction"
+    current = body.get(key)
+    parts = list(current.get("parts") or []) if isinstance(current, dict) else []
+    if rule.system is not None:
+        parts = [{"text": rule.system}]
+    if rule.system_prepend is not None:
+        parts.insert(0, {"text": rule.system_prepend})
+    if rule.system_append is not None:
+        parts.append({"text": rule.system_append})
+    if parts:
+        body[key] = {**(current if isinstance(current, dict) else {}), "parts": parts}
+
+
 def shape(fmt: str, body: dict[str, Any], rules: Sequence[Rule]) -> dict[str, Any]:
     """``body`` (in format ``fmt``, as the client sent it) with the rules'
     system prompt and parameters applied; a new dict, ``body`` is not changed."""
@@ -237,6 +253,8 @@ def shape(fmt: str, body: dict[str, Any], rules: Sequence[Rule]) -> dict[str, An
                 out["system"] = system
         elif fmt == "responses":
             _system_responses(out, rule)
+        elif fmt == "gemini":
+            _system_gemini(out, rule)
         for name, value in rule.defaults.items():
             if not _is_set(fmt, body, name):
                 _set(out, _path(fmt, name), value)

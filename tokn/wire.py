@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from tokn.errors import anthropic_error, openai_error
+from tokn.errors import anthropic_error, google_error, openai_error
 
 Event = tuple[str | None, dict[str, Any]]  # an SSE event: (event name, data)
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -58,6 +58,13 @@ class Endpoint:
     stream_error: Callable[[str], Event] | None = None
     shared: bool = False  # other APIs serve the same path: a marker header picks the API
     websocket: bool = False  # also served over a WebSocket at the same paths (GET + Upgrade)
+    # the request facts this API keeps in the path, not the body (Gemini's model and
+    # stream switch): (body, path parameters) -> the body the pipeline reads
+    from_path: Callable[[dict[str, Any], Mapping[str, str]], dict[str, Any]] | None = None
+
+    def body_of(self, body: dict[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+        """The request body with what the path says (:attr:`from_path`) put in."""
+        return self.from_path(body, params) if self.from_path is not None else body
 
     @cached_property
     def _suffix(self) -> re.Pattern[str]:
@@ -106,10 +113,30 @@ def _anthropic_error(status: int, message: str, code: str | None = None) -> dict
     return anthropic_error(status, message)  # Anthropic's errors carry no code
 
 
+def _google_listing(models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Google's ``models.list`` answer (``name`` is ``models/{id}``)."""
+    out = []
+    for m in models:
+        entry: dict[str, Any] = {"name": f"models/{m['id']}", "version": "001",
+                                 "displayName": m["x_tokn"]["display_name"] or m["id"]}
+        if m["x_tokn"].get("context_window"):
+            entry["inputTokenLimit"] = m["x_tokn"]["context_window"]
+        entry["supportedGenerationMethods"] = ["generateContent", "countTokens"]
+        out.append(entry)
+    return {"models": out}
+
+
+def _google_error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    return google_error(status, message, code.upper() if code else None)
+
+
 OPENAI = Api("openai", error=openai_error, listing=_openai_listing)
 ANTHROPIC = Api("anthropic", error=_anthropic_error, listing=_anthropic_listing,
                 markers=("anthropic-version",), host_words=("anthropic",))
-APIS: tuple[Api, ...] = (OPENAI, ANTHROPIC)
+# google-genai and the Gemini CLI send x-goog-api-client; a key as x-goog-api-key
+GEMINI = Api("gemini", error=_google_error, listing=_google_listing,
+             markers=("x-goog-api-key", "x-goog-api-client"), host_words=("googleapis",))
+APIS: tuple[Api, ...] = (OPENAI, ANTHROPIC, GEMINI)
 
 
 # --- the events that end a stream with an error, per format ---------------------------
@@ -127,6 +154,22 @@ def _responses_stream_error(message: str) -> Event:
     return "error", {"type": "error", "code": "server_error", "message": message, "param": None}
 
 
+def _gemini_stream_error(message: str) -> Event:
+    return None, google_error(500, message)
+
+
+def _gemini_generate(body: dict[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    return {**body, "model": params["model"], "stream": False}
+
+
+def _gemini_stream(body: dict[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    return {**body, "model": params["model"], "stream": True}
+
+
+def _gemini_count(body: dict[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    return {**body, "model": params["model"]}
+
+
 # --- endpoints, most specific path first (count_tokens before messages) -----------------
 CHAT = Endpoint("chat", "POST", OPENAI, "/chat/completions",
                 ("/v1/chat/completions", "/chat/completions"), _chat_stream_error)
@@ -140,8 +183,28 @@ EMBEDDINGS = Endpoint("embeddings", "POST", OPENAI, "/embeddings",
                       ("/v1/embeddings", "/embeddings"))
 MODELS = Endpoint("models", "GET", OPENAI, "/models", ("/v1/models", "/models"), shared=True)
 
-ENDPOINTS: tuple[Endpoint, ...] = (CHAT, COUNT_TOKENS, MESSAGES, RESPONSES, EMBEDDINGS, MODELS)
-_BY_FMT = {e.fmt: e for e in ENDPOINTS}
+# Gemini: generateContent and streamGenerateContent are one format ("gemini"; the
+# path says whether it streams), under /v1beta/ and /v1/ (google-genai uses both)
+_GEMINI_ROOTS = ("/v1beta", "/v1")
+GEMINI_GENERATE = Endpoint(
+    "gemini", "POST", GEMINI, "/models/{model}:generateContent",
+    tuple(f"{r}/models/{{model}}:generateContent" for r in _GEMINI_ROOTS),
+    _gemini_stream_error, from_path=_gemini_generate)
+GEMINI_STREAM = Endpoint(
+    "gemini", "POST", GEMINI, "/models/{model}:streamGenerateContent",
+    tuple(f"{r}/models/{{model}}:streamGenerateContent" for r in _GEMINI_ROOTS),
+    _gemini_stream_error, from_path=_gemini_stream)
+GEMINI_COUNT_TOKENS = Endpoint(
+    "gemini_count_tokens", "POST", GEMINI, "/models/{model}:countTokens",
+    tuple(f"{r}/models/{{model}}:countTokens" for r in _GEMINI_ROOTS), from_path=_gemini_count)
+GEMINI_MODELS = Endpoint("gemini_models", "GET", GEMINI, "/v1beta/models", ("/v1beta/models",))
+GEMINI_MODEL = Endpoint("gemini_model", "GET", GEMINI, "/v1beta/models/{model}",
+                        ("/v1beta/models/{model}",))  # models.get: one model
+
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT, COUNT_TOKENS, MESSAGES, RESPONSES, EMBEDDINGS,
+                                   GEMINI_GENERATE, GEMINI_STREAM, GEMINI_COUNT_TOKENS,
+                                   GEMINI_MODELS, GEMINI_MODEL, MODELS)
+_BY_FMT = {e.fmt: e for e in reversed(ENDPOINTS)}  # the first endpoint of a format wins
 
 
 def endpoint(fmt: str) -> Endpoint:
@@ -176,7 +239,7 @@ def is_websocket_upgrade(method: str, headers: Mapping[str, str]) -> bool:
 
 def upstream_paths() -> dict[str, str]:
     """Each endpoint's path under an API base URL (a provider's default paths)."""
-    return {e.fmt: e.path for e in ENDPOINTS}
+    return {e.fmt: e.path for e in reversed(ENDPOINTS)}
 
 
 def stream_error(fmt: str, message: str) -> Event:

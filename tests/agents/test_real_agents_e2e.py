@@ -232,3 +232,35 @@ def test_multi_turn_tool_task_through_the_proxy(agent, upstream, offline_tokn, t
     _assert_deliberate(lines, "api.anthropic.com" if agent == "claude" else "api.openai.com")
     model_rows = [r for r in rows if r["inbound_format"] in ("messages", "responses")]
     assert len(model_rows) >= 2 and all(r["status"] == 200 for r in model_rows), rows
+
+
+def test_codex_tools_reach_a_chat_upstream_and_its_calls_run(tmp_path):
+    """Codex's default model sends its tools in an ``additional_tools`` input
+    item (``tools`` empty). Served by a chat-only upstream (as Copilot is), the
+    listener makes them chat tools; the model's chat call of ``exec`` goes back
+    as the ``custom_tool_call`` Codex runs, and its result reaches the model."""
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=SERVED, auth={POOLED_KEY},
+                 tool_name="exec") as fake:
+        fake.tool_arguments = {"input": 'const r = await tools.exec_command('
+                                        '{cmd: "echo tokn-$((6*7))"});\ntext(r.output);'}
+        write_config({"accounts": [account("pool", "openai-compatible",
+                                           base_url=fake.url + "/v1", api_key=POOLED_KEY,
+                                           settings={"formats": ["chat"]})]})
+        with running_tokn() as tokn:
+            run = codex(tmp_path, "What is the weather? Use your shell.", {},
+                        listener=tokn.api_url)
+            rows = _rows(tokn)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    turns = [r for r in fake.requests
+             if r.method == "POST" and r.path.endswith("/chat/completions")]
+    assert len(turns) >= 2, run.stderr[-3000:]
+    first = turns[0].json
+    names = [t["function"]["name"] for t in first.get("tools") or []]
+    assert "exec" in names and "wait" in names, names  # Codex's tools, as chat tools
+    assert turns[0].meta.get("tool_call")  # the model called `exec`
+    # the CLI ran it: its output came back as the chat tool result
+    results = [m for m in turns[-1].json["messages"] if m.get("role") == "tool"]
+    assert results and "tokn-42" in results[-1]["content"], results
+    assert "tool said:" in run.stdout and "tokn-42" in run.stdout, run.stdout[-2000:]
+    served = [(r["inbound_format"], r["upstream_format"], r["status"]) for r in rows]
+    assert served and set(served) == {("responses", "chat", 200)}, rows

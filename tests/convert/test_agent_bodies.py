@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tokn.convert import Dialect, convert_request
-from tokn.convert.tools import flat_name
+from tokn.convert.tools import chat_tool_name
 
 BODIES = Path(__file__).parent / "agent_bodies"
 CLAUDE = sorted(BODIES.glob("claude_code_*.json"))
@@ -154,19 +154,34 @@ def _codex_facts(body: dict[str, Any]) -> dict[str, Any]:
         if item["type"] == "message":
             texts += _texts(item["content"])
         elif item["type"] == "function_call":
-            name = flat_name(item["namespace"], item["name"]) if item.get("namespace") \
-                else item["name"]
-            calls[item["call_id"]] = (name, _args(item["arguments"]))
-        elif item["type"] == "function_call_output":
-            outputs[item["call_id"]] = item["output"]
+            calls[item["call_id"]] = (chat_tool_name(item.get("namespace"), item["name"]),
+                                      _args(item["arguments"]))
+        elif item["type"] == "custom_tool_call":
+            calls[item["call_id"]] = (item["name"], {"input": item["input"]})
+        elif item["type"] in ("function_call_output", "custom_tool_call_output"):
+            out = item["output"]
+            outputs[item["call_id"]] = out if isinstance(out, str) else \
+                "\n".join(p["text"] for p in out)
         elif item["type"] == "reasoning":
             reasoning += [s["text"] for s in item["summary"]]
+    # Codex's default models ("Responses lite") send `tools: []` and their tools
+    # in an `additional_tools` input item: both are the request's tools
+    declared = [*body.get("tools", []), *(t for i in body["input"]
+                                          if i["type"] == "additional_tools" for t in i["tools"])]
     tools, hosted = {}, []
-    for t in body.get("tools", []):
-        if t["type"] == "function":
-            tools[t["name"]] = t["parameters"]
+
+    def add(t: dict[str, Any], namespace: str | None) -> None:
+        schema = t["parameters"] if t["type"] == "function" else \
+            {"type": "object", "properties": {"input": {"type": "string"}},
+             "required": ["input"], "additionalProperties": False}
+        tools[chat_tool_name(namespace, t["name"])] = schema
+
+    for t in declared:
+        if t["type"] in ("function", "custom"):
+            add(t, None)
         elif t["type"] == "namespace":
-            tools.update({flat_name(t["name"], m["name"]): m["parameters"] for m in t["tools"]})
+            for m in t["tools"]:
+                add(m, t["name"])
         else:
             hosted.append(t["type"])
     return {"texts": texts, "calls": calls, "outputs": outputs, "reasoning": reasoning,
@@ -183,7 +198,7 @@ def test_codex_to_chat_keeps_everything_chat_can_carry(path, caplog):
     for text in facts["texts"]:
         assert json.dumps(text, ensure_ascii=False)[1:-1] in blob
     assert [m["role"] for m in chat["messages"] if m["role"] in ("developer", "system")] == \
-        [i["role"] for i in body["input"] if i.get("role") == "developer"]
+        [i["role"] for i in body["input"] if i["type"] == "message" and i["role"] == "developer"]
     calls = {c["id"]: (c["function"]["name"], _args(c["function"]["arguments"]))
              for m in chat["messages"] for c in m.get("tool_calls") or []}
     assert calls == facts["calls"]
@@ -191,6 +206,7 @@ def test_codex_to_chat_keeps_everything_chat_can_carry(path, caplog):
             if m["role"] == "tool"} == facts["outputs"]
     assert "".join(m.get("reasoning_content", "") for m in chat["messages"]) == \
         "".join(facts["reasoning"])
+    assert facts["tools"]  # every captured Codex turn offers tools
     assert {t["function"]["name"]: t["function"]["parameters"] for t in chat.get("tools", [])} == \
         facts["tools"]
     for kind in facts["hosted"]:  # hosted tools cannot run behind chat: left out, and said
@@ -221,6 +237,7 @@ def test_codex_to_messages_keeps_everything_messages_can_carry(path):
     results = {b["tool_use_id"]: b["content"] for m in out["messages"] for b in m["content"]
                if b["type"] == "tool_result"}
     assert results == facts["outputs"]
+    assert facts["tools"]
     assert {t["name"]: t["input_schema"] for t in out.get("tools", [])} == facts["tools"]
     if (body.get("reasoning") or {}).get("effort"):
         assert out["thinking"]["type"] == "enabled"

@@ -176,6 +176,12 @@ def test_the_base_bodies_convert(fmt, body):
     ("responses", {"model": "m", "input": [{"type": "message", "role": "user",
                                             "content": [{"type": "input_text", "text": 7}]}]},
      "`input[0].content[0].text` must be a string, not a number"),
+    ("responses", {"model": "m", "input": [{"type": "reasoning", "summary": [],
+                                            "content": "0"}]},
+     "`input[0].content` must be an array, not a string"),  # found by the property test
+    ("gemini", {"model": "m", "contents": "hi"}, "`contents` must be an array, not a string"),
+    ("gemini", {"model": "m", "contents": [{"role": "user", "parts": [{"text": 5}]}]},
+     "`contents[0].parts[0].text` must be a string, not a number"),
 ])
 def test_messages_name_the_field(fmt, body, message):
     dst = "chat" if fmt != "chat" else "messages"

@@ -281,5 +281,9 @@ def test_extract_usage_all_formats():
     u = extract_usage("responses", RESPONSES)
     assert u == Usage(input_tokens=32, output_tokens=6, cache_read_tokens=8, reasoning_tokens=2)
     assert u.prompt_tokens == 40 and u.total_tokens == 46
+    gemini = {"usageMetadata": {"promptTokenCount": 40, "cachedContentTokenCount": 8,
+                                "candidatesTokenCount": 6, "thoughtsTokenCount": 2}}
+    assert extract_usage("gemini", gemini) == Usage(input_tokens=32, output_tokens=8,
+                                                    cache_read_tokens=8, reasoning_tokens=2)
     with pytest.raises(ValueError):
-        extract_usage("gemini", {})
+        extract_usage("cohere", {})

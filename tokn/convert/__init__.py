@@ -1,5 +1,6 @@
 """Format converters between OpenAI Chat Completions ("chat"), Anthropic Messages
-("messages") and OpenAI Responses ("responses"). Pure: no I/O.
+("messages"), OpenAI Responses ("responses") and Google's Gemini
+``generateContent`` ("gemini"). Pure: no I/O.
 
 Chat is the hub: every other format converts to and from chat, and any
 ``src -> dst`` is composed through it (``src == dst`` is the identity).
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sse import DEFAULT_MAX_LINE, SSEEvent, SSEParser, encode_event
+from ..wire import stream_error
 from .anthropic import request as a_req
 from .anthropic import response as a_resp
 from .anthropic import stream as a_stream
@@ -27,6 +29,16 @@ from .common import (
     usage_from_responses,
 )
 from .context import NO_HINTS, PLAIN, Dialect, Hints, ToolRef
+from .gemini import (
+    ChatToGeminiStream,
+    GeminiToChatStream,
+    chat_request_to_gemini,
+    chat_response_to_gemini,
+    gemini_request_to_chat,
+    gemini_response_to_chat,
+    observe_chunk,
+    usage_of_response,
+)
 from .responses import request as r_req
 from .responses import response as r_resp
 from .responses import stream as r_stream
@@ -34,7 +46,7 @@ from .stage import (
     Frame,
     Stage,
 )
-from .tools import output_tool_name, responses_tools_to_chat, uses_output_tool
+from .tools import output_tool_name, request_tools, responses_tools_to_chat, uses_output_tool
 from .validate import check_request
 
 __all__ = [
@@ -52,33 +64,53 @@ __all__ = [
     "stream_converter",
 ]
 
-FORMATS = ("chat", "messages", "responses")
+FORMATS = ("chat", "messages", "responses", "gemini")
 
 Body = dict[str, Any]
+
+def _gemini_from_chat(chat: Body, dialect: Dialect = PLAIN) -> Body:
+    return chat_request_to_gemini(chat)  # Gemini upstreams take no dialect extensions
+
+
+def _gemini_response_to_chat(body: Body, *, model: str | None = None,
+                             hints: Hints = NO_HINTS) -> Body:
+    return gemini_response_to_chat(body, model=model)
+
+
+def _chat_response_to_gemini(body: Body, *, model: str | None = None,
+                             hints: Hints = NO_HINTS) -> Body:
+    return chat_response_to_gemini(body, model=model)
+
 
 _REQ_TO_CHAT: dict[str, Callable[[Body], Body]] = {
     "messages": a_req.messages_request_to_chat,
     "responses": r_req.responses_request_to_chat,
+    "gemini": gemini_request_to_chat,
 }
-_REQ_FROM_CHAT: dict[str, Callable[[Body], Body]] = {
+_REQ_FROM_CHAT: dict[str, Callable[..., Body]] = {
     "messages": a_req.chat_request_to_messages,
     "responses": r_req.chat_request_to_responses,
+    "gemini": _gemini_from_chat,
 }
-_RESP_TO_CHAT = {
+_RESP_TO_CHAT: dict[str, Callable[..., Body]] = {
     "messages": a_resp.messages_response_to_chat,
     "responses": r_resp.responses_response_to_chat,
+    "gemini": _gemini_response_to_chat,
 }
-_RESP_FROM_CHAT = {
+_RESP_FROM_CHAT: dict[str, Callable[..., Body]] = {
     "messages": a_resp.chat_response_to_messages,
     "responses": r_resp.chat_response_to_responses,
+    "gemini": _chat_response_to_gemini,
 }
 _STREAM_TO_CHAT: dict[str, type[Stage]] = {
     "messages": a_stream.MessagesToChatStream,
     "responses": r_stream.ResponsesToChatStream,
+    "gemini": GeminiToChatStream,
 }
 _STREAM_FROM_CHAT: dict[str, type[Stage]] = {
     "messages": a_stream.ChatToMessagesStream,
     "responses": r_stream.ChatToResponsesStream,
+    "gemini": ChatToGeminiStream,
 }
 
 
@@ -114,7 +146,7 @@ def response_hints(client_fmt: str, request: Body | None, upstream_fmt: str,
         return NO_HINTS
     names: dict[str, ToolRef] = {}
     if client_fmt == "responses":
-        tools, names, _ = responses_tools_to_chat(request.get("tools") or [])
+        tools, names, _ = responses_tools_to_chat(request_tools(request))
         chat = {"tools": tools, "response_format": r_req.format_to_chat(
             (request.get("text") or {}).get("format"))}
     else:
@@ -146,11 +178,13 @@ def extract_usage(fmt: str, body: Body) -> Usage:
         return usage_from_anthropic(body.get("usage"))
     if fmt == "responses":
         return usage_from_responses(body.get("usage"))
+    if fmt == "gemini":
+        return usage_of_response(body)
     return usage_from_chat(body.get("usage"))
 
 
 def _encode(fmt: str, frames: list[Frame]) -> bytes:
-    if fmt == "chat":
+    if fmt in ("chat", "gemini"):  # plain `data:` events
         return b"".join(encode_event(data) for _, data in frames)
     return b"".join(encode_event(data, event) for event, data in frames)
 
@@ -287,6 +321,9 @@ class StreamConverter:
     def _observe(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
+        if self.src == "gemini":
+            self._observe_gemini(data)
+            return
         kind = data.get("type")
         error = data.get("error")
         if kind in ("error", "response.failed") or (self.src == "chat" and error):
@@ -318,6 +355,27 @@ class StreamConverter:
                     self.usage = usage_from_responses(resp["usage"])
 
 
+    def _observe_gemini(self, data: dict[str, Any]) -> None:
+        model, usage = observe_chunk(data)
+        self.model = model or self.model
+        if usage is not None:
+            self.usage = usage
+        error = data.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            self.upstream_error = str(message or error)[:500]
+            self.ended = True
+        elif _gemini_finished(data):
+            self.ended = True
+
+
+def _gemini_finished(data: dict[str, Any]) -> bool:
+    """A Gemini stream event (or Code Assist envelope) that carries a finish reason."""
+    inner = data.get("response") if isinstance(data.get("response"), dict) else data
+    return any(isinstance(c, dict) and (c.get("finishReason") or c.get("finish_reason"))
+               for c in inner.get("candidates") or ())
+
+
 class _Tail:
     """For pass-through streams: remembers enough to end the stream properly
     (closing events when the upstream stopped early, errors in the format)."""
@@ -341,6 +399,9 @@ class _Tail:
                 continue
             kind = data.get("type")
             self.started = True
+            if self.fmt == "gemini":
+                self.ended = self.ended or "error" in data or _gemini_finished(data)
+                continue
             if isinstance(data.get("sequence_number"), int):
                 self.seq = max(self.seq, data["sequence_number"])
             if kind in (
@@ -367,6 +428,8 @@ class _Tail:
         if self.ended or not self.started:
             return b""
         self.ended = True
+        if self.fmt == "gemini":  # a Gemini stream just stops: nothing closes it
+            return b""
         if self.fmt == "chat":
             return b"\n\ndata: [DONE]\n\n"
         if self.fmt == "messages":
@@ -395,6 +458,8 @@ class _Tail:
 
     def error(self, message: str) -> bytes:
         self.ended = True
+        if self.fmt == "gemini":
+            return encode_event(stream_error("gemini", message)[1])
         if self.fmt == "messages":
             return encode_event(
                 {"type": "error", "error": {"type": "api_error", "message": message}}, "error"

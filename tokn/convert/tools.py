@@ -12,6 +12,11 @@ request's other tools become function tools with names that map back:
 * a ``custom`` (free-form) tool becomes a function tool taking one string,
   ``{"input": "..."}``; a call goes back as a ``custom_tool_call`` with that
   ``input``;
+* Codex's "Responses lite" requests (its default models since 0.147) send
+  ``tools: []`` and carry the tools in an ``additional_tools`` input item
+  (:func:`request_tools` gathers both; a tool resent unchanged counts once); their
+  ``functions`` namespace is the model's default one: its members keep their
+  plain names and their calls go back without a namespace, as Codex expects;
 * hosted tools the provider runs itself (``web_search``, ``file_search``,
   ``code_interpreter``, ``image_generation``, ``mcp``, ``computer_use``, ...)
   cannot run behind a chat upstream: they are left out and the request's log
@@ -41,6 +46,7 @@ from .context import Dialect, ToolRef
 log = logging.getLogger("tokn.convert")
 
 NAMESPACE_SEP = "__"
+DEFAULT_NAMESPACE = "functions"  # Codex's lite form: the tools a model calls by plain name
 
 
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
@@ -54,6 +60,25 @@ def flat_name(namespace: str, name: str) -> str:
     if len(flat) <= 64:
         return flat
     return f"{flat[:55]}_{hashlib.sha256(flat.encode()).hexdigest()[:8]}"
+
+
+def chat_tool_name(namespace: str | None, name: str) -> str:
+    """The chat (and Anthropic) name of a Responses tool, or of a call of it."""
+    if not namespace or namespace == DEFAULT_NAMESPACE:
+        return name
+    return flat_name(namespace, name)
+
+
+def request_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses request's tools: its ``tools`` and, after them, those of its
+    ``additional_tools`` input items (Codex's "Responses lite" form)."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    inp = body.get("input")
+    for item in inp if isinstance(inp, list) else []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            tools += [t for t in item.get("tools") or []
+                      if isinstance(t, dict) and t not in tools]  # resent in history
+    return tools
 
 
 def _function(name: str, description: str | None, parameters: Any,
@@ -79,8 +104,9 @@ def _custom_description(tool: dict[str, Any]) -> str:
 def responses_tools_to_chat(
     tools: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], dict[str, ToolRef], list[str]]:
-    """Chat function tools for a Responses ``tools`` list, the map from each
-    non-plain chat name back to its Responses tool, and the tool types left out."""
+    """Chat function tools for a Responses tools list (:func:`request_tools`),
+    the map from each non-plain chat name back to its Responses tool, and the
+    tool types left out."""
     out: list[dict[str, Any]] = []
     names: dict[str, ToolRef] = {}
     dropped: list[str] = []
@@ -90,7 +116,9 @@ def responses_tools_to_chat(
         if kind not in ("function", "custom"):
             dropped.append(f"{namespace}.{kind}" if namespace else kind)
             return
-        chat_name = flat_name(namespace, name) if namespace else name
+        chat_name = chat_tool_name(namespace, name)
+        if namespace == DEFAULT_NAMESPACE:
+            namespace = ns_doc = None
         if kind == "custom" or namespace:
             names[chat_name] = ToolRef(name, namespace, kind)
         if kind == "custom":

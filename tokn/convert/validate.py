@@ -246,8 +246,13 @@ def _item(item: Any, path: str) -> None:
                       "call_id": ("string",), "name": ("string",), "namespace": ("string",),
                       "arguments": ("string",), "input": ("string",),
                       "encrypted_content": ("string",)})
-    if item.get("type") in ("reasoning", None, "message"):
+    if item.get("type") == "reasoning":  # its content is always a list of parts
+        for i, part in enumerate(opt(item, "content", p, "array") or []):
+            _responses_part(part, f"{p}content[{i}]")
+    elif item.get("type") in (None, "message"):
         _content(item, p, _responses_part)
+    if item.get("type") == "additional_tools":  # Codex's "Responses lite" tools
+        _objects(item.get("tools"), p + "tools", _responses_tool)
     for key in ("summary",):
         for i, part in enumerate(opt(item, key, p, "array") or []):
             _responses_part(part, f"{p}{key}[{i}]")
@@ -295,10 +300,37 @@ def responses_request(body: Body) -> None:
         opt(text, "verbosity", "text.", "string")
 
 
+def _gemini_part(part: dict[str, Any], path: str) -> None:
+    _fields(part, path, {"text": ("string",), "thought": ("boolean",)})
+    for key in ("inlineData", "inline_data", "functionCall", "function_call",
+                "functionResponse", "function_response", "fileData", "file_data"):
+        opt(part, key, path, "object")
+
+
+def _gemini_content(content: dict[str, Any], path: str) -> None:
+    opt(content, "role", path, "string")
+    _objects(content.get("parts"), f"{path}parts", _gemini_part)
+
+
+def gemini_request(body: Body) -> None:
+    """A Gemini ``GenerateContentRequest`` (camelCase or snake_case fields)."""
+    _objects(body.get("contents"), "contents", _gemini_content)
+    for key in ("systemInstruction", "system_instruction"):
+        if isinstance(body.get(key), str):
+            continue  # the SDKs accept a bare string
+        if body.get(key) is not None:
+            _gemini_content(need(body[key], key, "object"), f"{key}.")
+    for key in ("generationConfig", "generation_config", "toolConfig", "tool_config"):
+        opt(body, key, "", "object")
+    for key in ("tools",):
+        _objects(body.get(key), key, lambda _t, _p: None)
+
+
 CHECKS: dict[str, Callable[[Body], None]] = {
     "chat": chat_request,
     "messages": messages_request,
     "responses": responses_request,
+    "gemini": gemini_request,
 }
 
 

@@ -52,7 +52,7 @@ class Settings:
         return cls(intercept=tuple(hosts.intercept_patterns(pm.intercept_hosts,
                                                             pm.passthrough_hosts)),
                    passthrough=tuple(pm.passthrough_hosts),
-                   provider_modes=dict(pm.provider_modes),
+                   provider_modes={**hosts.DEFAULT_PROVIDER_MODES, **pm.provider_modes},
                    default_mode=route_mode or pm.route_mode,
                    cors_origins=frozenset(o.rstrip("/").lower()
                                           for o in cfg.server.cors_origins))

@@ -15,7 +15,7 @@ import json
 
 from mitmproxy import http
 
-from tokn import endings
+from tokn import endings, wire
 from tokn.convert import FORMATS, extract_usage, stream_converter
 from tokn.endings import Ending
 from tokn.mitm.services import INFO, FlowInfo, ProxyServices
@@ -47,6 +47,9 @@ class UsageObserver:
             body = json.loads(flow.request.content or b"{}")
         except (ValueError, UnicodeDecodeError, RecursionError):
             return
+        found = wire.match(flow.request.method, flow.request.path)
+        if isinstance(body, dict) and found is not None:  # Gemini keeps these in the path
+            body = found[0].body_of(body, found[1])
         if isinstance(body, dict):
             info.attempt.row.model_requested = body.get("model")
             info.attempt.row.stream = int(bool(body.get("stream")))

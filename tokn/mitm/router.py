@@ -19,7 +19,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from tokn import hop
+from tokn import hop, wire
 from tokn.config import Config
 from tokn.errors import ToknError
 from tokn.identity import Identity
@@ -43,7 +43,7 @@ from tokn.mitm.target import Target, credential_may_go
 from tokn.usage import UsageRow, new_request_id
 
 log = logging.getLogger("tokn")
-CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 # A routed request body larger than this (or of unknown size) is streamed to
 # the listener as it arrives rather than buffered in the proxy first.
 STREAM_TO_LISTENER = 1 << 20
@@ -161,6 +161,26 @@ class Router:
             assert decision.target is not None and decision.provider is not None
             await self._switch(flow, info, decision)
 
+    async def request(self, flow: http.HTTPFlow) -> None:
+        """A switched flow's body, once read, with the account's facts in place of
+        the client's (Code Assist's envelope names the pooled account's project)."""
+        info = flow.metadata.get(INFO)
+        if flow.response is not None or not isinstance(info, FlowInfo) \
+                or info.mode != modes.SWITCH or info.provider is None \
+                or not flow.request.content:
+            return
+        try:
+            path, body = await info.provider.switch_target(flow.request.path,
+                                                           flow.request.content)
+        except ToknError as exc:
+            api = wire.caller_api(flow.request.path, host=flow.request.host,
+                                  headers=flow.request.headers)
+            answer_error(flow, self.services, api, exc.status, exc.message, exc.code)
+            return
+        flow.request.path = path
+        if body is not flow.request.content:
+            flow.request.content = body
+
     def _route(self, flow: http.HTTPFlow, decision: modes.Decision) -> None:
         req = flow.request
         assert decision.endpoint is not None
@@ -189,6 +209,7 @@ class Router:
             chosen = pool.switch_account(decision.provider, accept=lambda p: credential_may_go(
                 target, base_url=p.account.base_url, provider_hosts=type(p).hosts))
             headers = await chosen.switch_headers()
+            path, body = await chosen.switch_target(flow.request.path, flow.request.content)
         except ToknError as exc:
             answer_error(flow, self.services, decision.api, exc.status, exc.message, exc.code)
             return
@@ -201,6 +222,9 @@ class Router:
             flow.request.headers.pop(name, None)
         for name, value in headers.items():
             flow.request.headers[name] = value
+        flow.request.path = path
+        if body is not flow.request.content:
+            flow.request.content = body
         info.provider = chosen
         assert info.attempt is not None
         info.attempt.row.account = chosen.account_id

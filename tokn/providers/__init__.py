@@ -8,10 +8,10 @@ find it here; nothing else changes.
 
 from __future__ import annotations
 
-from tokn.providers import anthropic, copilot, kiro, openai, zai
+from tokn.providers import anthropic, copilot, gemini, kiro, openai, zai
 from tokn.providers.base import ModelInfo, Provider, UpstreamResponse
 
-MODULES = (copilot, openai, anthropic, zai, kiro)
+MODULES = (copilot, openai, anthropic, zai, kiro, gemini)
 # `tokn login` / `tokn import --from env` without --provider
 DEFAULT_PROVIDER = "github-copilot"
 

@@ -35,7 +35,7 @@ from tokn.wire import upstream_paths
 DROP_HEADERS = frozenset({
     "host", "content-length", "connection", "keep-alive", "transfer-encoding", "te",
     "upgrade", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
-    "accept-encoding", "cookie",
+    "accept-encoding", "cookie", "x-goog-api-key",
 })
 
 SLICE = 1 << 20  # bytes of a large request body handed to the socket at a time
@@ -435,6 +435,12 @@ class Provider:
     async def switch_headers(self) -> dict[str, str]:
         """Credentials (and identity) injected into a switched proxy flow."""
         return {**self.static_headers(), **await self.credentials()}
+
+    async def switch_target(self, path: str, body: bytes | None) -> tuple[str, bytes | None]:
+        """A switched proxy flow's path and body with this account's facts in
+        place of the client's (Code Assist's envelope names the account's
+        project; a key in the URL goes).  Unchanged by default."""
+        return path, body
 
     async def describe(self) -> dict[str, Any]:
         """Extra facts for ``tokn account show`` (plan, quota...)."""

@@ -50,16 +50,18 @@ class AppState:
         value = headers.get(hop.INTERNAL)
         return bool(value) and key_matches(self.internal_secret, value)
 
-    def identity(self, headers: Mapping[str, str]) -> Identity | None:
+    def identity(self, headers: Mapping[str, str],
+                 query: Mapping[str, str] | None = None) -> Identity | None:
         """Who is calling (``None``: refused): the proxy's hop says whom it
         admitted (a person's key is looked up again: revoked since, refused);
-        anyone else presents the admin key or a person's key."""
+        anyone else presents the admin key or a person's key (Google clients
+        may send it as ``?key=`` in ``query``)."""
         if self.is_internal(headers):
             name = headers.get(hop.IDENTITY) or "proxy"
             if name in RESERVED:
                 return Identity(name, admin=True)
             return self.keys.by_name(name)
-        return self.keys.identify(self.api_key, presented_key(headers))
+        return self.keys.identify(self.api_key, presented_key(headers, query))
 
 
 FLIGHT = "tokn.flight"  # the scope key of a request's InFlight
@@ -148,14 +150,17 @@ def admin_only(request: Request) -> Response:
 def denied(request: Request) -> Response:
     """401 in the caller's format, saying how to authenticate."""
     return error_response(request, 401,
-                          "Invalid or missing API key: send it as `Authorization: Bearer KEY` "
-                          "or `x-api-key: KEY` (the key is [server].api_key / --api-key).")
+                          "Invalid or missing API key: send it as `Authorization: Bearer KEY`, "
+                          "`x-api-key: KEY` or `x-goog-api-key: KEY` (the key is "
+                          "[server].api_key / --api-key).")
 
 
 def create_app(state: AppState) -> Starlette:
     def api(endpoint: wire.Endpoint) -> Any:
         async def handle(request: Request) -> Response:
-            identity = state.identity(request.headers)
+            # Google's clients may put the key in the URL; nobody else may
+            identity = state.identity(request.headers, request.query_params
+                                      if endpoint.api is wire.GEMINI else None)
             if identity is None:
                 # logged, not recorded: the usage log holds what the key's holders asked
                 whose = state.keys.describe(presented_key(request.headers))
@@ -185,8 +190,11 @@ def create_app(state: AppState) -> Starlette:
             except ToknError as exc:
                 state.pipeline.reject(inbound({}, None), exc.status, exc.message)
                 return error_response(request, exc.status, exc.message)
-            request_in = inbound(body, size)
-            model = body.get("model")
+            # Gemini's streamGenerateContent without ?alt=sse answers one JSON array
+            as_array = endpoint is wire.GEMINI_STREAM and request.query_params.get("alt") != "sse"
+            shape = wire.GEMINI_GENERATE if as_array else endpoint
+            request_in = inbound(shape.body_of(body, request.path_params), size)
+            model = request_in.body.get("model")
             refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
             if refusal is not None:
                 state.pipeline.reject(request_in, refusal.status, refusal.message)
@@ -195,6 +203,8 @@ def create_app(state: AppState) -> Starlette:
                 reply = await until_disconnect(request, state.pipeline.handle(request_in))
                 if reply is None:  # the client is gone; the pipeline recorded a 499
                     return Response(status_code=499)
+                if as_array and reply.status == 200 and reply.stream is None:
+                    reply.body = b"[" + reply.body + b"]"
                 return to_response(reply)
             except Exception as exc:  # noqa: BLE001 - last resort: the caller's format
                 log.exception("unexpected error on %s", request.url.path)
@@ -265,16 +275,37 @@ def create_app(state: AppState) -> Starlette:
         return handle
 
     async def models(request: Request) -> Response:
-        identity = state.identity(request.headers)
+        caller = wire.caller_api(request.url.path, headers=request.headers)
+        identity = state.identity(request.headers, request.query_params
+                                  if caller is wire.GEMINI else None)
         if identity is None:
             return denied(request)
-        caller = wire.caller_api(request.url.path, headers=request.headers)
         try:
             listing = [m for m in await state.pipeline.models()
                        if model_allowed(m["id"], identity.models)]
             return JSONResponse(caller.listing(listing))
         except ToknError as exc:  # no model listed, and accounts failing: say why
             return error_response(request, exc.status, exc.message, exc.code)
+
+    async def one_model(request: Request) -> Response:
+        """Google's ``models.get``; a GET on a method path (``{model}:generateContent``)
+        is the wrong method, not an unknown model."""
+        name = request.path_params["model"]
+        if ":" in name:
+            return await bad_method(request, ToknError("method not allowed", status=405))
+        identity = state.identity(request.headers, request.query_params)
+        if identity is None:
+            return denied(request)
+        try:
+            served = await state.pipeline.models()
+        except ToknError as exc:
+            return error_response(request, exc.status, exc.message, exc.code)
+        found = [m for m in served if m["id"] == name.removeprefix("models/")
+                 and model_allowed(m["id"], identity.models)]
+        if not found:
+            return error_response(request, 404, f"model {name!r} is not served here; "
+                                  "see GET /v1beta/models.")
+        return JSONResponse(wire.GEMINI.listing(found)["models"][0])
 
     async def healthz(request: Request) -> Response:
         pool = state.pipeline.pool
@@ -302,7 +333,12 @@ def create_app(state: AppState) -> Starlette:
         return error_response(request, 405, f"{request.method} is not allowed on "
                               f"{request.url.path}.")
 
-    routes = [Route(path, models if ep.method == "GET" else api(ep), methods=[ep.method])
+    def handler(ep: wire.Endpoint) -> Any:
+        if ep is wire.GEMINI_MODEL:
+            return one_model
+        return models if ep.method == "GET" else api(ep)
+
+    routes = [Route(path, handler(ep), methods=[ep.method])
               for ep in wire.ENDPOINTS for path in ep.routes]
     routes += [WebSocketRoute(path, socket(ep)) for ep in wire.ENDPOINTS if ep.websocket
                for path in ep.routes]

@@ -145,10 +145,32 @@ def gemini_response_to_chat(body: Body, *, model: str | None = None) -> Body:
     }
 
 
+def _merged_choices(choices: list[Any]) -> list[Any]:
+    """Split choices (Copilot's Claude answers: the text in one choice, the tool calls
+    in another) as one; real alternatives (``n`` > 1) each have their own text."""
+    choices = [c for c in choices if isinstance(c, dict)]
+    texts = [c for c in choices if (c.get("message") or {}).get("content")]
+    calls = any((c.get("message") or {}).get("tool_calls") for c in choices if c not in texts)
+    if len(choices) < 2 or len(texts) > 1 or not calls:
+        return choices
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    finish = None
+    for c in choices:
+        msg = c.get("message") or {}
+        for key, value in msg.items():
+            if key == "tool_calls" and value:
+                message["tool_calls"] = [*(message.get("tool_calls") or []), *value]
+            elif value not in (None, "", []) and message.get(key) in (None, ""):
+                message[key] = value
+        if c.get("finish_reason") == "tool_calls" or finish is None:
+            finish = c.get("finish_reason")
+    return [{**choices[0], "index": 0, "message": message, "finish_reason": finish}]
+
+
 def chat_response_to_gemini(body: Body, *, model: str | None = None) -> Body:
     """A ``chat.completion`` as a Gemini ``GenerateContentResponse``."""
     candidates = []
-    for position, choice in enumerate(body.get("choices") or []):
+    for position, choice in enumerate(_merged_choices(body.get("choices") or [])):
         parts = assistant_parts(choice.get("message") or {})
         finish = finish_to_gemini(choice.get("finish_reason"), choice.get("native_finish_reason"))
         candidates.append({"content": {"role": "model", "parts": parts}, "finishReason": finish,

@@ -28,6 +28,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tokn.errors import GOOGLE_RPC
+from tokn.errors import google_duration as format_duration
+from tokn.errors import google_error as error_body
+
 from .base import Body, field, model_id, split_target
 from .response import unwrap_envelope
 
@@ -52,13 +56,7 @@ __all__ = [
     "wrap_code_assist_response",
 ]
 
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-    500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-RPC = "type.googleapis.com/google.rpc."
+RPC = GOOGLE_RPC
 DEFAULT_METHODS = ("generateContent", "countTokens")
 
 
@@ -194,27 +192,6 @@ def model_ids(body: Body) -> list[str]:
 
 
 # --- errors -------------------------------------------------------------------------
-
-
-def error_body(status: int, message: str, code: str | None = None, *,
-               retry_after: float | None = None, domain: str = "googleapis.com") -> Body:
-    """A Google API error body; ``code`` becomes an ``ErrorInfo.reason``,
-    ``retry_after`` a ``RetryInfo.retryDelay``."""
-    name = STATUS_NAMES.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
-    error: dict[str, Any] = {"code": status, "message": message, "status": name}
-    details = []
-    if code:
-        details.append({"@type": RPC + "ErrorInfo", "reason": code, "domain": domain})
-    if retry_after is not None:
-        details.append({"@type": RPC + "RetryInfo", "retryDelay": format_duration(retry_after)})
-    if details:
-        error["details"] = details
-    return {"error": error}
-
-
-def format_duration(seconds: float) -> str:
-    """A Google duration string: ``2.5`` -> ``"2.5s"``, ``60`` -> ``"60s"`` (ns precision)."""
-    return f"{max(seconds, 0):.9f}".rstrip("0").rstrip(".") + "s"
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")

@@ -7,7 +7,7 @@ from typing import Any
 from ..chat import tidy_assistant
 from ..common import drop_none, dumps, text_of
 from ..context import PLAIN, Dialect
-from ..tools import flat_name, note_dropped, responses_tools_to_chat
+from ..tools import chat_tool_name, note_dropped, request_tools, responses_tools_to_chat
 
 # ---------------------------------------------------------------------------
 # requests: responses -> chat
@@ -95,13 +95,14 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
             parts = (item.get("summary") or []) + (item.get("content") or [])
             reasoning.append(text_of(parts, "\n"))
         elif kind == "function_call":
-            name = item.get("name") or ""
-            if item.get("namespace"):
-                name = flat_name(item["namespace"], name)
+            name = chat_tool_name(item.get("namespace"), item.get("name") or "")
             call(item.get("call_id") or item.get("id"), name, item.get("arguments") or "")
         elif kind == "custom_tool_call":
-            call(item.get("call_id") or item.get("id"), item.get("name") or "",
+            name = chat_tool_name(item.get("namespace"), item.get("name") or "")
+            call(item.get("call_id") or item.get("id"), name,
                  dumps({"input": item.get("input") or ""}))
+        elif kind == "additional_tools":
+            continue  # Codex's tools: chat tools (request_tools), not a message
         elif kind in ("function_call_output", "custom_tool_call_output"):
             flush()
             out.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
@@ -114,7 +115,7 @@ def _tool_choice_to_chat(tc: Any) -> Any:
     if tc in ("auto", "required", "none"):
         return tc
     if isinstance(tc, dict) and tc.get("type") in ("function", "custom") and tc.get("name"):
-        name = flat_name(tc["namespace"], tc["name"]) if tc.get("namespace") else tc["name"]
+        name = chat_tool_name(tc.get("namespace"), tc["name"])
         return {"type": "function", "function": {"name": name}}
     return None
 
@@ -151,7 +152,7 @@ def responses_request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
     for key in ("temperature", "top_p", "parallel_tool_calls", "prompt_cache_key"):
         if body.get(key) is not None:
             out[key] = body[key]
-    tools, _, dropped = responses_tools_to_chat(body.get("tools") or [])
+    tools, _, dropped = responses_tools_to_chat(request_tools(body))
     note_dropped("responses", dropped)
     if tools:
         out["tools"] = tools
