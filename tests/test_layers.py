@@ -36,7 +36,10 @@ MODEL = BASE | {"convert", "auth", "providers", "pool", "accounts", "recorder", 
                 "resolve"}
 FLOW = MODEL | {"pipeline"}
 FRONT = FLOW | {"server", "mitm", "ui", "live"}
-APP = FRONT | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
+# Replicas' shared backends (Redis, PostgreSQL): stores behind the pool's and
+# the token refresher's interfaces, assembled by the runtime.
+SHARED = {"shared"}
+APP = FRONT | SHARED | {"runtime", "standalone", "data", "daemon", "service", "status_report"}
 
 ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},
@@ -68,13 +71,14 @@ ALLOWED: dict[str, set[str]] = {
     "server": FLOW,  # the listener: not the proxy, the dashboard or the runtime
     "mitm": FLOW,  # the proxy's addons: not the listener (the hop is tokn.hop)
     "ui": FLOW | {"server"},  # the dashboard, behind the listener's gate
+    "shared": BASE | {"auth"},  # Redis/PostgreSQL stores for [state] url and [usage] url
     "live": {"ca", "config", "errors", "logs", "reload"},  # a running tokn takes it up
-    "runtime": FRONT,
+    "runtime": FRONT | SHARED,
     "standalone": FRONT | {"runtime"},  # the mitmdump entry
     "data": {"standalone"},  # shipped files; the mitmdump script loads the entry
     "daemon": {"tokn", "errors", "instance", "paths", "ports"},  # start / stop / reload
     "service": {"tokn", "instance"},  # systemd unit / launchd agent
-    "status_report": BASE | {"accounts"},  # what `tokn status` says
+    "status_report": BASE | SHARED | {"accounts"},  # what `tokn status` says
     "cli": APP,
     "__main__": {"cli"},
 }

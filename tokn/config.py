@@ -111,6 +111,14 @@ class UsageConfig:
     enabled: bool = True
     record_bodies: bool = False
     body_cap_bytes: int = 65536
+    url: str = ""  # postgresql://...: rows go to PostgreSQL (shared by replicas), not SQLite
+    buffer_rows: int = 100000  # rows held while PostgreSQL is unreachable
+
+
+@dataclass
+class StateConfig:
+    url: str = ""  # redis://...: pool health, sticky sessions, tokens shared by replicas
+    timeout_secs: float = 1.0  # longest wait for Redis before local state is used
 
 
 @dataclass
@@ -165,6 +173,7 @@ class Config:
     proxy_mode: ProxyModeConfig = field(default_factory=ProxyModeConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     usage: UsageConfig = field(default_factory=UsageConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     proxy: OutboundProxyConfig = field(default_factory=OutboundProxyConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ca: CAConfig = field(default_factory=CAConfig)
@@ -185,6 +194,7 @@ SECTIONS: dict[str, type] = {
     "proxy_mode": ProxyModeConfig,
     "pool": PoolConfig,
     "usage": UsageConfig,
+    "state": StateConfig,
     "proxy": OutboundProxyConfig,
     "logging": LoggingConfig,
     "ca": CAConfig,

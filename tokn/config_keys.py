@@ -214,6 +214,14 @@ KEYS: dict[str, Key] = {
     "usage.enabled": Key("record one usage row per upstream attempt"),
     "usage.record_bodies": Key("also store request/response bodies"),
     "usage.body_cap_bytes": Key("bytes kept of each stored body", at_least(0)),
+    "usage.url": Key("PostgreSQL for the usage rows of every replica (postgresql://user:pw@"
+                     "host/db; needs tokn[team]); empty: the local SQLite file",
+                     url("postgresql", "postgres")),
+    "usage.buffer_rows": Key("rows held in memory while PostgreSQL is unreachable", at_least(1)),
+    "state.url": Key("Redis shared by replicas: account health, sticky sessions, tokens "
+                     "(redis:// or rediss://; needs tokn[team]); empty: this process only",
+                     url("redis", "rediss")),
+    "state.timeout_secs": Key("longest wait for Redis before local state is used", above(0)),
     "proxy.url": Key("proxy for tokn's own upstream calls (http, https, socks5, socks5h)",
                      url(*OUTBOUND_SCHEMES)),
     "proxy.system": Key("use HTTPS_PROXY / ALL_PROXY from the environment when url is empty"),

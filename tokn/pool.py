@@ -2,7 +2,9 @@
 which are resting after failures.
 
 Health is kept in memory and mirrored to the ``health`` state file so that
-``tokn account list`` (another process) can show it.
+``tokn account list`` (another process) can show it.  Replicas sharing state
+(``[state] url``) also publish it, with the sticky-session map, through a
+:class:`SharedPool`, and read the others' before choosing accounts.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import httpx
 
@@ -100,12 +103,30 @@ class Candidate:
         return self.provider.account_id
 
 
+class SharedPool(Protocol):
+    """Health and sticky sessions shared with other replicas (``[state] url``).
+    Unreachable: :meth:`pull` answers ``None`` and the pool goes on with its own."""
+
+    async def pull(self, account_ids: Sequence[str], session_key: str | None
+                   ) -> tuple[dict[str, dict[str, Any]], str | None] | None:
+        """The shared health records of ``account_ids`` (those known) and the
+        account ``session_key`` is pinned to; ``None``: unreachable."""
+
+    def push(self, account_id: str, record: dict[str, Any]) -> None:
+        """Publish an account's health record (in the background)."""
+
+    def pin(self, session_key: str, account_id: str) -> None:
+        """Publish that ``session_key`` goes to ``account_id`` (in the background)."""
+
+
 class Pool:
     """All configured accounts, their providers, models and health."""
 
     def __init__(self, config: Callable[[], Config], client: httpx.AsyncClient,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 shared: SharedPool | None = None) -> None:
         self.config = config
+        self.shared = shared
         self.client = client
         self.clock = clock
         self.providers: dict[str, Provider] = self.build(config().accounts)
@@ -251,6 +272,7 @@ class Pool:
         if not self.providers:
             raise ToknError("no accounts are configured; add one with `tokn login`.",
                             status=503, code="no_accounts")
+        await self.sync(session_key)
         wanted = provider_ids or ((headers.get("x-provider"),) if headers.get("x-provider")
                                   else None)
         everyone = self._filter(list(self.providers.values()), wanted)
@@ -397,16 +419,19 @@ class Pool:
         objects they hold.  An account whose provider was kept keeps its model
         list and health; a new or changed one starts afresh (healthy, models
         listed again); a removed or disabled one leaves rotation and sticky
-        sessions (its health stays in memory for requests still finishing)."""
+        sessions (its health stays in memory for requests still finishing).
+        With shared state a changed account's fresh health is published too; a
+        new one takes the other replicas' record at the next :meth:`sync`."""
         fresh = [aid for aid, p in providers.items() if self.providers.get(aid) is not p]
         for account_id in fresh:
             self.health[account_id] = Health()
             self._models_at.pop(account_id, None)
             self._unlisted.pop(account_id, None)
         gone = set(self.providers) - set(providers)
+        changed = {aid for aid in fresh if aid in self.providers}
         self.providers = providers
         for account_id in fresh:
-            self._save(account_id)
+            self._save(account_id, publish=account_id in changed)
         if gone:
             self._sticky = {k: v for k, v in self._sticky.items() if v not in gone}
             for account_id in gone:
@@ -414,6 +439,24 @@ class Pool:
                 self._models_at.pop(account_id, None)
 
     # --- health --------------------------------------------------------------------
+    async def sync(self, session_key: str | None = None) -> None:
+        """Take the other replicas' view of health (and of ``session_key``'s
+        account) before choosing; no-op without shared state or when it is
+        unreachable."""
+        if self.shared is None:
+            return
+        pulled = await self.shared.pull(list(self.providers), session_key)
+        if pulled is None:
+            return
+        records, pinned = pulled
+        for account_id, record in records.items():
+            if account_id in self.health:
+                known = {k: v for k, v in record.items() if k in Health.__dataclass_fields__}
+                self.health[account_id] = Health(**known)
+        if session_key and pinned and self.cfg.pool.sticky_sessions:
+            self._sticky.pop(session_key, None)
+            self._sticky[session_key] = pinned
+
     def mark_success(self, account_id: str, session_key: str | None = None) -> None:
         health = self.health[account_id]
         now = self.clock()
@@ -424,10 +467,12 @@ class Pool:
         health.failures, health.cooldown_until, health.last_error = 0, 0.0, ""
         health.last_ok = now
         if session_key and self.cfg.pool.sticky_sessions:
-            self._sticky.pop(session_key, None)
+            before = self._sticky.pop(session_key, None)
             self._sticky[session_key] = account_id
             if len(self._sticky) > STICKY_MAX:
                 del self._sticky[next(iter(self._sticky))]
+            if self.shared is not None and before != account_id:
+                self.shared.pin(session_key, account_id)
         if changed:
             self._save(account_id)
 
@@ -468,11 +513,14 @@ class Pool:
                           cooldown=cooldown or retry_after is not None or exhausted is not None)
         return kind, retry_after
 
-    def _save(self, account_id: str) -> None:
+    def _save(self, account_id: str, publish: bool = True) -> None:
         if account_id not in self.providers:
             return  # taken out of rotation while its request ran: nothing to show
         self._ok_saved[account_id] = self.health[account_id].last_ok
+        record = asdict(self.health[account_id])
+        if self.shared is not None and publish:
+            self.shared.push(account_id, record)
         try:
-            state.update("health", account_id, asdict(self.health[account_id]))
+            state.update("health", account_id, record)
         except OSError:
             pass  # health display is best effort; routing keeps the in-memory truth

@@ -32,6 +32,8 @@ RESTART_KEYS = frozenset({
     # the outbound HTTP client
     "proxy.url", "proxy.system", "proxy.no_proxy",
     "usage.enabled", "logging.file",
+    # shared state and usage of replicas: connections made once at start
+    "state.url", "state.timeout_secs", "usage.url", "usage.buffer_rows",
 })
 # applied, but the CA may need regenerating for the proxy to intercept them
 CA_KEYS = frozenset({"proxy_mode.intercept_hosts", "proxy_mode.passthrough_hosts",

@@ -22,6 +22,7 @@ import certifi
 import httpx
 
 from tokn import keys, limits, live, ports
+from tokn.auth.tokens import local_tokens, use_store
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
@@ -36,12 +37,15 @@ from tokn.server import lan, usage_routes
 from tokn.server.app import AppState, create_app
 from tokn.server.httpguard import policy_from
 from tokn.server.protocol import ClientLimits, guarded_protocol
+from tokn.shared import missing_extra
 from tokn.ui import routes as ui_routes
 from tokn.usage import UsageStore
 
 if TYPE_CHECKING:
     from tokn.mitm.runner import ProxyRunner
     from tokn.mitm.services import ProxyServices
+    from tokn.shared.link import Link
+    from tokn.shared.pg_usage import PgUsageStore
 
 log = logging.getLogger("tokn")
 
@@ -122,13 +126,37 @@ class Runtime:
                  transport: httpx.AsyncBaseTransport | None = None,
                  usage: bool | None = None) -> None:
         self.cfg = cfg
+        problem = missing_extra(cfg)
+        if problem:
+            raise ToknError(problem)
         self.client = make_client(cfg, transport)
-        self.pool = Pool(self.config, self.client)
+        self.link: Link | None = None
+        shared_pool = None
+        if cfg.state.url:  # replicas share health, sticky sessions and tokens in Redis
+            from tokn.shared.link import Link
+            from tokn.shared.pool_state import RedisPool
+            from tokn.shared.tokens import RedisTokens
+
+            self.link = Link(cfg.state.url, cfg.state.timeout_secs)
+            use_store(RedisTokens(self.link, local_tokens()))
+            shared_pool = RedisPool(self.link)
+        self.pool = Pool(self.config, self.client, shared=shared_pool)
         enabled = cfg.usage.enabled if usage is None else usage
-        self.usage = UsageStore() if enabled else None
+        self.usage: UsageStore | PgUsageStore | None = None
+        if enabled and cfg.usage.url:  # replicas write one PostgreSQL table
+            from tokn.shared.pg_usage import PgUsageStore
+
+            self.usage = PgUsageStore(cfg.usage.url, cfg.usage.buffer_rows)
+        elif enabled:
+            self.usage = UsageStore()
         # team mode: people's keys (re-read when the file changes) and their limits
         self.keys = KeyRing(keys.default_path())
-        self.limiter = Limiter(LocalCounters(limits.default_path()))
+        counters = LocalCounters(limits.default_path())
+        if cfg.state.url:  # one count per key across replicas
+            from tokn.shared.counters import RedisCounters
+
+            counters = RedisCounters(cfg.state.url, cfg.state.timeout_secs, counters)
+        self.limiter = Limiter(counters)
         self.recorder = Recorder(self.usage, self.config, self.limiter)
         self.pipeline = Pipeline(self.config, self.pool, self.recorder)
         self.state = AppState(self.pipeline, api_key if api_key is not None else cfg.server.api_key,
@@ -177,6 +205,9 @@ class Runtime:
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close)
         self.limiter.close()
+        if self.link is not None:
+            use_store(None)
+            await self.link.aclose()
 
 
 @dataclass

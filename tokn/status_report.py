@@ -9,7 +9,6 @@ like ``tokn usage --json``.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from typing import Any
 
@@ -45,16 +44,19 @@ def _accounts(cfg: Config, now: float) -> list[dict[str, Any]]:
     return out
 
 
-def _last_hour(now: float) -> tuple[Totals, str | None]:
-    from tokn.usage import connect_readonly, default_path
+def _last_hour(cfg: Config, now: float) -> tuple[Totals, str | None]:
+    from tokn.shared import missing_extra, usage_reader
 
+    problem = missing_extra(cfg) if cfg.usage.url else None
+    if problem:
+        return Totals(), f"cannot read the usage store: {problem}"
     try:
-        conn = connect_readonly(default_path())
-    except FileNotFoundError:
-        return Totals(), None
+        conn = usage_reader(cfg)
+    except Exception as exc:  # noqa: BLE001 - PostgreSQL unreachable: a problem, not a crash
+        return Totals(), f"cannot reach the usage store: {str(exc).strip()}"
     try:
         return query(conn, since=now - LAST_HOUR).totals, None
-    except sqlite3.Error as exc:
+    except Exception as exc:  # noqa: BLE001 - sqlite3 or PostgreSQL: a problem, not a crash
         return Totals(), f"cannot read the usage store: {exc}"
     finally:
         conn.close()
@@ -94,7 +96,7 @@ def gather(now: float | None = None) -> dict[str, Any]:
         problems.append(str(exc))
     status = found.status if found else {}
     started = status.get("started_at")
-    totals, usage_error = _last_hour(now)
+    totals, usage_error = _last_hour(cfg, now)
     if usage_error:
         problems.append(usage_error)
     hour = totals.to_dict()

@@ -262,8 +262,37 @@ def _value(v: Any) -> Any:
     return str(v)
 
 
+INSERT_SQL = (f"INSERT INTO requests ({', '.join(NAMES)}) "
+              f"VALUES ({', '.join('?' for _ in NAMES)})")
 _PLAIN = frozenset((int, float, str, bytes))  # stored as they are
 _ZERO_AT = frozenset(i for i, name in enumerate(NAMES) if name in _ZERO)
+
+
+def row_values(row: Any) -> tuple[Any, ...]:
+    """A row dict -> the values of :data:`NAMES`, in order (token counts 0 when
+    missing, ``ts`` now when missing)."""
+    if not isinstance(row, dict):
+        raise TypeError(f"a usage row must be a dict, not {type(row).__name__}")
+    get = row.get
+    values = [get(n) for n in NAMES]
+    for i, v in enumerate(values):
+        if v is None:
+            if i in _ZERO_AT:
+                values[i] = 0
+        elif type(v) not in _PLAIN:
+            values[i] = _value(v)
+    if values[0] is None:
+        values[0] = time.time()
+    return tuple(values)
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """:func:`connect_readonly`, or an empty in-memory store of the same shape
+    when nothing was recorded yet (reports then come out empty)."""
+    try:
+        return connect_readonly(path)
+    except FileNotFoundError:
+        return empty_connection()
 
 
 def _is_control(item: Any) -> bool:
@@ -303,37 +332,28 @@ class UsageStore:
             self.feed.publish(row)
         self._queue.put(row)
 
+    @property
+    def where(self) -> str:
+        """Where the rows go (shown by ``/v1/usage`` and the dashboard)."""
+        return str(self.path)
+
+    def connect_reader(self) -> sqlite3.Connection:
+        """A read-only connection for :mod:`tokn.usage_query` (empty when nothing
+        was recorded yet)."""
+        return open_readonly(self.path)
+
     # --- writer thread ------------------------------------------------------------
-    _SQL = (f"INSERT INTO requests ({', '.join(NAMES)}) "
-            f"VALUES ({', '.join('?' for _ in NAMES)})")
-
-    @staticmethod
-    def _tuple(row: Any) -> tuple[Any, ...]:
-        if not isinstance(row, dict):
-            raise TypeError(f"a usage row must be a dict, not {type(row).__name__}")
-        get = row.get
-        values = [get(n) for n in NAMES]
-        for i, v in enumerate(values):
-            if v is None:
-                if i in _ZERO_AT:
-                    values[i] = 0
-            elif type(v) not in _PLAIN:
-                values[i] = _value(v)
-        if values[0] is None:
-            values[0] = time.time()
-        return tuple(values)
-
     def _write(self, conn: sqlite3.Connection, rows: list[Any]) -> None:
         try:
             with conn:
-                conn.executemany(self._SQL, [self._tuple(r) for r in rows])
+                conn.executemany(INSERT_SQL, [row_values(r) for r in rows])
             return
         except Exception:  # noqa: BLE001 - find the bad row(s) one by one below
             pass
         for r in rows:
             try:
                 with conn:
-                    conn.execute(self._SQL, self._tuple(r))
+                    conn.execute(INSERT_SQL, row_values(r))
             except Exception as exc:  # noqa: BLE001 - a bad row must not stop the writer
                 self.dropped += 1
                 log.error("usage: dropped a row the store refused (%s: %s): %.300r",

@@ -194,7 +194,7 @@ _AGG = f"""COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens)
  COALESCE(SUM(CASE WHEN provider = '{PREMIUM_PROVIDER}' AND initiator = 'user'
                    AND status < 400 THEN 1 ELSE 0 END), 0),
  COALESCE(SUM(CASE WHEN status IS NULL OR status >= 400 THEN 1 ELSE 0 END), 0),
- COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0),
+ COALESCE(SUM(CASE WHEN estimated <> 0 THEN 1 ELSE 0 END), 0),
  SUM(credits), MIN(ts), MAX(ts)"""
 
 

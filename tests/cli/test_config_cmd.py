@@ -73,7 +73,7 @@ def _sample(key: str, default):
         candidates = [{"k": "v"}, {"anthropic": "passthrough"}, {"h.example": "127.0.0.1:9"}]
     else:
         candidates = ["switch", "fill_first", "json", "debug", "http://127.0.0.1:9", "text",
-                      "strict"]
+                      "strict", "redis://127.0.0.1:9/0", "postgresql://u@127.0.0.1:9/db"]
     for value in candidates:
         try:
             config_keys.check(key, value)

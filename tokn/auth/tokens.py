@@ -95,6 +95,10 @@ class TokenStore(Protocol):
                   record: dict[str, Any]) -> None:
         """Make ``token`` the current one (bumps the generation) and persist ``record``."""
 
+    def remember(self, kind: str, account_id: str, token: Token) -> None:
+        """Hold ``token`` (another process's, read from the store) in memory,
+        so the next request uses it without I/O; not a renewal."""
+
     def generation(self, kind: str, account_id: str) -> int:
         """How many tokens were put for the account (a renewal finished when it moved)."""
 
@@ -133,6 +137,9 @@ class LocalTokens:
         except OSError as exc:  # memory still holds it; the file is a cache
             log.error("cannot save the %s token of account %s: %s", kind, account_id, exc)
 
+    def remember(self, kind: str, account_id: str, token: Token) -> None:
+        self._tokens[(kind, account_id)] = token
+
     def generation(self, kind: str, account_id: str) -> int:
         return self._generations.get((kind, account_id), 0)
 
@@ -153,8 +160,14 @@ class LocalTokens:
             if not across_processes:
                 yield
                 return
-            async with _file_lock(_lock_path(kind, account_id)):
+            async with machine_lock(kind, account_id):
                 yield
+
+
+def machine_lock(kind: str, account_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+    """The account's renewal lock among the tokn processes of this machine
+    (a lock file beside the state files)."""
+    return _file_lock(_lock_path(kind, account_id))
 
 
 def _lock_path(kind: str, account_id: str) -> Path:
@@ -185,6 +198,7 @@ async def _file_lock(path: Path) -> AsyncIterator[None]:
 
 
 _stores: dict[Path, LocalTokens] = {}
+_shared: list[TokenStore] = []  # the store a server shares with other replicas ([state] url)
 
 
 def local_tokens() -> LocalTokens:
@@ -194,6 +208,19 @@ def local_tokens() -> LocalTokens:
     if store is None:
         store = _stores[where] = LocalTokens()
     return store
+
+
+def use_store(store: TokenStore | None) -> None:
+    """Make ``store`` the one new :class:`Refresher` objects use (a server with
+    ``[state] url``); ``None``: back to :func:`local_tokens`."""
+    _shared.clear()
+    if store is not None:
+        _shared.append(store)
+
+
+def current_store() -> TokenStore:
+    """The store set by :func:`use_store`, else :func:`local_tokens`."""
+    return _shared[0] if _shared else local_tokens()
 
 
 class Refresher:
@@ -208,7 +235,7 @@ class Refresher:
         self.source = source
         self.owner = owner
         self.single_use = single_use
-        self.store = store if store is not None else local_tokens()
+        self.store = store if store is not None else current_store()
         self.clock = clock
 
     def current(self) -> Token | None:
@@ -225,6 +252,8 @@ class Refresher:
         if theirs is not None and theirs.owner != self.owner:
             theirs = None
         if mine is None or (theirs is not None and theirs.expires_at > mine.expires_at):
+            if theirs is not None and theirs.fresh(self.clock()):
+                self.store.remember(self.kind, self.account_id, theirs)
             return theirs
         return mine
 

@@ -77,9 +77,10 @@ def render(report, path) -> None:  # noqa: ANN001 - a tokn.usage_query.Report
 
 def usage(since: str | None, until: str | None, account: str | None, provider: str | None,
           model: str | None, by: str | None, as_json: bool, key: str | None = None) -> None:
-    import sqlite3
 
     from tokn import usage as store
+    from tokn.cli.common import load_config_or_exit
+    from tokn.shared import missing_extra, usage_reader, usage_where
     from tokn.usage_query import GROUPS, parse_since, query
 
     if by is not None and by not in GROUPS:
@@ -91,18 +92,22 @@ def usage(since: str | None, until: str | None, account: str | None, provider: s
         except ValueError as exc:
             raise fail(f"--{name}: {exc}", 2) from None
     start, end = bounds["since"], bounds["until"]
-    path = store.default_path()
+    cfg = load_config_or_exit()
+    problem = missing_extra(cfg)
+    if problem:
+        raise fail(problem)
+    path = usage_where(cfg)
     kwargs = dict(since=start, until=end, account=account, provider=provider, model=model,
                   by=by, key=key)
+    if not cfg.usage.url and not store.default_path().is_file() and not as_json:
+        err_console.print(f"No usage recorded yet (store: {path}).")
     try:
-        conn = store.connect_readonly(path)
-    except FileNotFoundError:
-        conn = store.empty_connection()  # an empty report of the same shape
-        if not as_json:
-            err_console.print(f"No usage recorded yet (store: {path}).")
+        conn = usage_reader(cfg)
+    except Exception as exc:  # noqa: BLE001 - PostgreSQL unreachable: one line naming it
+        raise fail(f"cannot reach the usage store {path}: {str(exc).strip()}") from None
     try:
         report = query(conn, **kwargs)
-    except sqlite3.Error as exc:
+    except Exception as exc:  # noqa: BLE001 - sqlite3 or PostgreSQL: one line, no traceback
         raise fail(f"cannot read the usage store {path}: {exc}. If it was written by an "
                    "older tokn, run `tokn serve` once to migrate it.") from None
     finally:

@@ -205,6 +205,7 @@ class Router:
         pool = self.services.pool
         target: Target = decision.target  # type: ignore[assignment]
         try:
+            await pool.sync()  # other replicas' view of health ([state] url)
             chosen = pool.switch_account(decision.provider, accept=lambda p: credential_may_go(
                 target, base_url=p.account.base_url, provider_hosts=type(p).hosts))
             headers = await chosen.switch_headers()

@@ -9,7 +9,6 @@ asked for) and may not delete anything.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 from starlette.requests import Request
@@ -54,11 +53,8 @@ def parse_params(params: Any) -> dict[str, Any]:
     return out
 
 
-def _report(path: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        conn = usage_mod.connect_readonly(path)
-    except FileNotFoundError:
-        return None
+def _report(connect: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    conn = connect()  # nothing recorded yet: an empty report, same shape
     try:
         return query(conn, **kwargs).to_dict()
     finally:
@@ -66,9 +62,15 @@ def _report(path: Any, kwargs: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def routes(runtime: Any) -> list[Route]:
-    def store_path() -> Any:
+    def store_path() -> str:
         store = runtime.usage
-        return store.path if store is not None else usage_mod.default_path()
+        return store.where if store is not None else str(usage_mod.default_path())
+
+    def connect() -> Any:
+        store = runtime.usage
+        if store is not None:
+            return store.connect_reader()
+        return usage_mod.open_readonly(usage_mod.default_path())
 
     async def get_usage(request: Request, identity: Any) -> Response:
         try:
@@ -85,15 +87,9 @@ def routes(runtime: Any) -> list[Route]:
         if store is not None:
             await asyncio.to_thread(store.flush, 5.0)  # include rows still queued
         try:
-            data = await asyncio.to_thread(_report, store_path(), kwargs)
-        except sqlite3.Error as exc:
+            data = await asyncio.to_thread(_report, connect, kwargs)
+        except Exception as exc:  # noqa: BLE001 - sqlite3 or PostgreSQL: said to the client
             return _bad(f"the usage store could not be read: {exc}", 500)
-        if data is None:  # nothing recorded yet: an empty report, same shape
-            conn = usage_mod.empty_connection()
-            try:
-                data = query(conn, **kwargs).to_dict()
-            finally:
-                conn.close()
         data["recording"] = store is not None
         data["store"] = str(store_path())
         return JSONResponse(data)
@@ -110,7 +106,7 @@ def routes(runtime: Any) -> list[Route]:
                 deleted = await asyncio.to_thread(_reset_file, usage_mod.default_path())
             else:
                 deleted = 0
-        except (sqlite3.Error, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - sqlite3 or PostgreSQL: said to the client
             return _bad(f"the usage store could not be reset: {exc}", 500)
         return JSONResponse({"deleted": deleted, "store": str(store_path())})
 

@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tokn import usage as usage_mod
@@ -34,11 +33,8 @@ METRICS: dict[str, tuple[str, Callable[[Totals], float]]] = {
 BREAKDOWNS = tuple(name for name in GROUPS if name != "day")
 
 
-def _run(path: Path, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    try:
-        conn = usage_mod.connect_readonly(path)
-    except FileNotFoundError:  # nothing recorded yet: the same answers, empty
-        conn = usage_mod.empty_connection()
+def _run(connect: Callable[[], Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    conn = connect()  # nothing recorded yet: an empty store, the same answers
     try:
         return fn(conn, *args)
     finally:
@@ -46,9 +42,14 @@ def _run(path: Path, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 
 
 class UsageReader:
-    def __init__(self, store: UsageStore | None) -> None:
+    """Reads the running store (SQLite or PostgreSQL: its ``connect_reader``),
+    or the local SQLite file when usage recording is off."""
+
+    def __init__(self, store: UsageStore | Any | None) -> None:
         self.store = store
-        self.path = store.path if store is not None else usage_mod.default_path()
+        self.connect: Callable[[], Any] = (
+            store.connect_reader if store is not None
+            else lambda: usage_mod.open_readonly(usage_mod.default_path()))
         self._slots: asyncio.Semaphore | None = None
 
     async def run(self, fn: Callable[..., Any], *args: Any, flush: bool = False) -> Any:
@@ -59,7 +60,7 @@ class UsageReader:
         async with self._slots:
             if flush and self.store is not None:
                 await asyncio.to_thread(self.store.flush, FLUSH_SECS)
-            return await asyncio.to_thread(_run, self.path, fn, args)
+            return await asyncio.to_thread(_run, self.connect, fn, args)
 
     async def report(self, **kwargs: Any) -> Report:
         return await self.run(lambda conn: query(conn, **kwargs))

@@ -32,6 +32,9 @@ log = logging.getLogger("tokn.providers.kiro")
 
 TOKEN_STATE = "kiro-tokens"
 MIN_REFRESH_MARGIN = 300.0
+# Spent refresh tokens a record remembers: a replica whose config still holds
+# one of them (others rotated it since, [state] url) knows the record is its own.
+LINEAGE_MAX = 50
 
 
 class KiroTokenSource:
@@ -51,10 +54,10 @@ class KiroTokenSource:
         self.refresh_count = 0
 
     def _token(self, access: str, refresh: str, expires_at: float, profile_arn: str = "",
-               previous: str = "") -> Token:
+               previous: str = "", lineage: list[str] | None = None) -> Token:
         return Token(access, expires_at, expires_at - self.margin,
                      data={"refresh_token": refresh, "profile_arn": profile_arn,
-                           "previous_refresh_token": previous})
+                           "previous_refresh_token": previous, "lineage": lineage or []})
 
     def from_config(self) -> Token:
         """The tokens as the account's config fields hold them."""
@@ -70,13 +73,16 @@ class KiroTokenSource:
         if not isinstance(record, dict) or not record.get("access_token"):
             return conf
         try:
+            spent = record.get("lineage") or []
             tok = self._token(str(record["access_token"]), str(record.get("refresh_token") or ""),
                               float(record.get("expires_at") or 0),
                               str(record.get("profile_arn") or ""),
-                              str(record.get("previous_refresh_token") or ""))
+                              str(record.get("previous_refresh_token") or ""),
+                              [str(t) for t in spent] if isinstance(spent, list) else [])
         except (TypeError, ValueError):
             return conf
-        lineage = {tok.data["refresh_token"], tok.data["previous_refresh_token"]}
+        lineage = {tok.data["refresh_token"], tok.data["previous_refresh_token"],
+                   *tok.data["lineage"]}
         configured = conf.data["refresh_token"]
         if configured not in lineage and self.file_refresh_token() not in lineage:
             return conf              # another sign-in since: the cache is stale
@@ -103,7 +109,8 @@ class KiroTokenSource:
     def token_record(self, token: Token) -> dict[str, Any]:
         return {"access_token": token.access, "refresh_token": token.data["refresh_token"],
                 "expires_at": token.expires_at, "profile_arn": token.data["profile_arn"],
-                "previous_refresh_token": token.data["previous_refresh_token"]}
+                "previous_refresh_token": token.data["previous_refresh_token"],
+                "lineage": token.data["lineage"]}
 
     async def fetch_token(self, current: Token | None) -> Token:
         """Refresh: a new access token and, mostly, a new refresh token."""
@@ -116,10 +123,14 @@ class KiroTokenSource:
             client_secret=self.account.get("client_secret"),
             headers=self._identity_headers(), account_id=self.account.id, clock=self.clock)
         rotated = bool(data.get("refresh_token")) and data["refresh_token"] != old_refresh
+        lineage = list(current.data.get("lineage") or [])
+        if rotated:
+            lineage = [*lineage, old_refresh][-LINEAGE_MAX:]
         new = self._token(data["access_token"], str(data["refresh_token"] or old_refresh),
                           float(data["expires_at"]),
                           str(data.get("profile_arn") or current.data["profile_arn"] or ""),
-                          old_refresh if rotated else current.data["previous_refresh_token"])
+                          old_refresh if rotated else current.data["previous_refresh_token"],
+                          lineage)
         new.data["rotated"] = rotated  # for token_saved; not persisted
         return new
 
