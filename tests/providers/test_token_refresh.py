@@ -91,6 +91,30 @@ def test_a_rejected_token_is_refreshed_once_however_many_saw_it_fail():
     assert source.fetches == 2
 
 
+def test_a_token_replaced_elsewhere_within_the_same_second_is_taken_up_not_renewed_again():
+    """Upstreams give expiry in whole seconds: another process's replacement of a
+    rejected token can carry the same expiry as the one it replaced."""
+    source = Source()
+    expiry = float(int(time.time()) + 1800)
+
+    async def fixed_expiry(current: Token | None) -> Token:
+        source.fetches += 1
+        return Token(f"tok-{source.fetches}", expiry, expiry - 300)
+
+    source.fetch_token = fixed_expiry   # type: ignore[method-assign]
+
+    async def go():
+        a, b = refresher(source, LocalTokens()), refresher(source, LocalTokens())
+        first = await a.token()
+        assert (await b.token()).access == first.access      # B read A's token
+        replaced = await a.token(failed=first.access)         # A's request was rejected
+        return replaced, await b.token(failed=first.access)   # so was B's, a moment later
+
+    replaced, seen_by_b = asyncio.run(go())
+    assert replaced.access == "tok-2" and seen_by_b.access == "tok-2"
+    assert source.fetches == 2
+
+
 def test_forced_refreshes_that_waited_for_one_collapse_into_it():
     source = Source(delay=0.05)
 

@@ -251,7 +251,10 @@ class Refresher:
             await self.store.read(self.kind, self.account_id))
         if theirs is not None and theirs.owner != self.owner:
             theirs = None
-        if mine is None or (theirs is not None and theirs.expires_at > mine.expires_at):
+        # ``>=``: the persisted record is written by every renewal, so at equal
+        # expiry it is the later one (upstreams give whole seconds: a token
+        # replaced within the second it was issued has the same expiry)
+        if mine is None or (theirs is not None and theirs.expires_at >= mine.expires_at):
             if theirs is not None and theirs.fresh(self.clock()):
                 self.store.remember(self.kind, self.account_id, theirs)
             return theirs
