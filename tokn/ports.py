@@ -43,7 +43,10 @@ def _addresses(host: str, port: int) -> list[tuple[int, tuple]]:
 
 def _bind_one(family: int, sockaddr: tuple, what: str, host: str, port: int,
               several: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose
+    # proto says TCP; without it a response written in two parts waited for the
+    # client's delayed ACK (40 ms per request on a keep-alive connection)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
         if family == socket.AF_INET6 and several:

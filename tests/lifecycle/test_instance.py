@@ -3,6 +3,7 @@ checks (:mod:`tokn.ports`), without a server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -90,3 +91,26 @@ def test_an_address_that_is_not_this_machine_s_is_one_clear_error():
         ports.bind("the listener", "192.0.2.1", 0)  # TEST-NET-1: not ours
     assert caught.value.message.startswith("the listener cannot listen on 192.0.2.1:0: ")
     assert not isinstance(caught.value, ports.PortInUse)
+
+
+def test_connections_accepted_on_bound_sockets_send_without_delay():
+    """Accepted connections get TCP_NODELAY from asyncio: a response written as
+    head then body must not wait for the client's delayed ACK (40 ms)."""
+    async def accepted_nodelay() -> int:
+        sock = ports.bind("the listener", "127.0.0.1", 0)[0]
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            raw = writer.get_extra_info("socket")
+            seen.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_client, sock=sock)
+        async with server:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            try:
+                return await asyncio.wait_for(seen, 5)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
