@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tokn"
 
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
           "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload",
-          "rules", "outbound"}
+          "rules", "outbound", "http11"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
                  "lan_env", "usage", "usage_query", "ports", "instance", "reload", "keys",
@@ -43,6 +43,7 @@ APP = FRONT | SHARED | {"runtime", "standalone", "data", "daemon", "service", "s
 
 ALLOWED: dict[str, set[str]] = {
     **{leaf: set() for leaf in LEAVES},
+    "outbound": {"http11"},  # the pool of outbound HTTP/1.1 connections
     "wire": {"errors"},  # the wire-format table: pure data
     "config": {"config_keys", "paths", "rules"},
     "config_edit": {"config", "config_keys", "paths"},

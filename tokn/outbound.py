@@ -1,95 +1,55 @@
-"""tokn's outbound connection pool: an httpx transport over httpcore connections.
+"""tokn's outbound connection pool: an httpx transport over tokn's own
+HTTP/1.1 connections (:mod:`tokn.http11`).
 
 Every upstream call leaves through one ``httpx.AsyncClient``
 (:func:`tokn.runtime.make_client`); without an outbound proxy its transport is
 a :class:`ConnectionPool`.  httpcore's own pool re-examines every pooled
 connection on every request start and end (a readability poll per idle
-connection, and a quadratic idle count): a fifth of the listener's CPU under
-load, and hundreds of concurrent streams crawled.  This pool keeps, per origin, a
-stack of idle connections: a request takes the most recently used one (checked
-for expiry: one poll), or opens a new one; the response, once closed, gives its
-connection back if it is reusable.  Idle connections past their keep-alive are
-swept at most once a second.
+connection, and a quadratic idle count), and its connections go through anyio
+streams, cancel scopes and h11 on every read and write: together about half
+of the listener's CPU per request.  This pool keeps, per origin, a stack of
+idle connections: a request takes the most recently used one that is still
+open and within its keep-alive (the event loop has told the connection if the
+upstream hung up), or opens a new one; the response, once closed, gives its
+connection back if it is reusable.  Idle connections past their keep-alive
+are swept at most once a second.
 
-Connections are httpcore's (``httpcore.AsyncHTTPConnection``: TLS, HTTP/1.1,
-timeouts from the request's ``timeout`` extension); httpcore's errors become
-httpx's here, so callers see the same exceptions as with httpx's own transport.
-With an outbound proxy (``[proxy]``) httpx's proxy transport is used instead.
+Errors are httpx's, so callers see the same exceptions as with httpx's own
+transport.  With an outbound proxy (``[proxy]``) httpx's proxy transport is
+used instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import httpcore
 import httpx
 
-# httpcore's exceptions and httpx's, one to one (httpx's transport does the same)
-_ERRORS: tuple[tuple[type[Exception], type[Exception]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.ProxyError, httpx.ProxyError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-)
+from tokn.http11 import Connection, Origin, connect
+
 SWEEP_SECS = 1.0
-
-Origin = tuple[bytes, bytes, int]
-
-
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    try:
-        yield
-    except httpcore.TimeoutException as exc:
-        raise _converted(exc) from exc
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError,
-            httpcore.UnsupportedProtocol) as exc:
-        raise _converted(exc) from exc
-
-
-def _converted(exc: Exception) -> Exception:
-    for core, ours in _ERRORS:
-        if isinstance(exc, core):
-            return ours(str(exc))
-    return httpx.TransportError(str(exc))  # pragma: no cover - the table covers httpcore's
 
 
 class _Body(httpx.AsyncByteStream):
     """A response body; closing it hands the connection back to the pool."""
 
-    def __init__(self, pool: ConnectionPool, key: Origin, conn: httpcore.AsyncHTTPConnection,
-                 response: httpcore.Response) -> None:
-        self._pool, self._key, self._conn, self._response = pool, key, conn, response
+    def __init__(self, pool: ConnectionPool, key: Origin, conn: Connection,
+                 read_timeout: float | None) -> None:
+        self._pool, self._key, self._conn = pool, key, conn
+        self._read_timeout = read_timeout
         self._closed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for part in self._response.aiter_stream():
-                yield part
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._conn.body(self._read_timeout)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        try:
-            with _httpx_errors():
-                await self._response.aclose()
-        finally:
-            await self._pool.release(self._key, self._conn)
+        self._pool.release(self._key, self._conn)
 
 
 class ConnectionPool(httpx.AsyncBaseTransport):
@@ -101,15 +61,15 @@ class ConnectionPool(httpx.AsyncBaseTransport):
     def __init__(self, ssl_context: ssl.SSLContext | None = None, *,
                  max_connections: int = 1000, max_idle: int = 100,
                  keepalive_expiry: float = 5.0) -> None:
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context or httpx.create_ssl_context()
+        self.ssl_context.set_alpn_protocols(["http/1.1"])
         self.max_connections = max_connections
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
-        self._idle: dict[Origin, list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._open = 0  # connections open or opening, busy or idle
         self._waiters: list[asyncio.Future[None]] = []
         self._swept = time.monotonic()
-        self._backend = httpcore.AnyIOBackend()  # asyncio via anyio, no per-call detection
 
     @property
     def connections(self) -> int:
@@ -125,50 +85,48 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         key: Origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.scheme == "https"
                                                                   else 80))
         timeout = request.extensions.get("timeout", {})
-        await self._sweep()
+        self._sweep()
         conn = await self._acquire(key, timeout.get("pool"))
-        core = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
-                             target=url.raw_path),
-            headers=request.headers.raw, content=request.stream,
-            extensions=request.extensions)
+        if conn is None:  # a slot for a new connection
+            try:
+                conn = await connect(key, self.ssl_context, timeout.get("connect"),
+                                     self.keepalive_expiry)
+            except BaseException:
+                self._forget()
+                raise
+        stream = request.stream
+        body = request.content if isinstance(stream, httpx.ByteStream) else stream
         try:
-            with _httpx_errors():
-                response = await conn.handle_async_request(core)
+            status, reason, headers = await conn.request(
+                request.method.encode("ascii"), url.raw_path, request.headers.raw, body,
+                timeout)
         except BaseException:
-            await self.release(key, conn)
+            self.release(key, conn)
             raise
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=_Body(self, key, conn, response),
-                              extensions=response.extensions)
+        return httpx.Response(status_code=status, headers=headers,
+                              stream=_Body(self, key, conn, timeout.get("read")),
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
 
-    async def _acquire(self, key: Origin, wait: float | None) -> httpcore.AsyncHTTPConnection:
+    async def _acquire(self, key: Origin, wait: float | None) -> Connection | None:
+        """An idle connection to ``key``, or ``None``: a slot to open one in."""
         # Bookkeeping never awaits (a stack changed by another task while this
-        # one waits could hand one connection to two requests); connections
-        # dropped on the way are closed once a connection is chosen.
+        # one waits could hand one connection to two requests).
         deadline = None if wait is None else time.monotonic() + wait
-        dropped: list[httpcore.AsyncHTTPConnection] = []
-        try:
-            while True:
-                stack = self._idle.setdefault(key, [])
-                while stack:
-                    conn = stack.pop()
-                    if conn.is_available() and not conn.has_expired():
-                        return conn
-                    dropped.append(self._forget(conn))
-                if self._open < self.max_connections:
-                    self._open += 1
-                    return httpcore.AsyncHTTPConnection(
-                        httpcore.Origin(*key), ssl_context=self.ssl_context,
-                        keepalive_expiry=self.keepalive_expiry, network_backend=self._backend)
-                other = next((s for k, s in self._idle.items() if k != key and s), None)
-                if other:  # room for this origin: close the oldest idle one of another
-                    dropped.append(self._forget(other.pop(0)))
-                    continue
-                await self._wait(deadline)
-        finally:
-            await _close_all(dropped)
+        while True:
+            stack = self._idle.get(key)
+            while stack:
+                conn = stack.pop()
+                if conn.usable():
+                    return conn
+                self._drop(conn)
+            if self._open < self.max_connections:
+                self._open += 1
+                return None
+            other = next((s for s in self._idle.values() if s), None)
+            if other:  # room for this origin: close the oldest idle one of another
+                self._drop(other.pop(0))
+                continue
+            await self._wait(deadline)
 
     async def _wait(self, deadline: float | None) -> None:
         waiter = asyncio.get_running_loop().create_future()
@@ -193,45 +151,40 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                 waiter.set_result(None)
                 return
 
-    def _forget(self, conn: httpcore.AsyncHTTPConnection) -> httpcore.AsyncHTTPConnection:
-        """``conn`` no longer counts as open (the caller closes it)."""
+    def _forget(self) -> None:
+        """A connection no longer counts as open."""
         self._open -= 1
         self._wake_one()
-        return conn
 
-    async def release(self, key: Origin, conn: httpcore.AsyncHTTPConnection) -> None:
+    def _drop(self, conn: Connection) -> None:
+        conn.close()
+        self._forget()
+
+    def release(self, key: Origin, conn: Connection) -> None:
         """A request is over with ``conn``: keep it idle when it can serve again."""
-        if conn.is_idle() and not conn.is_closed():
+        if conn.release():
             stack = self._idle.setdefault(key, [])
             if len(stack) < self.max_idle:
                 stack.append(conn)
                 self._wake_one()
                 return
-        await _close_all([self._forget(conn)])
+        self._drop(conn)
 
-    async def _sweep(self) -> None:
+    def _sweep(self) -> None:
         """Close idle connections past their keep-alive (at most once a second)."""
         now = time.monotonic()
         if now - self._swept < SWEEP_SECS:
             return
         self._swept = now
-        dropped = []
         for stack in self._idle.values():
-            stale = [c for c in stack if c.has_expired() or not c.is_available()]
+            stale = [c for c in stack if not c.usable()]
             if stale:
                 stack[:] = [c for c in stack if c not in stale]  # in place: see _acquire
-                dropped += [self._forget(c) for c in stale]
-        await _close_all(dropped)
+                for conn in stale:
+                    self._drop(conn)
 
     async def aclose(self) -> None:
-        dropped = []
         for stack in self._idle.values():
-            dropped += [self._forget(c) for c in stack]
+            for conn in stack:
+                self._drop(conn)
             stack.clear()
-        await _close_all(dropped)
-
-
-async def _close_all(conns: list[httpcore.AsyncHTTPConnection]) -> None:
-    for conn in conns:
-        with contextlib.suppress(Exception):
-            await conn.aclose()
