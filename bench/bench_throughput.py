@@ -161,9 +161,10 @@ def profile(doors: dict[str, Door], tokn_pid: int, secs: int, conc: int,
             workdir: Path, top: int, gil: bool, streams: int = 0) -> dict:
     """py-spy on tokn while hey loads the listener, then the MITM: ``conc``
     connections of small calls, or with ``streams`` that many concurrent
-    streams, in waves, for as long as the sampling lasts."""
+    streams, in waves, for as long as the sampling lasts (each door of
+    listener, messages, MITM in ``doors``)."""
     out = {}
-    for k in ("listener", "mitm"):
+    for k in ("listener", "messages", "mitm"):
         if k not in doors:
             continue
         d = doors[k]

@@ -195,3 +195,174 @@ def test_connections_closing_under_concurrent_load_are_never_handed_out_twice(mo
                     assert codes == [200] * 200, [c for c in codes if c != 200][:3]
 
     run(main())
+
+
+class Raw:
+    """A loopback server that answers each connection with ``answer(head, body,
+    writer)`` (raw bytes: malformed, early, close-delimited...); keeps what it read."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.requests: list[tuple[bytes, bytes]] = []
+
+    async def __aenter__(self) -> Raw:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = b""
+                lowered = head.lower()
+                if b"content-length:" in lowered:
+                    size = int(lowered.split(b"content-length:")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(size)
+                elif b"transfer-encoding: chunked" in lowered:
+                    while True:
+                        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                        body += (await reader.readexactly(size + 2))[:-2]
+                        if size == 0:
+                            break
+                self.requests.append((head, body))
+                if await self.answer(head, body, writer) is False:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _ok(body: bytes = b"ok") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def _get(url: str, **kw) -> httpx.Response:
+    async with httpx.AsyncClient(transport=ConnectionPool(), timeout=5) as client:
+        return await client.request(kw.pop("method", "GET"), url, **kw)
+
+
+def test_a_streamed_request_body_is_sent_chunked_and_the_answer_read():
+    async def answer(head, body, writer):
+        writer.write(_ok(body[::-1]))
+
+    async def parts():
+        for part in (b"abc", b"", b"defg"):
+            yield part
+
+    async def main():
+        async with Raw(answer) as up:
+            r = await _get(up.url + "/x?q=1", method="POST", content=parts())
+            assert r.content == b"gfedcba"
+            head, body = up.requests[0]
+            assert head.startswith(b"POST /x?q=1 HTTP/1.1\r\n")
+            assert b"transfer-encoding: chunked" in head.lower() and body == b"abcdefg"
+
+    run(main())
+
+
+def test_chunked_close_delimited_and_informational_answers():
+    async def answer(head, body, writer):
+        path = head.split(b" ")[1]
+        if path == b"/chunked":
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                         b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+        elif path == b"/continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + _ok(b"after"))
+        else:  # no length: the body ends with the connection
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+            await writer.drain()
+            return False
+
+    async def main():
+        pool = ConnectionPool()
+        async with Raw(answer) as up, httpx.AsyncClient(transport=pool, timeout=5) as client:
+            chunked = await client.get(up.url + "/chunked")
+            assert chunked.content == b"abcde"
+            cont = await client.get(up.url + "/continue")
+            assert (cont.status_code, cont.content) == (200, b"after")
+            assert (await client.get(up.url + "/eof")).content == b"until the end"
+            assert pool.connections == 0  # /eof's was not kept
+
+    run(main())
+
+
+@pytest.mark.parametrize("name,value", [(b"x-a", b"1\r\nx-smuggled: 2"),
+                                        (b"x-a", b"1\nGET / HTTP/1.1"), (b"x-a", b"1\x00")])
+def test_a_header_with_a_line_break_is_refused_not_sent(name, value):
+    async def answer(head, body, writer):
+        writer.write(_ok())
+
+    async def main():
+        async with Raw(answer) as up:
+            request = httpx.Request("GET", up.url + "/", headers=[(name, value)])
+            async with httpx.AsyncClient(transport=ConnectionPool(), timeout=5) as client:
+                with pytest.raises(httpx.LocalProtocolError):
+                    await client.send(request)
+                assert client._transport.connections == 0
+            assert up.requests == []
+
+    run(main())
+
+
+@pytest.mark.parametrize("fault,error,text", [
+    ("close", httpx.RemoteProtocolError, "Server disconnected without sending a response"),
+    ("garbage", httpx.RemoteProtocolError, "malformed HTTP answer"),
+    ("half", httpx.RemoteProtocolError, "without sending complete message body"),
+    ("reset", httpx.ReadError, "Connection reset by peer"),
+    ("silent", httpx.ReadTimeout, "no answer in time"),
+    ("stall", httpx.ReadTimeout, "stalled"),
+])
+def test_broken_answers_are_httpx_errors_and_the_connection_is_dropped(fault, error, text):
+    async def answer(head, body, writer):
+        if fault == "garbage":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n")
+        elif fault in ("half", "stall", "reset"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+            await writer.drain()
+            if fault == "stall":
+                await asyncio.sleep(2)
+            if fault == "reset":
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        elif fault == "silent":
+            await asyncio.sleep(2)
+        return False
+
+    async def main():
+        async with Raw(answer) as up:
+            pool = ConnectionPool()
+            async with httpx.AsyncClient(transport=pool, timeout=httpx.Timeout(5, read=0.3)) \
+                    as client:
+                with pytest.raises(error) as info:
+                    await client.get(up.url + "/")
+                assert text in str(info.value)
+                assert pool.connections == 0
+
+    run(main())
+
+
+def test_a_large_answer_is_read_whole_with_reading_paused_in_between():
+    big = bytes(range(256)) * 8192  # 2 MiB, over the pause threshold
+
+    async def answer(head, body, writer):
+        writer.write(_ok(big))
+        await writer.drain()
+
+    async def main():
+        pool = ConnectionPool()
+        async with Raw(answer) as up, httpx.AsyncClient(transport=pool, timeout=5) as client:
+            async with client.stream("GET", up.url + "/") as r:
+                got = b""
+                async for part in r.aiter_raw():
+                    got += part
+                    await asyncio.sleep(0)  # a slow reader
+            assert got == big
+            assert (await client.get(up.url + "/")).content == big
+            assert pool.connections == 1  # the first one, reused
+
+    run(main())
