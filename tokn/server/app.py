@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from tokn.keys import KeyRing
 from tokn.limits import Limiter, LocalCounters, Refusal, model_allowed
 from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
+from tokn.server.protocol import HANGUP, Hangup
 from tokn.server.responses_ws import front_labels, request_headers, serve_socket
 
 # The API endpoints are the wire table's (tokn.wire): each at its listener
@@ -87,24 +88,28 @@ class TrackRequests:
                 await flight.end()
 
 
-async def _disconnected(request: Request) -> None:
-    """Return when the client hangs up (the body was read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def until_disconnect(request: Request, work: Any) -> Any:
-    """Await ``work``; cancel it if the client hangs up first (then ``None``)."""
+async def until_disconnect(request: Request, work: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``work``; cancel it if the client hangs up first (then ``None``).
+    The listener's protocol says when the client goes (:class:`Hangup`): no
+    task watches ``receive()`` for it."""
+    hangup: Hangup = request.scope[HANGUP]
     task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_disconnected(request))
+    if hangup.lost:  # gone already: the work starts, and is cancelled where it first waits
+        asyncio.get_running_loop().call_soon(task.cancel)
+    else:
+        hangup.on_lost(task.cancel)
     try:
-        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        return await task
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if hangup.lost and task.cancelled() and not (me is not None and me.cancelling()):
+            return None  # the work was cancelled for the hang-up, not this handler
+        raise
     finally:
-        watch.cancel()
-        if not task.done():
+        hangup.on_lost(None)
+        if not task.done():  # this handler was cancelled (shutdown): so is the work
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    return None if task.cancelled() else task.result()
 
 
 def to_response(reply: Reply) -> Response:

@@ -13,7 +13,10 @@ and llhttp does not bound a request head).
 * while a request body is coming, ``body_timeout`` seconds without a byte
   close the connection (the handler sees the client disconnect);
 * peers beyond loopback are capped by :class:`~tokn.connlimits.ConnectionCaps`:
-  a connection over a cap gets a 503 and is closed at once.
+  a connection over a cap gets a 503 and is closed at once;
+* each request's scope carries a :class:`Hangup` (``scope[HANGUP]``): the
+  handler learns that the client went away without a task watching
+  ``receive()`` for ``http.disconnect``.
 
 Idle keep-alive connections are closed by uvicorn (``timeout_keep_alive``).
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -40,6 +44,29 @@ MAX_HEAD_BYTES = 64 * 1024
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
         b"content-length: 48\r\nconnection: close\r\n\r\n"
         b"tokn: too many connections from this address.\r\n")
+
+
+HANGUP = "tokn.hangup"  # the scope key of a request's Hangup
+
+
+class Hangup:
+    """Whether a request's client went away before its answer was complete, and
+    what to call when it does (one callback: the handler's)."""
+
+    __slots__ = ("lost", "_callback")
+
+    def __init__(self) -> None:
+        self.lost = False
+        self._callback: Callable[[], object] | None = None
+
+    def on_lost(self, callback: Callable[[], object] | None) -> None:
+        self._callback = callback
+
+    def fire(self) -> None:
+        self.lost = True
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 @dataclass
@@ -103,6 +130,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        self.scope[HANGUP] = Hangup()  # (the scope is the new cycle's, or an upgrade's)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._header_timer = _cancel(self._header_timer)
@@ -110,7 +138,10 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._admitted:
             self._admitted = False
             self.limits.caps.release(self._peer)
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            cycle.scope[HANGUP].fire()
 
     def handle_websocket_upgrade(self) -> None:
         """The connection becomes a WebSocket (uvicorn hands the transport to
