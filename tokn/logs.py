@@ -52,6 +52,20 @@ class OnceFormatter(logging.Formatter):
     def render(self, record: logging.LogRecord) -> str:
         return super().format(record)
 
+    _second: tuple[int, str] = (-1, "")  # the last second formatted, and its text
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """logging's default time (``2026-11-01 10:00:00,123``), its seconds
+        formatted once per second, not once per record."""
+        if datefmt:
+            return super().formatTime(record, datefmt)
+        second, text = self._second
+        if second != int(record.created):
+            second = int(record.created)
+            text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (second, text)  # one assignment: threads see old or new
+        return self.default_msec_format % (text, record.msecs)
+
 
 class JsonFormatter(OnceFormatter):
     def render(self, record: logging.LogRecord) -> str:

@@ -33,10 +33,10 @@ import json
 import logging
 import os
 import queue
+import secrets
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ def _col(sql: str, default: Any = None) -> Any:
 
 def new_request_id() -> str:
     """A request's id (one per request; every attempt's row carries it)."""
-    return uuid.uuid4().hex[:16]
+    return secrets.token_hex(8)
 
 
 @dataclass(slots=True)

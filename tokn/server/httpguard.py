@@ -23,9 +23,10 @@ line in the log (not a usage row: those hold what callers tokn accepts asked).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,8 @@ def policy_from(server_cfg: Any) -> Policy:
                   max_body=int(server_cfg.max_body_mb * 1024 * 1024))
 
 
-def host_allowed(value: str, allowed: Iterable[str]) -> bool:
+@functools.lru_cache(maxsize=256)  # clients send the same few Host values
+def host_allowed(value: str, allowed: tuple[str, ...]) -> bool:
     """A loopback ``Host`` (``localhost``, ``*.localhost``, 127.0.0.0/8, ``[::1]``)
     or one of ``allowed``; any port."""
     try:
