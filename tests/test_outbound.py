@@ -366,3 +366,26 @@ def test_a_large_answer_is_read_whole_with_reading_paused_in_between():
             assert pool.connections == 1  # the first one, reused
 
     run(main())
+
+
+def test_the_outbound_client_keeps_no_cookie_an_upstream_set():
+    """One client serves every account: account A's upstream cookie must not
+    go out with account B's request to the same host."""
+    from tokn.config import Config
+    from tokn.runtime import make_client
+
+    async def answer(head, body, writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: session=account-a; Path=/\r\n"
+                     b"content-length: 2\r\n\r\nok")
+
+    async def main():
+        async with Raw(answer) as up:
+            client = make_client(Config())
+            async with client:
+                for who in ("a", "b"):
+                    r = await client.get(up.url + "/", headers={"authorization": f"Bearer {who}"})
+                    assert r.cookies["session"] == "account-a"  # the answer still shows it
+                assert len(client.cookies) == 0
+            assert [b"cookie:" in head.lower() for head, _ in up.requests] == [False, False]
+
+    run(main())

@@ -28,7 +28,7 @@ from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.keys import KeyRing
 from tokn.limits import Limiter, LocalCounters
-from tokn.outbound import ConnectionPool
+from tokn.outbound import Client, ConnectionPool
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
 from tokn.recorder import Recorder
@@ -109,7 +109,7 @@ def make_client(cfg: Config,
     limits = cfg.timeouts
     # API calls set their own (per account); this bounds the rest: model
     # listings, token exchanges and refreshes, plan and quota look-ups
-    return httpx.AsyncClient(
+    return Client(
         transport=transport, proxy=proxy, mounts=mounts, trust_env=False,
         verify=verify,
         timeout=httpx.Timeout(connect=limits.connect_secs, read=limits.first_byte_secs,
