@@ -18,7 +18,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+
+
+class Bounded:
+    """:meth:`InFlight.bounded`'s block: an ``asyncio.timeout`` the drain can
+    cut short (a class, not a generator: a stream enters one per chunk)."""
+
+    __slots__ = ("flight", "secs", "timeout")
+
+    def __init__(self, flight: InFlight, secs: float) -> None:
+        self.flight = flight
+        self.secs = secs
+        self.timeout: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        if self.flight.cut:
+            raise TimeoutError
+        self.timeout = asyncio.timeout(self.secs)
+        await self.timeout.__aenter__()
+        self.flight._timeout = self.timeout
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        self.flight._timeout = None
+        assert self.timeout is not None
+        return await self.timeout.__aexit__(kind, exc, tb)
 
 
 class InFlight:
@@ -30,18 +56,10 @@ class InFlight:
         self._timeout: asyncio.Timeout | None = None
         self._at_end: list[Callable[[], Awaitable[None]]] = []
 
-    @contextlib.asynccontextmanager
-    async def bounded(self, secs: float) -> AsyncIterator[None]:
+    def bounded(self, secs: float) -> Bounded:
         """Let the block run at most ``secs`` seconds (then :class:`TimeoutError`);
         after :meth:`Drain.cut` it raises at once, with ``cut`` set."""
-        if self.cut:
-            raise TimeoutError
-        async with asyncio.timeout(secs) as timeout:
-            self._timeout = timeout
-            try:
-                yield
-            finally:
-                self._timeout = None
+        return Bounded(self, secs)
 
     def at_end(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``callback`` when the HTTP exchange is over, however it ended
