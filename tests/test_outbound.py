@@ -389,3 +389,30 @@ def test_the_outbound_client_keeps_no_cookie_an_upstream_set():
             assert [b"cookie:" in head.lower() for head, _ in up.requests] == [False, False]
 
     run(main())
+
+
+def test_an_answer_before_the_whole_body_ends_the_upload_and_the_connection_is_not_reused():
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")  # the head only: the body is refused unread
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 3\r\n\r\nbig")
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    async def parts():
+        yield b"x" * 1000
+        await asyncio.sleep(0.3)  # the answer arrives meanwhile
+        for _ in range(3):
+            yield b"y" * 1000
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        pool = ConnectionPool()
+        async with httpx.AsyncClient(transport=pool, timeout=5) as client:
+            r = await client.post(url, content=parts())
+            assert (r.status_code, r.content) == (413, b"big")
+            assert pool.connections == 0  # half a request went out: not reusable
+        server.close()
+
+    run(main())

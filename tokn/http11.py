@@ -80,6 +80,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._active = False  # a request is on this connection
+        self._sent = False  # ... and all of it was sent
         self._status = 0
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
@@ -99,7 +100,8 @@ class Connection(asyncio.Protocol):
     def release(self) -> bool:
         """The request is over: whether the connection can serve another (then
         it is idle from now); closed otherwise."""
-        if self._complete and self._keep_alive and not self._closed and not self._chunks:
+        if self._complete and self._keep_alive and self._sent and not self._closed \
+                and not self._chunks:
             self._reset()
             self._expires = time.monotonic() + self._keepalive_expiry
             return True
@@ -129,6 +131,7 @@ class Connection(asyncio.Protocol):
             else:
                 transport.write(head)
                 transport.write(body)
+            self._sent = True
         else:
             transport.write(head)
             chunked = any(n.lower() == b"transfer-encoding" and b"chunked" in v.lower()
@@ -145,6 +148,7 @@ class Connection(asyncio.Protocol):
             else:
                 if chunked:
                     transport.write(b"0\r\n\r\n")
+                self._sent = True  # (an answer before the whole body: never reused)
         while not self._head_done:
             self._raise_if_broken()
             if not await self._wait(timeouts.get("read")):
