@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import ssl
 import time
 from pathlib import Path
@@ -27,8 +28,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, running_tokn, usage_rows, write_config
-from tokn import paths
+from tests.helpers import account, running_tokn, tokn_process, usage_rows, write_config
+from tokn import limits, paths
 from tokn.ca import ensure_ca
 from tokn.cli import app
 
@@ -360,6 +361,34 @@ def test_a_persons_limits_hold_on_the_responses_websocket(team):
     # upstream: dave's three admitted requests and erin's; nothing refused went there
     sent = team[0].requests_to("/chat/completions", "POST")
     assert [r.json["model"] for r in sent] == ["gpt-4o"] * (3 + i)
+
+
+def test_tokn_stop_keeps_every_count_and_a_kill_loses_at_most_the_last_second(team):
+    fake, _, _ = team
+    frank = create("frank", "--tokens-per-day", "1000000000")
+    counter = f"tpd:frank:{limits.day_window(time.time())[0]}"
+
+    def ask(tokn, text: str) -> None:
+        resp = httpx.post(f"{tokn.api_url}/v1/chat/completions", timeout=30,
+                          headers={"authorization": f"Bearer {frank}"},
+                          json={"model": "gpt-4o", "messages": [{"role": "user",
+                                                                 "content": text}]})
+        assert resp.status_code == 200, resp.text
+
+    def saved() -> int:
+        return json.loads(limits.default_path().read_text())[counter][0]
+
+    with tokn_process() as tokn:
+        for i in range(3):
+            ask(tokn, f"before a stop {i}")
+        assert tokn.stop(signal.SIGTERM) == 0  # `tokn stop` at once: nothing left behind
+    counted = fake.reported_usage["total_tokens"]
+    assert counted > 0 and saved() == counted
+    with tokn_process() as tokn:
+        ask(tokn, "after the restart")
+        time.sleep(limits.WRITE_EVERY_SECS + 0.5)  # the file is at most a second behind...
+        tokn.stop(signal.SIGKILL)  # ...so a crash now loses nothing
+    assert saved() == fake.reported_usage["total_tokens"] > counted
 
 
 def test_lan_url_for_a_person_carries_only_their_key(team):
