@@ -4,10 +4,13 @@ on locally; spent tokens reach Redis after the response and at shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +24,9 @@ from tests.fakes.llm import FakeLLM
 from tests.helpers import account, running_tokn, usage_rows, write_config
 from tokn import limits
 from tokn.cli import app
-from tokn.limits import Limiter
+from tokn.limits import Limiter, LocalCounters
+from tokn.shared.counters import RedisCounters
+from tokn.shared.link import Link
 
 ADMIN = "admin-key-for-the-counters-test-0123"
 TIMEOUT = 1.0  # [state] timeout_secs
@@ -161,3 +166,26 @@ def test_spent_tokens_still_queued_at_shutdown_are_counted(redis_server, llm, mo
         assert redis_count(redis_server.url, f"tpd:bob:{day}") == 0
     # ...every token counted when tokn stopped
     assert redis_count(redis_server.url, f"tpd:bob:{day}") == spent("bob") > 0
+
+
+def test_counts_go_to_this_replica_while_redis_is_unreachable(tmp_path, caplog):
+    with socket.socket() as sock:  # a port nothing listens on: refused at once
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = tmp_path / "limits.json"
+    day = limits.day_window(time.time())[0]
+
+    async def main() -> None:
+        link = Link(f"redis://127.0.0.1:{port}/0", timeout=TIMEOUT)
+        limiter = Limiter(RedisCounters(link, LocalCounters(path)))
+        assert [await limiter.counters.add("rpm:carol:1", 1, time.time() + 60)
+                for _ in range(3)] == [1, 2, 3]
+        limiter.spend("carol", 9)
+        await limiter.aclose()  # the spend falls back to local counting too
+        await link.aclose()
+
+    with caplog.at_level(logging.WARNING, "tokn.shared"):
+        asyncio.run(main())
+    assert json.loads(path.read_text())["rpm:carol:1"][0] == 3
+    assert json.loads(path.read_text())[f"tpd:carol:{day}"][0] == 9
+    assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
