@@ -12,7 +12,15 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, free_port, proxy_env, running_tokn, usage_rows, write_config
+from tests.helpers import (
+    account,
+    free_port,
+    proxy_env,
+    running_tokn,
+    usage_rows,
+    wait_for_rows,
+    write_config,
+)
 from tokn.ca import ensure_ca
 from tokn.config import load_config
 
@@ -58,8 +66,8 @@ def test_listener_serves_response_create_as_websocket_messages(fake):
     with running_tokn() as tokn, connect(_ws_url(tokn.api_url), proxy=None) as ws:
         events = _turn(ws, model="gpt-5", input=_user("hello there"), stream=True)
         again = _turn(ws, model="gpt-5", input=_user("second"))  # the same connection
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+        # a row is recorded as its stream closes, just after response.completed went out
+        rows = wait_for_rows(2)
     kinds = [e["type"] for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_item.done" in kinds
