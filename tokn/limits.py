@@ -280,5 +280,7 @@ class Limiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
-        self.counters.close()
+        try:
+            await self.flush()
+        finally:
+            self.counters.close()
