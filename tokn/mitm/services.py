@@ -51,6 +51,9 @@ class ProxyServices:
     limiter: Limiter  # their limits (route flows: the listener applies them)
     listener: tuple[str, int]  # the internal listener route mode hands flows to
     caps: ConnectionCaps  # connections from beyond loopback
+    # the listener's ASGI app, called in process for route flows that need no
+    # stream (tokn.mitm.inprocess); None: every route flow goes over the socket
+    app: Any = None
 
 
 @dataclass
