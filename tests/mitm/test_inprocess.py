@@ -182,3 +182,26 @@ def test_a_client_giving_up_in_route_mode_cancels_the_work_and_gets_a_499_row():
     assert row["error"] == "client closed the connection before the answer was complete"
     assert row["latency_ms"] < 2500  # not the upstream's 3 s: the work was cancelled
     assert time.monotonic() - started < 2.5
+
+
+def test_an_http2_client_gets_the_in_process_answer():
+    """curl offers h2 first in ALPN (httpx offers HTTP/1.1 first), and mitmproxy follows."""
+    import subprocess
+
+    from tokn.ca import ensure_ca
+
+    with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-4o"]) as fake:
+        write_config({"accounts": [account("a", "openai-compatible",
+                                           base_url=fake.url + "/v1")]})
+        with running_tokn(with_proxy=True, listener_public=False) as tokn:
+            tokn.runtime.proxy.services.listener = ("127.0.0.1", 9)  # in process only
+            out = subprocess.run(
+                ["curl", "-sS", "--http2", "-x", tokn.proxy_url, "--cacert",
+                 str(ensure_ca().cert_path), "-w", "\n%{http_version} %{http_code}",
+                 "-H", "content-type: application/json", "--data",
+                 '{"model":"gpt-4o","messages":[{"role":"user","content":"h2"}]}',
+                 "https://api.openai.com/v1/chat/completions"],
+                capture_output=True, text=True, timeout=60)
+    body, _, status = out.stdout.rpartition("\n")
+    assert status == "2 200", out
+    assert json.loads(body)["choices"][0]["message"]["content"] == "echo: h2"
