@@ -19,7 +19,8 @@ from mitmproxy.test import taddons
 from tests.fakes.llm import FakeLLM
 from tests.helpers import account, proxied_client, running_tokn, wait_for_rows, write_config
 from tests.mitm.test_addons import LISTENER, services, tunnel_flow
-from tokn import hop
+from tokn import hop, wire
+from tokn.mitm import inprocess
 from tokn.mitm.addons import proxy_addons
 from tokn.mitm.router import Router
 
@@ -108,6 +109,21 @@ def test_what_may_stream_keeps_the_socket_hop(path, body, headers):
     flow = run(app, tunnel_flow(host=host, path=path, body=body, headers=headers))
     assert flow.response is None and app.scopes == []
     assert (flow.request.host, flow.request.port) == LISTENER
+
+
+@pytest.mark.parametrize("body,in_process", [
+    (b'{"stream":false}', True),
+    (b'{"stream" : null\n}', True),
+    (b'{"stream": 0, "model": "m"}', True),
+    (b'{"messages":[{"content":"say \\"stream\\": true"}]}', True),  # inside a string
+    (b'{"stream":true}', False),
+    (b'{"stream" :\n true}', False),
+    (b'{"stream": 1}', False),  # truthy: the pipeline streams it
+    (b'{"model":"m","stream":"yes"}', False),
+])
+def test_a_body_that_may_ask_for_a_stream_is_never_answered_in_process(body, in_process):
+    req = tunnel_flow(body=body).request
+    assert inprocess.suits(req, wire.CHAT, {}) is in_process
 
 
 def test_a_client_hanging_up_reaches_the_app_as_a_disconnect():

@@ -34,10 +34,11 @@ log = logging.getLogger("tokn")
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
-# a JSON body asking for a stream: `"stream": true` anywhere (a nested match,
-# or one inside a string, only costs the socket hop; a real one is never missed,
-# since a key is written with unescaped quotes)
-_STREAM = re.compile(rb'"stream"\s*:\s*true')
+# a JSON body that may ask for a stream: a "stream" key whose value is not
+# false, null or 0 (the pipeline streams when it is truthy).  A nested match, or
+# one inside a string, only costs the socket hop; a real one is never missed,
+# since a key is written with unescaped quotes.
+_STREAM = re.compile(rb'"stream"\s*:(?!\s*(?:false|null|0)\s*[,}])')
 # response headers the buffered answer frames itself
 _FRAMING = (b"content-length", b"transfer-encoding", b"connection", b"keep-alive")
 
