@@ -197,6 +197,7 @@ class Router:
             waiting[0].set()
 
     async def _in_process(self, flow: http.HTTPFlow) -> None:
+        assert self.services.app is not None  # (_route marks flows only then)
         client = flow.client_conn.id
         event, count = self._clients.get(client, (asyncio.Event(), 0))
         if flow.client_conn.timestamp_end is not None:

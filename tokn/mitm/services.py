@@ -24,6 +24,7 @@ from tokn.connlimits import ConnectionCaps
 from tokn.drain import Drain, InFlight
 from tokn.keys import KeyRing
 from tokn.limits import Limiter
+from tokn.mitm.inprocess import ASGIApp
 from tokn.pool import Pool
 from tokn.providers import Provider
 from tokn.recorder import Attempt, Recorder
@@ -53,7 +54,7 @@ class ProxyServices:
     caps: ConnectionCaps  # connections from beyond loopback
     # the listener's ASGI app, called in process for route flows that need no
     # stream (tokn.mitm.inprocess); None: every route flow goes over the socket
-    app: Any = None
+    app: ASGIApp | None = None
 
 
 @dataclass
