@@ -24,7 +24,7 @@ from tokn.errors import ToknError
 from tokn.identity import RESERVED, Identity, key_matches, presented_key
 from tokn.keys import KeyRing
 from tokn.limits import Limiter, LocalCounters, Refusal, model_allowed
-from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
+from tokn.pipeline import SERVED_HEADERS, Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 from tokn.server.responses_ws import front_labels, request_headers, serve_socket
 
@@ -350,7 +350,7 @@ def create_app(state: AppState) -> Starlette:
                    policy=state.policy),
         Middleware(CORSMiddleware, allow_origins=list(state.policy.cors_origins),
                    allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"],
-                   expose_headers=["retry-after"], max_age=600),
+                   expose_headers=["retry-after", *SERVED_HEADERS], max_age=600),
     ]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={404: not_found, 405: bad_method})
