@@ -197,7 +197,7 @@ class Runtime:
                              drain=self.state.drain, internal_secret=self.state.internal_secret,
                              api_key=self.state.api_key, keys=self.keys, limiter=self.limiter,
                              listener=listener,
-                             caps=client_caps(self.cfg))
+                             caps=client_caps(self.cfg), app=self.app)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
