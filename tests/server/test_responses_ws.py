@@ -28,19 +28,6 @@ def _ws_url(api_url: str) -> str:
     return api_url.replace("http://", "ws://") + "/v1/responses"
 
 
-def _rows(tokn, n: int) -> list[dict]:
-    """The usage rows once there are ``n`` (10 s at most): a stream's row is
-    recorded when the upstream's body has ended, which may come just after the
-    client has the final event."""
-    deadline = time.monotonic() + 10
-    while True:
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
-        if len(rows) >= n or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.02)
-
-
 def _turn(ws, **body) -> list[dict]:
     """Send one response.create; the events until response.completed (or an error)."""
     ws.send(json.dumps({"type": "response.create", **body}))
@@ -61,6 +48,18 @@ def _user(text: str) -> list[dict]:
                                                               "text": text}]}]
 
 
+def _rows(tokn, n: int) -> list[dict]:
+    """The usage rows once there are ``n`` (a request's row is recorded as its
+    stream closes, just after its last event went out), or after 15 s."""
+    deadline = time.monotonic() + 15
+    while True:
+        tokn.runtime.usage.flush()
+        rows = usage_rows(tokn.runtime.usage.path)
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def fake():
     with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-5"]) as llm:
@@ -72,7 +71,7 @@ def test_listener_serves_response_create_as_websocket_messages(fake):
     with running_tokn() as tokn, connect(_ws_url(tokn.api_url), proxy=None) as ws:
         events = _turn(ws, model="gpt-5", input=_user("hello there"), stream=True)
         again = _turn(ws, model="gpt-5", input=_user("second"))  # the same connection
-        rows = _rows(tokn, 2)
+        rows = _rows(tokn, 2)  # a row is recorded as its stream closes, after its last event
     kinds = [e["type"] for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_item.done" in kinds

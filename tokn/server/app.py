@@ -200,7 +200,8 @@ def create_app(state: AppState) -> Starlette:
             shape = wire.GEMINI_GENERATE if as_array else endpoint
             request_in = inbound(shape.body_of(body, request.path_params), size)
             model = request_in.body.get("model")
-            refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+            refusal = await state.limiter.admit(identity,
+                                                model if isinstance(model, str) else None)
             if refusal is not None:
                 state.pipeline.reject(request_in, refusal.status, refusal.message)
                 return refusal_response(request, refusal)
@@ -258,7 +259,8 @@ def create_app(state: AppState) -> Starlette:
                     state.pipeline.reject(request_in, 401, message)
                     return error_reply(wire.OPENAI, 401, message)
                 model = request_in.body.get("model")
-                refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+                refusal = await state.limiter.admit(identity,
+                                                    model if isinstance(model, str) else None)
                 if refusal is not None:
                     state.pipeline.reject(request_in, refusal.status, refusal.message)
                     return error_reply(wire.OPENAI, refusal.status, refusal.message,
