@@ -1,5 +1,8 @@
 """Requests in flight, their bounded waits, and draining them at shutdown.
 
+A request's :class:`Hangup` (in its ASGI scope, from the listener's protocol
+or the proxy's in-process hop) says when its client went away.
+
 Every request the listener serves (and every flow the proxy forwards itself)
 is an :class:`InFlight` registered with the process's :class:`Drain`.  Waits on
 an upstream go through :meth:`InFlight.bounded`, so each is bounded by a
@@ -20,6 +23,28 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
+
+HANGUP = "tokn.hangup"  # the ASGI scope key of a request's Hangup (the listener's app needs one)
+
+
+class Hangup:
+    """Whether a request's client went away before its answer was complete, and
+    what to call when it does (one callback: the handler's)."""
+
+    __slots__ = ("lost", "_callback")
+
+    def __init__(self) -> None:
+        self.lost = False
+        self._callback: Callable[[], object] | None = None
+
+    def on_lost(self, callback: Callable[[], object] | None) -> None:
+        self._callback = callback
+
+    def fire(self) -> None:
+        self.lost = True
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 class Bounded:

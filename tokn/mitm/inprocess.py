@@ -7,8 +7,9 @@ no second HTTP serialisation and parse, no uvicorn.  The app sees the same
 request the socket hop would carry (the labels of :mod:`tokn.hop`, the
 proxy's secret), so authentication, limits, usage rows, errors in the
 client's format and the shutdown drain are the listener's own.  When the
-client hangs up first, the app's ``receive`` says so (``http.disconnect``),
-which cancels the pipeline's work as over a socket (its row: 499).
+client hangs up first, the request's :class:`~tokn.drain.Hangup` and the
+app's ``receive`` say so, which cancels the pipeline's work as over a socket
+(its row: 499).
 
 mitmproxy sends an addon's response whole, so the answer is buffered here:
 requests that may be answered with a stream (``"stream": true`` in the body,
@@ -29,6 +30,7 @@ from urllib.parse import unquote
 from mitmproxy import http
 
 from tokn import wire
+from tokn.drain import HANGUP, Hangup
 
 log = logging.getLogger("tokn")
 
@@ -55,6 +57,11 @@ def suits(req: http.Request, endpoint: wire.Endpoint, params: Mapping[str, str])
     if endpoint.body_of({}, params).get("stream"):
         return False
     return _STREAM.search(body) is None
+
+
+async def _hang_up_on(disconnected: asyncio.Event, hangup: Hangup) -> None:
+    await disconnected.wait()
+    hangup.fire()
 
 
 def scope_of(req: http.Request, listener: tuple[str, int]) -> dict[str, Any]:
@@ -103,12 +110,16 @@ async def call(app: ASGIApp, req: http.Request, listener: tuple[str, int],
                 raise OSError("the client disconnected")  # a stream: stop it
             chunks.append(message.get("body", b""))
 
+    hangup = Hangup()  # how the listener's handler learns of the hang-up
+    watch = asyncio.ensure_future(_hang_up_on(disconnected, hangup))
     try:
-        await app(scope_of(req, listener), receive, send)
+        await app({**scope_of(req, listener), HANGUP: hangup}, receive, send)
     except Exception:  # noqa: BLE001 - reported below in the client's format
         if not disconnected.is_set():
             log.exception("proxy: the listener failed on %s", req.path.split("?", 1)[0])
         start = None  # cut short, or Starlette's plain-text 500: no answer to pass on
+    finally:
+        watch.cancel()
     if start is None:
         api = wire.caller_api(req.path, headers=req.headers)
         message = "tokn hit an unexpected error in route mode; see the log and please report it."

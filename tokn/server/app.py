@@ -19,14 +19,13 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tokn import hop, wire
-from tokn.drain import Drain, InFlight
+from tokn.drain import HANGUP, Drain, Hangup, InFlight
 from tokn.errors import ToknError
 from tokn.identity import RESERVED, Identity, key_matches, presented_key
 from tokn.keys import KeyRing
 from tokn.limits import Limiter, LocalCounters, Refusal, model_allowed
 from tokn.pipeline import SERVED_HEADERS, Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
-from tokn.server.protocol import HANGUP, Hangup
 from tokn.server.responses_ws import front_labels, request_headers, serve_socket
 
 # The API endpoints are the wire table's (tokn.wire): each at its listener

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tokn.connlimits import ConnectionCaps
+from tokn.drain import HANGUP, Hangup
 
 log = logging.getLogger("tokn")
 
@@ -44,29 +44,6 @@ MAX_HEAD_BYTES = 64 * 1024
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
         b"content-length: 48\r\nconnection: close\r\n\r\n"
         b"tokn: too many connections from this address.\r\n")
-
-
-HANGUP = "tokn.hangup"  # the scope key of a request's Hangup
-
-
-class Hangup:
-    """Whether a request's client went away before its answer was complete, and
-    what to call when it does (one callback: the handler's)."""
-
-    __slots__ = ("lost", "_callback")
-
-    def __init__(self) -> None:
-        self.lost = False
-        self._callback: Callable[[], object] | None = None
-
-    def on_lost(self, callback: Callable[[], object] | None) -> None:
-        self._callback = callback
-
-    def fire(self) -> None:
-        self.lost = True
-        callback, self._callback = self._callback, None
-        if callback is not None:
-            callback()
 
 
 @dataclass
