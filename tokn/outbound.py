@@ -9,7 +9,8 @@ load, and hundreds of concurrent streams crawled.  This pool keeps, per origin, 
 stack of idle connections: a request takes the most recently used one (checked
 for expiry: one poll), or opens a new one; the response, once closed, gives its
 connection back if it is reusable.  Idle connections past their keep-alive are
-swept at most once a second.
+swept at most once a second, and once they expire even when no request comes
+(an idle burst's connections would otherwise hold their sockets and buffers).
 
 Connections are httpcore's (``httpcore.AsyncHTTPConnection``: TLS, HTTP/1.1,
 timeouts from the request's ``timeout`` extension); httpcore's errors become
@@ -109,6 +110,8 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         self._open = 0  # connections open or opening, busy or idle
         self._waiters: list[asyncio.Future[None]] = []
         self._swept = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None  # the sweep once idle ones expire
+        self._sweeper: asyncio.Task[None] | None = None
         self._backend = httpcore.AnyIOBackend()  # asyncio via anyio, no per-call detection
 
     @property
@@ -206,13 +209,27 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             if len(stack) < self.max_idle:
                 stack.append(conn)
                 self._wake_one()
+                self._sweep_later()
                 return
         await _close_all([self._forget(conn)])
 
-    async def _sweep(self) -> None:
-        """Close idle connections past their keep-alive (at most once a second)."""
+    def _sweep_later(self) -> None:
+        """Sweep once the connection just made idle has expired (unless a sweep is
+        due already), whether or not a request comes by then."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.keepalive_expiry + SWEEP_SECS, self._timed_sweep)
+
+    def _timed_sweep(self) -> None:
+        self._timer = None
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep(due=True))
+
+    async def _sweep(self, *, due: bool = False) -> None:
+        """Close idle connections past their keep-alive (at most once a second,
+        unless ``due``); sweep again later while any stay idle."""
         now = time.monotonic()
-        if now - self._swept < SWEEP_SECS:
+        if now - self._swept < SWEEP_SECS and not due:
             return
         self._swept = now
         dropped = []
@@ -221,9 +238,16 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             if stale:
                 stack[:] = [c for c in stack if c not in stale]  # in place: see _acquire
                 dropped += [self._forget(c) for c in stale]
+        if self.idle:
+            self._sweep_later()
         await _close_all(dropped)
 
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sweeper is not None:
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         dropped = []
         for stack in self._idle.values():
             dropped += [self._forget(c) for c in stack]
