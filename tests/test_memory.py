@@ -1,0 +1,76 @@
+"""Giving memory back after a burst (tokn.memory): when the trim runs, and that
+it really returns freed memory to the system on this platform."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tokn import memory
+
+MB = 1024 * 1024
+
+
+class Done(Exception):
+    """The scripted readings ran out: the trimmer's loop ends here."""
+
+
+def run_trimmer(rss: list[int], busy: list[bool]) -> int:
+    """Feed :func:`memory.trim_after_bursts` one RSS reading and one busy flag
+    per check (the first reading is the start's); how many trims it made."""
+    readings, flags, trims = iter(rss), iter(busy), []
+
+    def take(values):
+        for value in values:
+            return value
+        raise Done
+
+    async def main() -> None:
+        with pytest.raises(Done):
+            await memory.trim_after_bursts(
+                lambda: take(flags), every=0.001, slack=16 * MB,
+                trim=lambda: trims.append(1), rss=lambda: take(readings))
+
+    asyncio.run(main())
+    return len(trims)
+
+
+def test_a_trim_follows_growth_once_idle_and_not_while_busy():
+    # start 90 MB; a burst: busy checks read nothing; idle at 170 MB: trim
+    # (RSS after it 120), then 125: under the slack, no second trim
+    assert run_trimmer([90 * MB, 170 * MB, 120 * MB, 125 * MB],
+                       [True, True, False, False]) == 1
+
+
+def test_no_trim_without_growth_past_the_slack():
+    assert run_trimmer([90 * MB, 100 * MB, 105 * MB], [False, False]) == 0
+
+
+def test_growth_counts_from_the_lowest_reading_since_the_last_trim():
+    # RSS fell to 80 by itself, then grew 20 MB from there: a trim
+    assert run_trimmer([100 * MB, 80 * MB, 100 * MB, 100 * MB], [False, False, False]) == 1
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_malloc_trim_returns_memory_freed_under_a_live_block():
+    # ~80 MB of 2 KB blocks (malloc's, not Python's small-object arenas), all
+    # freed but the last one, which pins the top of the heap: free() cannot
+    # give any of it back; malloc_trim(0) can
+    script = textwrap.dedent("""
+        from tokn import memory
+        blocks = [bytes(2000) for _ in range(40_000)]
+        keep = blocks[-1]
+        del blocks
+        before = memory.rss_bytes()
+        memory.malloc_trim()()
+        print(before, memory.rss_bytes())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    before, after = map(int, out.split())
+    assert before - after > 50 * MB, f"RSS {before / MB:.0f} -> {after / MB:.0f} MB"
