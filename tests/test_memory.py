@@ -57,17 +57,27 @@ def test_growth_counts_from_the_lowest_reading_since_the_last_trim():
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
-def test_malloc_trim_returns_memory_freed_under_a_live_block():
-    # ~80 MB of 2 KB blocks (malloc's, not Python's small-object arenas), all
-    # freed but the last one, which pins the top of the heap: free() cannot
-    # give any of it back; malloc_trim(0) can
+def test_release_frees_cyclic_garbage_and_returns_it_to_the_system():
+    # ~80 MB in 2 KB blocks (malloc's, not Python's small-object arenas) held by
+    # objects in reference cycles, dropped while the collector is off (as when
+    # the process is idle: no allocations, no collection); a block allocated
+    # after them pins the top of the heap, so free() alone could not give the
+    # memory back either
     script = textwrap.dedent("""
+        import gc
         from tokn import memory
-        blocks = [bytes(2000) for _ in range(40_000)]
-        keep = blocks[-1]
-        del blocks
+        gc.disable()
+        class Node:
+            pass
+        nodes = []
+        for _ in range(40_000):
+            node = Node()
+            node.me, node.data = node, bytes(2000)
+            nodes.append(node)
+        keep = bytes(2000)
+        del nodes, node
         before = memory.rss_bytes()
-        memory.malloc_trim()()
+        memory.release()
         print(before, memory.rss_bytes())
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

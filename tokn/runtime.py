@@ -365,11 +365,11 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         watcher = asyncio.create_task(live.watch(runtime))
         reloads.add(watcher)
         watcher.add_done_callback(reloads.discard)
-        # after a burst, the freed memory goes back to the system (tokn.memory)
-        trimmer = asyncio.create_task(memory.trim_after_bursts(
-            lambda: bool(runtime.state.drain.live)))
-        reloads.add(trimmer)
-        trimmer.add_done_callback(reloads.discard)
+        if memory.SUPPORTED:  # after a burst, its memory goes back to the system
+            trimmer = asyncio.create_task(memory.trim_after_bursts(
+                lambda: bool(runtime.state.drain.live)))
+            reloads.add(trimmer)
+            trimmer.add_done_callback(reloads.discard)
         await stop.wait()
         await _drain(runtime, servers, proxy, hurry)
     finally:
