@@ -365,6 +365,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         watcher = asyncio.create_task(live.watch(runtime))
         reloads.add(watcher)
         watcher.add_done_callback(reloads.discard)
+        memory.settle()
         if memory.SUPPORTED:  # after a burst, its memory goes back to the system
             trimmer = asyncio.create_task(memory.trim_after_bursts(
                 lambda: bool(runtime.state.drain.live)))
