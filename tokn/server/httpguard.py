@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -121,24 +122,56 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+async def _read_body(request: Request, limit: int) -> tuple[bytes | mmap.mmap, int]:
+    """The raw body and its size.  A declared length is mapped at once, its pages
+    resident only as the body fills them; else the chunks are kept as they come
+    and joined once.  (A growing buffer is copied as it grows; chunks kept
+    beside a mapping would leave a body's worth of heap behind.)"""
+    declared = request.headers.get("content-length", "")
+    buffer = mmap.mmap(-1, int(declared)) if declared.isdigit() and 0 < int(declared) <= limit \
+        else None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            end = size + len(chunk)
+            if end > limit:
+                raise ToknError(_too_large(limit), status=413, code="request_too_large")
+            if buffer is None:
+                chunks.append(chunk)
+            elif end > len(buffer):
+                raise ToknError("The request body is longer than its Content-Length.",
+                                status=400, code="invalid_request")
+            else:
+                buffer[size:end] = chunk
+            size = end
+    except BaseException:
+        if buffer is not None:
+            buffer.close()
+        raise
+    return (b"".join(chunks) if buffer is None else buffer), size
+
+
+def _text(raw: bytes | mmap.mmap, size: int) -> str:
+    """The first ``size`` bytes of ``raw`` as JSON text (RFC 8259's encodings)."""
+    if not size:
+        return ""
+    with memoryview(raw) as whole, whole[:size] as view:
+        return str(view, json.detect_encoding(bytes(view[:4])), "surrogatepass")
+
+
 async def read_json_object(request: Request, limit: int) -> tuple[dict[str, Any], int]:
     """The body as a JSON object and its size; :class:`ToknError` (413 / 400)
     when it is too large, not JSON, not an object or nested too deep."""
-    # kept as they come and joined once: a growing buffer is copied as it grows
-    # (for a big body, briefly twice its size beside the old copy)
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise ToknError(_too_large(limit), status=413, code="request_too_large")
-    raw = b"".join(chunks)
-    del chunks
+    raw, size = await _read_body(request, limit)
     try:
         # decoded, then the bytes let go before parsing: two body sizes at a time, not three
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if raw else ""
-        del raw
+        try:
+            text = _text(raw, size)
+        finally:
+            if isinstance(raw, mmap.mmap):
+                raw.close()
+            del raw
         body = json.loads(text) if text else None
     except RecursionError:
         raise ToknError(TOO_DEEP, status=400, code="too_deep") from None
