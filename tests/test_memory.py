@@ -10,8 +10,11 @@ import sys
 import textwrap
 
 import pytest
+from starlette.requests import Request
 
 from tokn import memory
+from tokn.errors import ToknError
+from tokn.server.httpguard import read_json_object
 
 MB = 1024 * 1024
 
@@ -132,3 +135,34 @@ def test_the_listener_reads_a_big_body_holding_it_at_most_twice(declared):
     out = subprocess.run([sys.executable, "-c", script.replace("DECLARED", str(declared))],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert float(out) < 2.3, f"reading held {float(out):.2f} body sizes at once"
+
+
+def body_request(parts: list[bytes], declared: int | None) -> Request:
+    pending = list(parts)
+
+    async def receive() -> dict:
+        if not pending:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": pending.pop(0), "more_body": bool(pending)}
+
+    headers = [(b"content-type", b"application/json")]
+    if declared is not None:
+        headers.append((b"content-length", str(declared).encode()))
+    return Request({"type": "http", "method": "POST", "path": "/", "query_string": b"",
+                    "headers": headers}, receive)
+
+
+@pytest.mark.parametrize("declared", [None, 25])
+def test_a_body_read_in_parts_parses_whole(declared):
+    parts = [b'{"model": "m", "x": "\xc3', b'\xa9"}']  # é split across parts: 25 bytes
+    assert asyncio.run(read_json_object(body_request(parts, declared), 1024)) == (
+        {"model": "m", "x": "é"}, 25)
+
+
+def test_a_body_longer_than_declared_or_than_the_limit_is_refused():
+    with pytest.raises(ToknError) as longer:
+        asyncio.run(read_json_object(body_request([b'{"a": 1}', b"    "], 8), 1024))
+    assert longer.value.status == 400
+    with pytest.raises(ToknError) as large:
+        asyncio.run(read_json_object(body_request([b" " * 600, b" " * 600], None), 1024))
+    assert large.value.status == 413
