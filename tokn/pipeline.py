@@ -46,6 +46,8 @@ from tokn.streaming import Relay
 from tokn.usage import UsageRow, new_request_id
 
 CONVERTIBLE = FORMATS  # the formats converted into one another (through chat)
+# response headers naming who served a request (account, provider, model)
+SERVED_HEADERS = ("x-tokn-account", "x-tokn-provider", "x-tokn-model")
 
 
 @dataclass
@@ -416,9 +418,8 @@ class Pipeline:
     # --- bookkeeping ---------------------------------------------------------------
     @staticmethod
     def _headers(cand: Candidate) -> dict[str, str]:
-        return {"x-tokn-account": cand.account_id,
-                "x-tokn-provider": cand.provider.account.provider,
-                "x-tokn-model": cand.served_model}
+        return dict(zip(SERVED_HEADERS, (cand.account_id, cand.provider.account.provider,
+                                         cand.served_model), strict=True))
 
     def _begin(self, inbound: Inbound, account: str | None, target: str | None = None, *,
                started: float | None = None) -> Attempt:

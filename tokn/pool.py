@@ -151,7 +151,8 @@ class Pool:
     def build(self, accounts: list[AccountConfig],
               keep: Mapping[str, Provider] | None = None) -> dict[str, Provider]:
         """A provider per enabled account; those in ``keep`` whose account
-        config is unchanged are reused as they are.  Raises a ToknError naming
+        config is unchanged (or changed only by the provider's own write, see
+        :meth:`Provider.adopt`) are reused.  Raises a ToknError naming
         the account whose provider is unknown."""
         keep = keep or {}
         out: dict[str, Provider] = {}
@@ -159,7 +160,7 @@ class Pool:
             if not account.enabled:
                 continue
             old = keep.get(account.id)
-            if old is not None and old.account == account:
+            if old is not None and (old.account == account or old.adopt(account)):
                 out[account.id] = old
                 continue
             try:

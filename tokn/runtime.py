@@ -27,7 +27,7 @@ from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
 from tokn.errors import ToknError
 from tokn.keys import KeyRing
-from tokn.limits import Limiter, LocalCounters
+from tokn.limits import Counters, Limiter, LocalCounters
 from tokn.outbound import ConnectionPool
 from tokn.pipeline import Pipeline
 from tokn.pool import Pool
@@ -151,11 +151,11 @@ class Runtime:
             self.usage = UsageStore()
         # team mode: people's keys (re-read when the file changes) and their limits
         self.keys = KeyRing(keys.default_path())
-        counters = LocalCounters(limits.default_path())
-        if cfg.state.url:  # one count per key across replicas
+        counters: Counters = LocalCounters(limits.default_path())
+        if self.link is not None:  # one count per key across replicas
             from tokn.shared.counters import RedisCounters
 
-            counters = RedisCounters(cfg.state.url, cfg.state.timeout_secs, counters)
+            counters = RedisCounters(self.link, counters)
         self.limiter = Limiter(counters)
         self.recorder = Recorder(self.usage, self.config, self.limiter)
         self.pipeline = Pipeline(self.config, self.pool, self.recorder)
@@ -197,14 +197,14 @@ class Runtime:
                              drain=self.state.drain, internal_secret=self.state.internal_secret,
                              api_key=self.state.api_key, keys=self.keys, limiter=self.limiter,
                              listener=listener,
-                             caps=client_caps(self.cfg))
+                             caps=client_caps(self.cfg), app=self.app)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
         await self.client.aclose()
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close)
-        self.limiter.close()
+        await self.limiter.aclose()  # spent tokens still queued: counted (Redis or file)
         if self.link is not None:
             use_store(None)
             await self.link.aclose()
@@ -343,6 +343,7 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         await _started(server, tasks[0], f"the listener could not start on {host}:{port}")
         api_port = bound_port(server)
         runtime.pool.start_background_refresh()
+        runtime.limiter.start()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         bound = Bound(api_url=f"http://{shown}:{api_port}" if listener_public else "")
         if with_proxy:

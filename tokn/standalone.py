@@ -114,6 +114,7 @@ class StandaloneAddon:
                 return
             cfg = load_config()
             self.runtime = Runtime(cfg)
+            self.runtime.limiter.start()  # team keys' spent tokens, counted off the hot path
             self.server = make_server(self.runtime.app, "127.0.0.1", 0, "warning", cfg,
                                       keep_alive=PROXY_KEEP_ALIVE, lifespan="off")
             serve_task = asyncio.get_running_loop().create_task(self.server.serve())

@@ -184,3 +184,14 @@ def test_the_captured_lite_turns_keep_their_tools(upstream):
         names = [t["function"]["name"] if upstream == "chat" else t["name"]
                  for t in out["tools"]]
         assert names[:2] == ["exec", "wait"] and "collaboration__spawn_agent" in names
+
+
+def test_hosted_tool_calls_in_the_input_are_left_out_and_said(caplog):
+    body = {"model": "gpt-5", "input": [
+        {"type": "message", "role": "user", "content": "find it"},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+        {"type": "message", "role": "assistant", "content": "found"}]}
+    with caplog.at_level("INFO", logger="tokn.convert"):
+        chat = convert_request("responses", "chat", body)
+    assert "left out: web_search_call" in caplog.text
+    assert [m["role"] for m in chat["messages"]] == ["user", "assistant"]

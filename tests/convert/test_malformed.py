@@ -163,6 +163,9 @@ def test_the_base_bodies_convert(fmt, body):
     ("chat", {"model": "m", "messages": []}, "`messages` must not be empty"),
     ("chat", {"model": "m", "messages": [{"role": "user", "content": 5}]},
      "`messages[0].content` must be a string or an array, not a number"),
+    ("chat", {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": None}}]}]},
+     "`messages[0].content[0].image_url.url` must be a string, not null"),  # property test
     ("chat", {"model": "m", "messages": [{"content": "x"}]},
      "`messages[0].role` must be a string, not null"),
     ("chat", {"model": "m", "messages": [{"role": "user", "content": "x"}],
@@ -179,6 +182,10 @@ def test_the_base_bodies_convert(fmt, body):
     ("responses", {"model": "m", "input": [{"type": "reasoning", "summary": [],
                                             "content": "0"}]},
      "`input[0].content` must be an array, not a string"),  # found by the property test
+    ("responses", {"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]},
+     "`input[0]` is an item_reference (to a stored item): tokn keeps no conversation state"),
+    ("responses", {"model": "m", "previous_response_id": "resp_1", "input": "and then?"},
+     "`previous_response_id` names a stored response: tokn keeps no conversation state"),
     ("gemini", {"model": "m", "contents": "hi"}, "`contents` must be an array, not a string"),
     ("gemini", {"model": "m", "contents": [{"role": "user", "parts": [{"text": 5}]}]},
      "`contents[0].parts[0].text` must be a string, not a number"),

@@ -539,3 +539,32 @@ def test_corrupt_frame_mid_stream_raises_value_error(fake):
 def test_corrupt_frame_non_stream_is_502(fake):
     p, up, raw = _send_mode(fake, "corrupt_mid_stream")
     assert up.status == 502 and p.failure_kind(502, raw) == "account"
+
+
+def test_a_rotation_written_to_the_config_keeps_the_provider_on_reload(fake):
+    """Reloading the config file after the provider wrote its rotated refresh
+    token there keeps the provider (and the account's health); a different
+    refresh token (a new sign-in) builds a new one."""
+    from tokn.pool import Pool
+
+    soon = datetime.fromtimestamp(time.time() + 120, UTC).isoformat()  # inside the margin
+
+    async def go():
+        async with httpx.AsyncClient() as client:
+            write_config({"accounts": [kiro_account(fake, expires_at=soon)]})
+            pool = Pool(config.load_config, client)
+            p = pool.providers["kiro"]
+            await (await p.send("chat", chat(), {}, stream=False)).read()   # rotates
+            rotated = config.load_config()
+            assert rotated.accounts[0].get("refresh_token") == "aor-1"
+            kept = pool.build(rotated.accounts, keep=pool.providers)
+            doc = tomlkit.parse(paths.config_file().read_text())
+            doc["accounts"][0]["refresh_token"] = "aor-signed-in-again"
+            paths.config_file().write_text(tomlkit.dumps(doc))
+            relogged = pool.build(config.load_config().accounts, keep=kept)
+            return p, kept["kiro"], relogged["kiro"]
+
+    p, kept, relogged = run(go())
+    assert kept is p and kept.account.get("refresh_token") == "aor-1"
+    assert kept.token_source.account is kept.account
+    assert relogged is not p and relogged.account.get("refresh_token") == "aor-signed-in-again"

@@ -116,6 +116,10 @@ def test_foreign_origins_are_refused_and_allowed_ones_get_cors(fake):
     assert "content-type" in preflight.headers["access-control-allow-headers"].lower()
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    # a page may read who served it (x-tokn-*) and when to retry
+    exposed = {h.strip() for h in allowed.headers["access-control-expose-headers"].split(",")}
+    assert {"x-tokn-account", "x-tokn-provider", "x-tokn-model", "retry-after"} <= exposed
+    assert allowed.headers["x-tokn-account"]
     assert len(fake.requests_to("/chat/completions")) == 1
 
 

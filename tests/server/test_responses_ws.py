@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -47,6 +48,18 @@ def _user(text: str) -> list[dict]:
                                                               "text": text}]}]
 
 
+def _rows(tokn, n: int) -> list[dict]:
+    """The usage rows once there are ``n`` (a request's row is recorded as its
+    stream closes, just after its last event went out), or after 15 s."""
+    deadline = time.monotonic() + 15
+    while True:
+        tokn.runtime.usage.flush()
+        rows = usage_rows(tokn.runtime.usage.path)
+        if len(rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def fake():
     with FakeLLM(formats={"chat"}, path_prefix="/v1", models=["gpt-5"]) as llm:
@@ -58,8 +71,7 @@ def test_listener_serves_response_create_as_websocket_messages(fake):
     with running_tokn() as tokn, connect(_ws_url(tokn.api_url), proxy=None) as ws:
         events = _turn(ws, model="gpt-5", input=_user("hello there"), stream=True)
         again = _turn(ws, model="gpt-5", input=_user("second"))  # the same connection
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+        rows = _rows(tokn, 2)  # a row is recorded as its stream closes, after its last event
     kinds = [e["type"] for e in events]
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_item.done" in kinds
@@ -139,8 +151,7 @@ def test_route_mode_serves_the_websocket_through_the_proxy(fake):
             connect("wss://api.openai.com/v1/responses", proxy=env["HTTPS_PROXY"], ssl=ca,
                     additional_headers={"authorization": "Bearer sk-client"}) as ws:
         events = _turn(ws, model="gpt-5", input=_user("via the proxy"))
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+        rows = _rows(tokn, 1)
     assert _text(events) == "echo: via the proxy"
     assert [(r["front_door"], r["route_mode"], r["status"]) for r in rows] == [
         ("proxy", "route", 200)]
@@ -184,8 +195,7 @@ def test_an_unexpected_error_is_an_error_message_a_log_line_and_a_row(fake, monk
         failed = _turn(ws, model="gpt-5", input=_user("x"))
         monkeypatch.undo()
         fine = _turn(ws, model="gpt-5", input=_user("after"))
-        tokn.runtime.usage.flush()
-        rows = usage_rows(tokn.runtime.usage.path)
+        rows = _rows(tokn, 2)
     assert failed[-1]["type"] == "error" and failed[-1]["status"] == 500
     assert "RuntimeError: kaput" in failed[-1]["error"]["message"]
     assert _text(fine) == "echo: after"

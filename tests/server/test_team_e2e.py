@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import ssl
 import time
 from pathlib import Path
@@ -27,8 +28,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fakes.llm import FakeLLM
-from tests.helpers import account, running_tokn, usage_rows, write_config
-from tokn import paths
+from tests.helpers import account, running_tokn, tokn_process, usage_rows, write_config
+from tokn import limits, paths
 from tokn.ca import ensure_ca
 from tokn.cli import app
 
@@ -299,6 +300,95 @@ def test_counters_survive_a_restart_and_the_day_recovers(team):
         # the next day (the limiter's clock past midnight): recovered
         clock.offset += int(err.value.response.headers["retry-after"]) + 1
         assert chat(oai_listener(tokn, keys["bob"]), text="new day") == "echo: new day"
+
+
+def turn(ws, model: str, text: str) -> list[dict]:
+    """One Responses ``response.create`` over a WebSocket: its events until the
+    response completed or failed, or an error."""
+    ws.send(json.dumps({"type": "response.create", "model": model, "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}]}))
+    events = []
+    while True:
+        events.append(json.loads(ws.recv(timeout=30)))
+        if events[-1]["type"] in ("response.completed", "response.failed", "error"):
+            return events
+
+
+def said(events: list[dict]) -> str:
+    return "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+
+
+def test_a_persons_limits_hold_on_the_responses_websocket(team):
+    from websockets.sync.client import connect
+
+    dave = create("dave", "--rpm", "2", "--models", "gpt-4o*")
+    erin = create("erin", "--tokens-per-day", "30")
+    clock = Clock()
+    with running_tokn(api_key=ADMIN) as tokn:
+        tokn.runtime.limiter.clock = clock
+        clock.offset = 60 - time.time() % 60 + 1  # the start of a minute
+        url = tokn.api_url.replace("http://", "ws://") + "/v1/responses"
+
+        def socket(key: str):
+            return connect(url, proxy=None, additional_headers={"authorization": f"Bearer {key}"})
+
+        with socket(dave) as ws:  # one connection, many requests: each one admitted
+            assert said(turn(ws, "gpt-4o", "d1")) == "echo: d1"
+            assert said(turn(ws, "gpt-4o", "d2")) == "echo: d2"
+            over = turn(ws, "gpt-4o", "d3")
+            assert [(e["type"], e["status"], e["error"]["code"]) for e in over] == [
+                ("error", 429, "rate_limit_exceeded")]
+            assert "2 request(s) per minute" in over[0]["error"]["message"]
+            denied = turn(ws, "claude-sonnet-4.5", "d4")
+            assert [(e["status"], e["error"]["code"]) for e in denied] == [
+                (403, "model_not_allowed")]
+            assert "gpt-4o*" in denied[0]["error"]["message"]
+            clock.offset += 60  # the next minute, on the same connection
+            assert said(turn(ws, "gpt-4o", "d5")) == "echo: d5"
+        with socket(erin) as ws:
+            for i in range(30):
+                events = turn(ws, "gpt-4o", f"erin says {i} words here")
+                if events[-1]["type"] == "error":
+                    break
+            assert 1 <= i < 30
+            assert (events[-1]["status"], events[-1]["error"]["code"]) == (
+                429, "tokens_per_day_exceeded")
+            assert "30 tokens for today" in events[-1]["error"]["message"]
+        rows = [r for r in _rows(tokn) if r["key_name"] == "erin" and r["status"] == 200]
+        spent = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+        assert len(rows) == i and spent >= 30  # refused once her day was used up
+        assert tokn.call(tokn.runtime.limiter.tokens_today("erin")) == spent
+    # upstream: dave's three admitted requests and erin's; nothing refused went there
+    sent = team[0].requests_to("/chat/completions", "POST")
+    assert [r.json["model"] for r in sent] == ["gpt-4o"] * (3 + i)
+
+
+def test_tokn_stop_keeps_every_count_and_a_kill_loses_at_most_the_last_second(team):
+    fake, _, _ = team
+    frank = create("frank", "--tokens-per-day", "1000000000")
+    counter = f"tpd:frank:{limits.day_window(time.time())[0]}"
+
+    def ask(tokn, text: str) -> None:
+        resp = httpx.post(f"{tokn.api_url}/v1/chat/completions", timeout=30,
+                          headers={"authorization": f"Bearer {frank}"},
+                          json={"model": "gpt-4o", "messages": [{"role": "user",
+                                                                 "content": text}]})
+        assert resp.status_code == 200, resp.text
+
+    def saved() -> int:
+        return json.loads(limits.default_path().read_text())[counter][0]
+
+    with tokn_process() as tokn:
+        for i in range(3):
+            ask(tokn, f"before a stop {i}")
+        assert tokn.stop(signal.SIGTERM) == 0  # `tokn stop` at once: nothing left behind
+    counted = fake.reported_usage["total_tokens"]
+    assert counted > 0 and saved() == counted
+    with tokn_process() as tokn:
+        ask(tokn, "after the restart")
+        time.sleep(limits.WRITE_EVERY_SECS + 0.5)  # the file is at most a second behind...
+        tokn.stop(signal.SIGKILL)  # ...so a crash now loses nothing
+    assert saved() == fake.reported_usage["total_tokens"] > counted
 
 
 def test_lan_url_for_a_person_carries_only_their_key(team):

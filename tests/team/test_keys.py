@@ -3,6 +3,7 @@ resolved at both front doors; limits and their counters."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -152,52 +153,117 @@ class Clock:
 def test_counters_expire_and_survive_a_restart(tmp_path):
     clock = Clock(1_000_000.0)
     path = tmp_path / "state" / "limits.json"
-    c = LocalCounters(path, clock)
-    assert c.add("a", 2, 1_000_060.0) == 2 and c.add("a", 3, 1_000_060.0) == 5
-    c.add("b", 1, 1_000_010.0)
-    assert path.stat().st_mode & 0o777 == 0o600
-    again = LocalCounters(path, clock)
-    assert again.get("a") == 5 and again.get("b") == 1
-    clock.now += 30
-    assert again.get("b") == 0 and again.get("a") == 5  # b expired, a not yet
-    clock.now += 60
-    assert LocalCounters(path, clock).get("a") == 0
-    path.write_text("garbage")
-    assert LocalCounters(path, clock).get("a") == 0  # counted from zero, not a crash
+
+    async def main() -> None:
+        c = LocalCounters(path, clock)
+        assert await c.add("a", 2, 1_000_060.0) == 2 and await c.add("a", 3, 1_000_060.0) == 5
+        await c.add("b", 1, 1_000_010.0)
+        c.close()
+        assert path.stat().st_mode & 0o777 == 0o600
+        again = LocalCounters(path, clock)
+        assert await again.get("a") == 5 and await again.get("b") == 1
+        clock.now += 30
+        assert await again.get("b") == 0 and await again.get("a") == 5  # b expired, a not yet
+        clock.now += 60
+        assert await LocalCounters(path, clock).get("a") == 0
+        path.write_text("garbage")
+        assert await LocalCounters(path, clock).get("a") == 0  # from zero, not a crash
+
+    asyncio.run(main())
+
+
+def test_the_counters_file_is_written_once_for_a_burst(tmp_path):
+    path = tmp_path / "state" / "limits.json"
+    expires = time.time() + 3600
+
+    async def main() -> None:
+        c = LocalCounters(path, write_every=0.3)
+        for _ in range(200):  # a burst of counted requests: no file I/O on their path
+            await c.add("rpm:alice:1", 1, expires)
+        assert c.writes == 0 and not path.exists()
+        await asyncio.sleep(0.6)
+        assert c.writes == 1  # one write for the whole burst, a moment later
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert await LocalCounters(path).get("rpm:alice:1") == 200  # what a restart reads
+        await c.add("rpm:alice:1", 5, expires)
+        c.close()  # a graceful stop writes what is pending at once
+        assert c.writes == 2
+        c.close()  # nothing changed since: no write
+        assert c.writes == 2
+
+    asyncio.run(main())
+    assert asyncio.run(LocalCounters(path).get("rpm:alice:1")) == 205
 
 
 def test_requests_per_minute():
     clock = Clock(60 * 1000 + 15.0)  # 15 s into a minute
     limiter = Limiter(LocalCounters(None, clock), clock)
     alice = Identity("alice", rpm=2)
-    assert limiter.admit(alice, "m") is None and limiter.admit(alice, "m") is None
-    refused = limiter.admit(alice, "m")
-    assert refused.status == 429 and refused.retry_after == 45.0
-    assert limiter.admit(alice, "m").status == 429  # refusals do not count...
-    clock.now += 45
-    assert limiter.admit(alice, "m") is None  # ...so the next minute starts fresh
-    assert limiter.admit(ADMIN, "m") is None and limiter.admit(Identity("bob"), "m") is None
+
+    async def main() -> None:
+        assert await limiter.admit(alice, "m") is None and await limiter.admit(alice, "m") is None
+        refused = await limiter.admit(alice, "m")
+        assert refused.status == 429 and refused.retry_after == 45.0
+        assert (await limiter.admit(alice, "m")).status == 429  # refusals do not count...
+        clock.now += 45
+        assert await limiter.admit(alice, "m") is None  # ...so the next minute starts fresh
+        assert await limiter.admit(ADMIN, "m") is None
+        assert await limiter.admit(Identity("bob"), "m") is None
+
+    asyncio.run(main())
 
 
 def test_tokens_per_day_and_model_globs():
     clock = Clock(time.time())
     limiter = Limiter(LocalCounters(None, clock), clock)
     bob = Identity("bob", tokens_per_day=100, models=("gpt-*",))
-    refused = limiter.admit(bob, "claude-x")
-    assert refused.status == 403 and "gpt-*" in refused.message
-    assert limiter.admit(bob, "gpt-4o") is None
-    limiter.spend("bob", 60)
-    assert limiter.admit(bob, "gpt-4o") is None
-    limiter.spend("bob", 60)
-    refused = limiter.admit(bob, "gpt-4o")
-    assert refused.status == 429 and refused.code == "tokens_per_day_exceeded"
-    _, midnight = limits.day_window(clock.now)
-    assert refused.retry_after == pytest.approx(midnight - clock.now)
-    clock.now = midnight + 1
-    assert limiter.admit(bob, "gpt-4o") is None
-    limiter.spend("admin", 10**9)  # not a person: nothing counted
-    limiter.spend("anonymous", 10**9)
-    assert limiter.tokens_today("admin") == 0
+
+    async def main() -> None:
+        refused = await limiter.admit(bob, "claude-x")
+        assert refused.status == 403 and "gpt-*" in refused.message
+        assert await limiter.admit(bob, "gpt-4o") is None
+        limiter.spend("bob", 60)
+        assert await limiter.admit(bob, "gpt-4o") is None
+        limiter.spend("bob", 60)
+        # not applied yet (no background task here), and still counted by admit
+        assert await limiter.counters.get(f"tpd:bob:{limits.day_window(clock.now)[0]}") == 0
+        refused = await limiter.admit(bob, "gpt-4o")
+        assert refused.status == 429 and refused.code == "tokens_per_day_exceeded"
+        await limiter.flush()
+        assert not limiter.pending and await limiter.tokens_today("bob") == 120
+        refused = await limiter.admit(bob, "gpt-4o")
+        assert refused.status == 429 and "(120 so far)" in refused.message
+        _, midnight = limits.day_window(clock.now)
+        assert refused.retry_after == pytest.approx(midnight - clock.now)
+        clock.now = midnight + 1
+        assert await limiter.admit(bob, "gpt-4o") is None
+        limiter.spend("admin", 10**9)  # not a person: nothing counted
+        limiter.spend("anonymous", 10**9)
+        assert await limiter.tokens_today("admin") == 0 and not limiter.pending
+
+    asyncio.run(main())
+
+
+def test_spent_tokens_are_applied_in_the_background_and_on_close(tmp_path):
+    path = tmp_path / "limits.json"
+    counter = f"tpd:bob:{limits.day_window(time.time())[0]}"
+
+    async def main() -> None:
+        limiter = Limiter(LocalCounters(path))
+        limiter.start()
+        limiter.spend("bob", 7)  # returns at once: the task applies it just after
+        assert limiter.pending and await limiter.counters.get(counter) == 0
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not limiter.pending:
+                break
+        assert await limiter.counters.get(counter) == 7
+        limiter.spend("bob", 5)  # queued when the process stops gracefully...
+        await limiter.aclose()  # ...counted and written, not lost
+        assert not limiter.pending
+
+    asyncio.run(main())
+    assert asyncio.run(LocalCounters(path).get(counter)) == 12
 
 
 def test_the_recorder_spends_a_persons_tokens_but_not_passthrough():
@@ -207,7 +273,7 @@ def test_the_recorder_spends_a_persons_tokens_but_not_passthrough():
     for mode in ("route", "switch", "passthrough"):
         recorder.record(UsageRow(key_name="bob", route_mode=mode, input_tokens=3,
                                  output_tokens=4, status=200))
-    assert limiter.tokens_today("bob") == 14
+    assert asyncio.run(limiter.tokens_today("bob")) == 14
 
 
 # --- the usage store ---------------------------------------------------------------------

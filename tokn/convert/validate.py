@@ -103,7 +103,8 @@ def _chat_part(part: Any, path: str) -> None:
                                "cache_control": ("object",)})
     image = opt(part, "image_url", path + ".", "string", "object")
     if isinstance(image, dict):
-        _fields(image, path + ".image_url.", {"url": ("string",), "detail": ("string",)})
+        need(image.get("url"), path + ".image_url.url", "string")   # an image is its URL
+        _fields(image, path + ".image_url.", {"detail": ("string",)})
     if isinstance(part.get("file"), dict):
         _fields(part["file"], path + ".file.", {"file_data": ("string",),
                                                  "filename": ("string",),
@@ -242,6 +243,9 @@ def _item(item: Any, path: str) -> None:
         return
     need(item, path, "object")
     p = path + "."
+    if item.get("type") == "item_reference":
+        raise ConversionError(f"`{path}` is an item_reference (to a stored item): tokn keeps "
+                              f"no conversation state for this upstream; send the item itself.")
     _fields(item, p, {"type": ("string",), "role": ("string",), "id": ("string",),
                       "call_id": ("string",), "name": ("string",), "namespace": ("string",),
                       "arguments": ("string",), "input": ("string",),
@@ -268,6 +272,10 @@ def _responses_tool(t: dict[str, Any], path: str) -> None:
 
 
 def responses_request(body: Body) -> None:
+    if body.get("previous_response_id") is not None:
+        raise ConversionError("`previous_response_id` names a stored response: tokn keeps no "
+                              "conversation state for this upstream; send the whole "
+                              "conversation as `input`.")
     inp = body.get("input")
     if isinstance(inp, str):
         pass

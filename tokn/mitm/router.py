@@ -13,6 +13,7 @@ Options: ``tokn_route_mode``, the default mode (else ``[proxy_mode].route_mode``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -23,7 +24,7 @@ from tokn import hop, wire
 from tokn.config import Config
 from tokn.errors import ToknError
 from tokn.identity import Identity
-from tokn.mitm import modes
+from tokn.mitm import inprocess, modes
 from tokn.mitm.services import (
     FALLBACK,
     IDENTITY,
@@ -47,6 +48,7 @@ CREDENTIAL_HEADERS = ("authorization", "x-api-key", "x-goog-api-key")
 # A routed request body larger than this (or of unknown size) is streamed to
 # the listener as it arrives rather than buffered in the proxy first.
 STREAM_TO_LISTENER = 1 << 20
+IN_PROCESS = "tokn.in_process"  # flow.metadata: (endpoint, params) of a route flow
 
 # (name, type, default, help): also declared by the mitmdump entry, so that
 # `--set tokn_route_mode=...` is known before tokn has started
@@ -96,6 +98,8 @@ class Router:
     def __init__(self, services: ProxyServices) -> None:
         self.services = services
         self._settings: tuple[Config, str | None, modes.Settings] | None = None
+        # client connection id -> (set when it closes, in-process calls waiting on it)
+        self._clients: dict[str, tuple[asyncio.Event, int]] = {}
 
     def load(self, loader: Any) -> None:
         loader.add_option(*ROUTE_MODE_OPTION)
@@ -162,12 +166,18 @@ class Router:
             await self._switch(flow, info, decision)
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        """A switched flow's body, once read, with the account's facts in place of
-        the client's (Code Assist's envelope names the pooled account's project)."""
+        """A route flow that needs no stream: answered by the listener's app in
+        process.  A switched flow's body, once read, with the account's facts
+        in place of the client's (Code Assist's envelope names the pooled
+        account's project)."""
         info = flow.metadata.get(INFO)
-        if flow.response is not None or not isinstance(info, FlowInfo) \
-                or info.mode != modes.SWITCH or info.provider is None \
-                or not flow.request.content:
+        if flow.response is not None or not isinstance(info, FlowInfo):
+            return
+        target = flow.metadata.pop(IN_PROCESS, None)
+        if target is not None and inprocess.suits(flow.request, *target):
+            await self._in_process(flow)
+            return
+        if info.mode != modes.SWITCH or info.provider is None or not flow.request.content:
             return
         try:
             path, body = await info.provider.switch_target(flow.request.path,
@@ -180,6 +190,28 @@ class Router:
         flow.request.path = path
         if body is not flow.request.content:
             flow.request.content = body
+
+    def client_disconnected(self, client: Any) -> None:
+        waiting = self._clients.pop(client.id, None)
+        if waiting is not None:
+            waiting[0].set()
+
+    async def _in_process(self, flow: http.HTTPFlow) -> None:
+        assert self.services.app is not None  # (_route marks flows only then)
+        client = flow.client_conn.id
+        event, count = self._clients.get(client, (asyncio.Event(), 0))
+        if flow.client_conn.timestamp_end is not None:
+            event.set()  # gone already: the app sees it at once (its row: 499)
+        self._clients[client] = (event, count + 1)
+        try:
+            flow.response = await inprocess.call(self.services.app, flow.request,
+                                                 self.services.listener, event)
+        finally:
+            event, count = self._clients.get(client, (event, 1))
+            if count <= 1:
+                self._clients.pop(client, None)
+            else:
+                self._clients[client] = (event, count - 1)
 
     def _route(self, flow: http.HTTPFlow, decision: modes.Decision) -> None:
         req = flow.request
@@ -199,6 +231,8 @@ class Router:
         if size is None or size > STREAM_TO_LISTENER:
             # the listener reads it (and enforces the limits): the proxy holds no copy
             req.stream = True
+        elif self.services.app is not None:
+            flow.metadata[IN_PROCESS] = (decision.endpoint, decision.params)
 
     async def _switch(self, flow: http.HTTPFlow, info: FlowInfo,
                       decision: modes.Decision) -> None:

@@ -24,6 +24,7 @@ from tokn.connlimits import ConnectionCaps
 from tokn.drain import Drain, InFlight
 from tokn.keys import KeyRing
 from tokn.limits import Limiter
+from tokn.mitm.inprocess import ASGIApp
 from tokn.pool import Pool
 from tokn.providers import Provider
 from tokn.recorder import Attempt, Recorder
@@ -51,6 +52,9 @@ class ProxyServices:
     limiter: Limiter  # their limits (route flows: the listener applies them)
     listener: tuple[str, int]  # the internal listener route mode hands flows to
     caps: ConnectionCaps  # connections from beyond loopback
+    # the listener's ASGI app, called in process for route flows that need no
+    # stream (tokn.mitm.inprocess); None: every route flow goes over the socket
+    app: ASGIApp | None = None
 
 
 @dataclass

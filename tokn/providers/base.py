@@ -153,6 +153,13 @@ class Provider:
         # models the upstream refused a format for: the formats it serves them in
         self._refused: dict[str, frozenset[str]] = {}
 
+    def adopt(self, account: AccountConfig) -> bool:
+        """Take ``account`` (this account's entry as the config file has it
+        now) in place, keeping this provider and its health, when it differs
+        only by what the provider wrote there itself (a rotated token); False:
+        the account changed and needs a new provider."""
+        return False
+
     # --- identity ----------------------------------------------------------------
     @property
     def account_id(self) -> str:

@@ -24,7 +24,7 @@ from tokn.errors import ToknError
 from tokn.identity import RESERVED, Identity, key_matches, presented_key
 from tokn.keys import KeyRing
 from tokn.limits import Limiter, LocalCounters, Refusal, model_allowed
-from tokn.pipeline import Inbound, Pipeline, Reply, error_reply
+from tokn.pipeline import SERVED_HEADERS, Inbound, Pipeline, Reply, error_reply
 from tokn.server.httpguard import FrontGuard, Policy, read_json_object
 from tokn.server.responses_ws import front_labels, request_headers, serve_socket
 
@@ -195,7 +195,8 @@ def create_app(state: AppState) -> Starlette:
             shape = wire.GEMINI_GENERATE if as_array else endpoint
             request_in = inbound(shape.body_of(body, request.path_params), size)
             model = request_in.body.get("model")
-            refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+            refusal = await state.limiter.admit(identity,
+                                                model if isinstance(model, str) else None)
             if refusal is not None:
                 state.pipeline.reject(request_in, refusal.status, refusal.message)
                 return refusal_response(request, refusal)
@@ -253,7 +254,8 @@ def create_app(state: AppState) -> Starlette:
                     state.pipeline.reject(request_in, 401, message)
                     return error_reply(wire.OPENAI, 401, message)
                 model = request_in.body.get("model")
-                refusal = state.limiter.admit(identity, model if isinstance(model, str) else None)
+                refusal = await state.limiter.admit(identity,
+                                                    model if isinstance(model, str) else None)
                 if refusal is not None:
                     state.pipeline.reject(request_in, refusal.status, refusal.message)
                     return error_reply(wire.OPENAI, refusal.status, refusal.message,
@@ -350,7 +352,7 @@ def create_app(state: AppState) -> Starlette:
                    policy=state.policy),
         Middleware(CORSMiddleware, allow_origins=list(state.policy.cors_origins),
                    allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"],
-                   expose_headers=["retry-after"], max_age=600),
+                   expose_headers=["retry-after", *SERVED_HEADERS], max_age=600),
     ]
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={404: not_found, 405: bad_method})

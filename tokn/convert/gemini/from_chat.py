@@ -29,7 +29,7 @@ def _chat_part_to_gemini(part: Any) -> dict[str, Any] | None:
         return {"text": text} if text else None
     if kind == "image_url":
         url = part.get("image_url")
-        url = url.get("url", "") if isinstance(url, dict) else str(url or "")
+        url = (url.get("url") or "") if isinstance(url, dict) else str(url or "")
         return _media_part(url, "image/jpeg")
     if kind == "input_audio":
         audio = part.get("input_audio") or {}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ..chat import tidy_assistant
 from ..common import drop_none, dumps, text_of
 from ..context import PLAIN, Dialect
 from ..tools import chat_tool_name, note_dropped, request_tools, responses_tools_to_chat
+
+log = logging.getLogger("tokn.convert")
 
 # ---------------------------------------------------------------------------
 # requests: responses -> chat
@@ -56,6 +59,7 @@ def _instructions(value: Any) -> str:
 def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     reasoning: list[str] = []  # reasoning items precede the assistant output they belong to
+    skipped: list[str] = []  # hosted tools' calls (web_search_call...): no chat equivalent
 
     def assistant(fresh: bool) -> dict[str, Any]:
         if fresh or not out or out[-1]["role"] != "assistant":
@@ -107,7 +111,12 @@ def _input_to_chat(items: list[Any]) -> list[dict[str, Any]]:
             flush()
             out.append({"role": "tool", "tool_call_id": item.get("call_id") or "",
                         "content": _output_to_text(item.get("output"))})
+        else:
+            skipped.append(str(kind))
     flush()
+    if skipped:
+        log.info("responses input items with no chat equivalent were left out: %s",
+                 ", ".join(sorted(set(skipped))))
     return tidy_assistant(out)
 
 

@@ -52,6 +52,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,6 +113,10 @@ def next_month_start(now: float) -> float:
     return datetime(year, month, 1, tzinfo=UTC).timestamp()
 
 
+# what :meth:`KiroTokenSource.token_saved` writes into the account's table
+OWN_FIELDS = frozenset({"access_token", "refresh_token", "expires_at", "profile_arn"})
+
+
 class KiroProvider(Provider):
     id: ClassVar[str] = "kiro"
     ids: ClassVar[tuple[str, ...]] = ("amazon-q",)
@@ -135,6 +140,22 @@ class KiroProvider(Provider):
         # refresh tokens are single-use: one refresh at a time across processes
         self.tokens = Refresher(TOKEN_STATE, account.id, self.token_source, single_use=True,
                                 clock=clock)
+
+    def adopt(self, account: AccountConfig) -> bool:
+        """A refresh token this provider rotated and wrote into the config file
+        (:meth:`KiroTokenSource.token_saved`) is not a new sign-in: the account
+        keeps its provider, health and cooldowns."""
+        old = self.account
+        if replace(account, fields={}) != replace(old, fields={}):
+            return False
+        differ = {k for k in {*old.fields, *account.fields}
+                  if old.fields.get(k) != account.fields.get(k)}
+        tok = self.tokens.current()
+        if not differ <= OWN_FIELDS or tok is None \
+                or account.get("refresh_token") != tok.data["refresh_token"]:
+            return False
+        self.account = self.token_source.account = account
+        return True
 
     @property
     def refresh_count(self) -> int:
