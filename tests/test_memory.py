@@ -4,6 +4,7 @@ it really returns freed memory to the system on this platform."""
 from __future__ import annotations
 
 import asyncio
+import json
 import platform
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from starlette.requests import Request
 
 from tokn import memory
 from tokn.errors import ToknError
-from tokn.server.httpguard import read_json_object
+from tokn.server.httpguard import MAP_BODY, read_json_object
 
 MB = 1024 * 1024
 
@@ -102,7 +103,7 @@ def test_the_listener_reads_a_big_body_holding_it_at_most_twice(declared):
     script = textwrap.dedent("""
         import asyncio, re
         from starlette.requests import Request
-        from tokn.server.httpguard import read_json_object
+        from tokn.server.httpguard import MAP_BODY, read_json_object
 
         def kb(field):
             status = open("/proc/self/status").read()
@@ -152,16 +153,23 @@ def body_request(parts: list[bytes], declared: int | None) -> Request:
                     "headers": headers}, receive)
 
 
-@pytest.mark.parametrize("declared", [None, 25])
-def test_a_body_read_in_parts_parses_whole(declared):
-    parts = [b'{"model": "m", "x": "\xc3', b'\xa9"}']  # é split across parts: 25 bytes
-    assert asyncio.run(read_json_object(body_request(parts, declared), 1024)) == (
-        {"model": "m", "x": "é"}, 25)
+BIG = b'{"model": "m", "x": "' + b"y" * MAP_BODY + b'\xc3\xa9"}'
+
+
+@pytest.mark.parametrize("body,declared", [
+    (b'{"model": "m", "x": "\xc3\xa9"}', None), (b'{"model": "m", "x": "\xc3\xa9"}', 25),
+    (BIG, None), (BIG, len(BIG))], ids=["small", "small-declared", "big", "big-mapped"])
+def test_a_body_read_in_parts_parses_whole(body, declared):
+    cut = len(body) - 3  # é split across the parts
+    parsed, size = asyncio.run(read_json_object(
+        body_request([body[:cut], body[cut:]], declared), 4 * MAP_BODY))
+    assert (parsed, size) == (json.loads(body), len(body))
+    assert parsed["x"].endswith("é")
 
 
 def test_a_body_longer_than_declared_or_than_the_limit_is_refused():
     with pytest.raises(ToknError) as longer:
-        asyncio.run(read_json_object(body_request([b'{"a": 1}', b"    "], 8), 1024))
+        asyncio.run(read_json_object(body_request([BIG, b"    "], len(BIG)), 4 * MAP_BODY))
     assert longer.value.status == 400
     with pytest.raises(ToknError) as large:
         asyncio.run(read_json_object(body_request([b" " * 600, b" " * 600], None), 1024))

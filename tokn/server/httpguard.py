@@ -42,6 +42,7 @@ from tokn.server.ui_auth import owns as dashboard_owns
 
 log = logging.getLogger("tokn")
 MAX_JSON_DEPTH = 128
+MAP_BODY = 1 << 20  # a body declared larger is read into an anonymous mapping
 TOO_DEEP = f"The request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels."
 
 
@@ -123,13 +124,13 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 async def _read_body(request: Request, limit: int) -> tuple[bytes | mmap.mmap, int]:
-    """The raw body and its size.  A declared length is mapped at once, its pages
-    resident only as the body fills them; else the chunks are kept as they come
-    and joined once.  (A growing buffer is copied as it grows; chunks kept
-    beside a mapping would leave a body's worth of heap behind.)"""
+    """The raw body and its size.  A big declared length is mapped at once, its
+    pages resident only as the body fills them; else the chunks are kept as they
+    come and joined once (one chunk: no copy).  (A growing buffer is copied as
+    it grows; a big body's chunks kept on the heap leave as much heap behind.)"""
     declared = request.headers.get("content-length", "")
-    buffer = mmap.mmap(-1, int(declared)) if declared.isdigit() and 0 < int(declared) <= limit \
-        else None
+    buffer = mmap.mmap(-1, int(declared)) \
+        if declared.isdigit() and MAP_BODY < int(declared) <= limit else None
     chunks: list[bytes] = []
     size = 0
     try:
