@@ -232,7 +232,7 @@ class Provider:
             if self._models is None or refresh:
                 configured = [ModelInfo(m, formats=self.formats) for m in self.account.models]
                 try:
-                    listed = await self.list_models()
+                    listed = await self._list_models_again_if_dropped()
                 except (httpx.HTTPError, ToknError, ValueError) as exc:
                     if self._models is not None:  # keep the last good list
                         return self._models
@@ -242,6 +242,17 @@ class Provider:
                 seen = {m.id for m in configured}
                 self._models = configured + [m for m in listed if m.id not in seen]
             return self._models
+
+    async def _list_models_again_if_dropped(self) -> list[ModelInfo]:
+        """:meth:`list_models`, asked once more at once when the connection
+        failed (reset, closed, refused) rather than timed out: a GET is safe to
+        repeat, and a dropped socket should not fail the request waiting on it."""
+        try:
+            return await self.list_models()
+        except httpx.TransportError as exc:
+            if isinstance(exc, httpx.TimeoutException):
+                raise
+            return await self.list_models()
 
     def _listing_failed(self, exc: Exception) -> ToknError:
         if isinstance(exc, ToknError):
