@@ -26,7 +26,9 @@ Sections:
   completion p50/p99 and errors;
 * ``memory``: RSS of each server at start; tokn's RSS every quarter of
   ``--rss-requests`` requests per door; the peak RSS added by one
-  ``--body-mb`` request body (see ``memory()``).
+  ``--body-mb`` request body (see ``memory()``); then tokn's RSS once it has
+  been idle ``--idle-secs`` (it gives a burst's memory back when idle:
+  ``tokn/memory.py``).
 
 The first three also give the CPU time the serving process spent per request
 (or per stream run): steadier than wall-clock figures on a shared machine.
@@ -112,7 +114,8 @@ def streams(doors: dict[str, Door], counts: list[int]) -> dict:
     return out
 
 
-def memory(doors: dict[str, Door], tokn_pid: int, requests: int, body_mb: int) -> dict:
+def memory(doors: dict[str, Door], tokn_pid: int, requests: int, body_mb: int,
+           idle_secs: float) -> dict:
     """RSS (``/proc/PID/status``) of tokn every quarter of ``requests`` per door, and
     the peak added by one big request body: the peak RSS (``VmHWM``) is reset
     to the current RSS through ``/proc/PID/clear_refs`` just before the body is
@@ -154,6 +157,10 @@ def memory(doors: dict[str, Door], tokn_pid: int, requests: int, body_mb: int) -
         if status != 200:
             row["error"] = data[:200].decode(errors="replace")
         out["big_body"][k] = row
+    if idle_secs > 0:
+        note(f"  idle {idle_secs:g} s")
+        time.sleep(idle_secs)
+        out["rss_idle_mb"] = round(rss_mb(tokn_pid), 1)
     return out
 
 
@@ -243,6 +250,9 @@ def render(res: dict) -> str:
                      if "copies" in r else "")
             lines.append(f"  {r['name']:30} {r['status']} in {r['secs']} s{extra}"
                          + (f"  ({r['error']})" if "error" in r else ""))
+        if "rss_idle_mb" in mem:
+            lines.append(f"tokn RSS after {res['meta']['idle_secs']:g} s idle: "
+                         f"{mem['rss_idle_mb']} MB")
     for r in res.get("profile", {}).values():
         which = "GIL holder only" if r.get("gil_only") else "threads not idle"
         load = r.get("load", "")
@@ -288,7 +298,7 @@ def meta(args: argparse.Namespace) -> dict:
             "load_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "duration": args.duration, "concurrency": args.concurrency,
             "stream_secs": args.stream_secs, "rss_requests": args.rss_requests,
-            "body_mb": args.body_mb, "latency_calls": args.n}
+            "body_mb": args.body_mb, "idle_secs": args.idle_secs, "latency_calls": args.n}
 
 
 def main() -> None:
@@ -305,6 +315,8 @@ def main() -> None:
     parser.add_argument("--streams", default="500,100", help="concurrent stream counts")
     parser.add_argument("--stream-secs", type=float, default=0.75)
     parser.add_argument("--rss-requests", type=int, default=10000)
+    parser.add_argument("--idle-secs", type=float, default=25.0,
+                        help="memory: idle time before the last RSS reading (0: none)")
     parser.add_argument("--body-mb", type=int, default=50)
     parser.add_argument("--profile", action="store_true", help="add py-spy profiles")
     parser.add_argument("--profile-secs", type=int, default=10)
@@ -370,7 +382,8 @@ def main() -> None:
                 int(n) for n in args.streams.split(","))))
         if "memory" in sections:
             note("memory")
-            res["memory"] = memory(doors, tokn.proc.pid, args.rss_requests, args.body_mb)
+            res["memory"] = memory(doors, tokn.proc.pid, args.rss_requests, args.body_mb,
+                                   args.idle_secs)
         if args.profile:
             note("profile")
             res["profile"] = profile(doors, tokn.proc.pid, args.profile_secs,

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1] / "tokn"
 
 LEAVES = {"tokn", "errors", "paths", "sse", "endings", "hosts", "identity", "hop", "drain",
           "connlimits", "usage_feed", "lan_host", "initiator", "config_keys", "reload",
-          "rules", "outbound", "http11"}
+          "rules", "outbound", "http11", "memory"}
 # Settings, state and local files: foundations the whole tree may use.
 BASE = LEAVES | {"wire", "config", "config_edit", "state", "logs", "certs", "ca", "shellenv",
                  "lan_env", "usage", "usage_query", "ports", "instance", "reload", "keys",

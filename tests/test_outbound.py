@@ -94,6 +94,25 @@ def test_hundreds_of_concurrent_requests_each_get_a_connection_and_idle_ones_are
     run(main())
 
 
+def test_idle_connections_are_closed_once_expired_without_another_request():
+    # a burst's idle connections used to stay open (sockets, buffers) until the
+    # next request swept them
+    async def main():
+        async with Upstream(delay=0.0, hold=20) as up:
+            pool = ConnectionPool(keepalive_expiry=0.05)
+            async with httpx.AsyncClient(transport=pool, timeout=30) as client:
+                await asyncio.gather(*(client.get(up.url + "/slow") for _ in range(20)))
+                assert pool.idle == 20 and up.open == 20
+                for _ in range(100):
+                    await asyncio.sleep(0.05)
+                    if pool.idle == 0 and up.open == 0:
+                        break
+                assert (pool.idle, pool.connections, up.open) == (0, 0, 0)
+                assert (await client.get(up.url + "/")).json() == {"ok": True}
+
+    run(main())
+
+
 def test_max_connections_is_respected_and_waiting_requests_are_served():
     async def main():
         async with Upstream(delay=0.05) as up:

@@ -12,7 +12,9 @@ idle connections: a request takes the most recently used one that is still
 open and within its keep-alive (the event loop has told the connection if the
 upstream hung up), or opens a new one; the response, once closed, gives its
 connection back if it is reusable.  Idle connections past their keep-alive
-are swept at most once a second.
+are swept at most once a second, and once they expire even when no request
+comes (an idle burst's connections would otherwise hold their sockets and
+buffers).
 
 Errors are httpx's, so callers see the same exceptions as with httpx's own
 transport.  With an outbound proxy (``[proxy]``) httpx's proxy transport is
@@ -94,6 +96,7 @@ class ConnectionPool(httpx.AsyncBaseTransport):
         self._open = 0  # connections open or opening, busy or idle
         self._waiters: list[asyncio.Future[None]] = []
         self._swept = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None  # the sweep once idle ones expire
 
     @property
     def connections(self) -> int:
@@ -191,13 +194,26 @@ class ConnectionPool(httpx.AsyncBaseTransport):
             if len(stack) < self.max_idle:
                 stack.append(conn)
                 self._wake_one()
+                self._sweep_later()
                 return
         self._drop(conn)
 
-    def _sweep(self) -> None:
-        """Close idle connections past their keep-alive (at most once a second)."""
+    def _sweep_later(self) -> None:
+        """Sweep once the connection just made idle has expired (unless a sweep is
+        due already), whether or not a request comes by then."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self.keepalive_expiry + SWEEP_SECS, self._timed_sweep)
+
+    def _timed_sweep(self) -> None:
+        self._timer = None
+        self._sweep(due=True)
+
+    def _sweep(self, *, due: bool = False) -> None:
+        """Close idle connections past their keep-alive (at most once a second,
+        unless ``due``); sweep again later while any stay idle."""
         now = time.monotonic()
-        if now - self._swept < SWEEP_SECS:
+        if now - self._swept < SWEEP_SECS and not due:
             return
         self._swept = now
         for stack in self._idle.values():
@@ -206,8 +222,13 @@ class ConnectionPool(httpx.AsyncBaseTransport):
                 stack[:] = [c for c in stack if c not in stale]  # in place: see _acquire
                 for conn in stale:
                     self._drop(conn)
+        if self.idle:
+            self._sweep_later()
 
     async def aclose(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for stack in self._idle.values():
             for conn in stack:
                 self._drop(conn)

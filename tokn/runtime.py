@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import certifi
 import httpx
 
-from tokn import keys, limits, live, ports
+from tokn import keys, limits, live, memory, ports
 from tokn.auth.tokens import local_tokens, use_store
 from tokn.config import Config
 from tokn.connlimits import ConnectionCaps, fd_budget, raise_fd_limit
@@ -366,6 +366,12 @@ async def serve(runtime: Runtime, *, host: str, port: int, with_proxy: bool = Fa
         watcher = asyncio.create_task(live.watch(runtime))
         reloads.add(watcher)
         watcher.add_done_callback(reloads.discard)
+        memory.settle()
+        if memory.SUPPORTED:  # after a burst, its memory goes back to the system
+            trimmer = asyncio.create_task(memory.trim_after_bursts(
+                lambda: bool(runtime.state.drain.live)))
+            reloads.add(trimmer)
+            trimmer.add_done_callback(reloads.discard)
         await stop.wait()
         await _drain(runtime, servers, proxy, hurry)
     finally:

@@ -6,7 +6,10 @@ Upstreams are ``httpx.MockTransport`` handlers that record every request.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import sys
+import tracemalloc
 from typing import Any
 
 import httpx
@@ -437,3 +440,48 @@ def test_request_bodies_big_and_small_arrive_whole_with_a_content_length(size):
     assert sent.headers["content-length"] == str(len(sent.content))
     assert "transfer-encoding" not in sent.headers
     assert sent.headers["content-type"] == "application/json"
+
+
+class Sink(httpx.AsyncBaseTransport):
+    """An upstream that reads a request body as it streams in and keeps only
+    its length and a digest (``httpx.MockTransport`` would read it whole first)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.digest = hashlib.sha256()
+        self.length = ""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.length = request.headers["content-length"]
+        async for chunk in request.stream:
+            self.size += len(chunk)
+            self.digest.update(chunk)
+        return httpx.Response(200, json={"id": "c1", "object": "chat.completion",
+                                         "choices": []})
+
+
+@pytest.mark.parametrize("head", ["x", "é", "\U0001f600"])
+def test_a_big_request_body_is_encoded_without_a_second_whole_copy(head):
+    # sending holds one escaped copy of the big string at most (an astral
+    # character makes a str 4 bytes a character: sizes are Python's); the JSON
+    # used to be encoded whole: escaped string, joined text, UTF-8 bytes
+    content = head + "x" * 16 * 1024 * 1024
+    size = sys.getsizeof(content)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": content}]}
+    sink = Sink()
+    provider = OpenAIProvider(AccountConfig(id="acct", provider="openai",
+                                            fields={"api_key": "sk-test"}),
+                              httpx.AsyncClient(transport=sink))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        resp, _ = asyncio.run(send_and_read(provider, "chat", body))
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert resp.status == 200
+    wire = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert (sink.size, sink.length) == (len(wire), str(len(wire)))
+    assert sink.digest.digest() == hashlib.sha256(wire).digest()
+    assert peak < 1.5 * size, f"sending held {peak / size:.2f} body sizes at once"

@@ -11,7 +11,6 @@ natively, so adding a provider never touches the pipeline.
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -28,6 +27,7 @@ from tokn.convert import PLAIN, Dialect
 from tokn.endings import describe as describe_error
 from tokn.errors import ToknError
 from tokn.initiator import MODES, initiator_for
+from tokn.providers.payload import Payload
 from tokn.providers.setup import ENV_VAR, KEY_STDIN, Credentials, Option, Setup, Verified
 from tokn.wire import upstream_paths
 
@@ -37,21 +37,6 @@ DROP_HEADERS = frozenset({
     "upgrade", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
     "accept-encoding", "cookie", "x-goog-api-key",
 })
-
-SLICE = 1 << 20  # bytes of a large request body handed to the socket at a time
-
-
-def encode_json(value: Any) -> bytes:
-    """A request body as httpx encodes ``json=`` (compact, UTF-8)."""
-    return jsonlib.dumps(value, ensure_ascii=False, separators=(",", ":"),
-                         allow_nan=False).encode("utf-8")
-
-
-async def slices(data: bytes) -> AsyncIterator[bytes]:
-    view = memoryview(data)
-    for start in range(0, len(view), SLICE):
-        yield bytes(view[start:start + SLICE])
-
 
 # the formats of Anthropic's API: calls in them carry the client's anthropic-* headers
 ANTHROPIC_FORMATS = frozenset({"messages", "count_tokens"})
@@ -382,18 +367,17 @@ class Provider:
                    content: bytes | None = None) -> httpx.Response:
         """POST with the account's credentials (:meth:`authorized`), the answer
         streamed: the caller reads or closes it.  A ``json`` body is encoded as
-        httpx would; one over :data:`SLICE` bytes is sent a slice at a time, so
-        the socket's send buffer never holds a second copy of it."""
+        httpx would; a big body is sent a slice at a time (:mod:`.payload`), so
+        neither its whole encoding nor the socket's send buffer is a second copy."""
+        payload = Payload.of(json=json, content=content)
         if json is not None:
-            content = encode_json(json)
             headers = {"content-type": "application/json", **headers}
 
         async def call(creds: dict[str, str]) -> httpx.Response:
-            big = content is not None and len(content) > SLICE
             request = self.client.build_request(
-                "POST", url, content=slices(content) if big else content,
-                headers={**headers, **creds,
-                         **({"content-length": str(len(content))} if big else {})},
+                "POST", url, content=payload.content(),
+                headers={**headers, **creds, **({"content-length": str(payload.size)}
+                                                if payload.streamed else {})},
                 timeout=self.http_timeout())
             return await self.client.send(request, stream=True)
 

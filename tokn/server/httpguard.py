@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from tokn.server.ui_auth import owns as dashboard_owns
 
 log = logging.getLogger("tokn")
 MAX_JSON_DEPTH = 128
+MAP_BODY = 1 << 20  # a body declared larger is read into an anonymous mapping
 TOO_DEEP = f"The request body nests arrays/objects deeper than {MAX_JSON_DEPTH} levels."
 
 
@@ -123,19 +125,56 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+async def _read_body(request: Request, limit: int) -> tuple[bytes | mmap.mmap, int]:
+    """The raw body and its size.  A big declared length is mapped at once, its
+    pages resident only as the body fills them; else the chunks are kept as they
+    come and joined once (one chunk: no copy).  (A growing buffer is copied as
+    it grows; a big body's chunks kept on the heap leave as much heap behind.)"""
+    declared = request.headers.get("content-length", "")
+    buffer = mmap.mmap(-1, int(declared)) \
+        if declared.isdigit() and MAP_BODY < int(declared) <= limit else None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            end = size + len(chunk)
+            if end > limit:
+                raise ToknError(_too_large(limit), status=413, code="request_too_large")
+            if buffer is None:
+                chunks.append(chunk)
+            elif end > len(buffer):
+                raise ToknError("The request body is longer than its Content-Length.",
+                                status=400, code="invalid_request")
+            else:
+                buffer[size:end] = chunk
+            size = end
+    except BaseException:
+        if buffer is not None:
+            buffer.close()
+        raise
+    return (b"".join(chunks) if buffer is None else buffer), size
+
+
+def _text(raw: bytes | mmap.mmap, size: int) -> str:
+    """The first ``size`` bytes of ``raw`` as JSON text (RFC 8259's encodings)."""
+    if not size:
+        return ""
+    with memoryview(raw) as whole, whole[:size] as view:
+        return str(view, json.detect_encoding(bytes(view[:4])), "surrogatepass")
+
+
 async def read_json_object(request: Request, limit: int) -> tuple[dict[str, Any], int]:
     """The body as a JSON object and its size; :class:`ToknError` (413 / 400)
     when it is too large, not JSON, not an object or nested too deep."""
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ToknError(_too_large(limit), status=413, code="request_too_large")
-    size = len(raw)
+    raw, size = await _read_body(request, limit)
     try:
         # decoded, then the bytes let go before parsing: two body sizes at a time, not three
-        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if raw else ""
-        del raw
+        try:
+            text = _text(raw, size)
+        finally:
+            if isinstance(raw, mmap.mmap):
+                raw.close()
+            del raw
         body = json.loads(text) if text else None
     except RecursionError:
         raise ToknError(TOO_DEEP, status=400, code="too_deep") from None
