@@ -352,8 +352,11 @@ def main() -> None:
     note(f"work dir (logs, profiles): {workdir}")
     with contextlib.ExitStack() as stack:
         up = stack.enter_context(harness.fast_upstream(workdir, stream_secs=args.stream_secs))
+        chosen = settings(args.set)
+        if "memory" in sections:  # the body must fit under [server].max_body_mb (32)
+            chosen.setdefault("server.max_body_mb", 2 * args.body_mb)
         tokn = stack.enter_context(harness.tokn_server(workdir, up.url, python=args.python,
-                                                       settings=settings(args.set)))
+                                                       settings=chosen))
         time.sleep(1.0)
         res["rss_at_start_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
         available = {"direct": harness.direct_door(up), **harness.tokn_doors(tokn)}
