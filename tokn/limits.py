@@ -179,6 +179,11 @@ def minute_window(now: float) -> tuple[int, float]:
     return minute, (minute + 1) * 60.0
 
 
+def _day_counter(name: str, day: str) -> str:
+    """The counter of ``name``'s tokens on ``day`` (``YYYY-MM-DD``)."""
+    return f"tpd:{name}:{day}"
+
+
 def is_person(name: str | None) -> bool:
     return bool(name) and name not in ("admin", "anonymous", "proxy")
 
@@ -202,7 +207,9 @@ class Limiter:
 
     async def tokens_today(self, name: str) -> int:
         day, _ = day_window(self.clock())
-        counter = f"tpd:{name}:{day}"
+        return await self._spent(_day_counter(name, day))
+
+    async def _spent(self, counter: str) -> int:
         return await self.counters.get(counter) + self._pending(counter)
 
     def _pending(self, counter: str) -> int:
@@ -221,7 +228,7 @@ class Limiter:
         now = self.clock()
         if identity.tokens_per_day is not None:
             day, midnight = day_window(now)
-            spent = await self.tokens_today(name)
+            spent = await self._spent(_day_counter(name, day))
             if spent >= identity.tokens_per_day:
                 return Refusal(429, f"key {name!r} used its {identity.tokens_per_day:,} "
                                f"tokens for today ({spent:,} so far); it may send again at "
@@ -243,7 +250,7 @@ class Limiter:
         if not is_person(name) or tokens <= 0:
             return
         day, midnight = day_window(self.clock())
-        entry = self.pending.setdefault(f"tpd:{name}:{day}", [0, midnight])
+        entry = self.pending.setdefault(_day_counter(name, day), [0, midnight])
         entry[0] += tokens
         self._wake.set()
 
