@@ -304,6 +304,13 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     fake: FakeServer
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        # serve_forever accepts once select() says a connection waits; if that one
+        # is gone by then (reset in the queue), a blocking accept() waits for the
+        # next connection, and shutdown() with it, for ever: bounded instead
+        self.socket.settimeout(1.0)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
