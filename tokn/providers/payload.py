@@ -6,8 +6,9 @@ go, a body whose strings total 50 MB costs 100 MB more at once: the C
 encoder's escaped copy of each string and the joined text (then its UTF-8
 bytes).  So a JSON value whose strings total more than :data:`SLICE`
 characters is encoded twice over as it streams (once to know its length,
-once to send it), at most a slice plus one escaped string at a time; every
-other body is encoded once, the fast way.
+once to send it), a slice at a time: a long string is escaped a slice at a
+time too, so sending holds the value and about one slice, never an escaped
+copy of its biggest string; every other body is encoded once, the fast way.
 """
 
 from __future__ import annotations
@@ -40,22 +41,49 @@ def text_over(value: Any, limit: int) -> bool:
     return False
 
 
+def _key(key: Any) -> str:
+    """A JSON object key as the standard encoder writes it (a string key
+    quoted; ``1``, ``True``, ``None``... as their JSON text, quoted)."""
+    if isinstance(key, str):
+        return _ENCODER.encode(key)
+    return _ENCODER.encode({key: None})[1:-6]
+
+
+def _parts(value: Any) -> Iterator[str]:
+    """``value``'s JSON text in parts: a container holding more than
+    :data:`SLICE` characters of strings walked, a string longer than that
+    escaped a slice at a time (escapes are per character: a slice boundary
+    cannot split one), anything else encoded at once."""
+    if isinstance(value, str) and len(value) > SLICE:
+        yield '"'
+        for start in range(0, len(value), SLICE):
+            yield _ENCODER.encode(value[start:start + SLICE])[1:-1]
+        yield '"'
+    elif isinstance(value, dict) and text_over(value, SLICE):
+        yield "{"
+        for i, (key, item) in enumerate(value.items()):
+            yield ("," if i else "") + _key(key) + ":"
+            yield from _parts(item)
+        yield "}"
+    elif isinstance(value, list) and text_over(value, SLICE):
+        yield "["
+        for i, item in enumerate(value):
+            if i:
+                yield ","
+            yield from _parts(item)
+        yield "]"
+    else:
+        yield _ENCODER.encode(value)
+
+
 def json_pieces(value: Any) -> Iterator[str]:
-    """``value``'s JSON text in pieces of about :data:`SLICE` characters
-    (the standard library's incremental encoder: one escaped string at most
-    is whole at a time)."""
+    """``value``'s JSON text (what :data:`_ENCODER` writes) in pieces of about
+    :data:`SLICE` characters, never more than about a slice of it at a time."""
     run: list[str] = []
     length = 0
-    for chunk in _ENCODER.iterencode(value):
-        if len(chunk) > SLICE:
-            if run:
-                yield "".join(run)
-                run, length = [], 0
-            for start in range(0, len(chunk), SLICE):
-                yield chunk[start:start + SLICE]
-            continue
-        run.append(chunk)
-        length += len(chunk)
+    for part in _parts(value):
+        run.append(part)
+        length += len(part)
         if length >= SLICE:
             yield "".join(run)
             run, length = [], 0
