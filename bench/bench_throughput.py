@@ -14,6 +14,10 @@ upstream), each as its own process, plus the peers installed under
   (what Claude Code users run);
 * ``mitm`` / ``mitm-messages``: the same through the MITM proxy in route mode
   (``HTTPS_PROXY`` + tokn's CA, ``api.openai.com`` / ``api.anthropic.com``);
+* ``mitmdump``: mitmproxy alone, as shipped, with a script that only sends
+  each request on to the upstream and streams the answer
+  (``bench/mitmdump_forward.py``): what mitmproxy itself costs for the same
+  interception, the floor under the ``mitm`` rows;
 * ``litellm`` (chat) and ``ccr`` (claude-code-router, messages), when installed.
 
 Sections:
@@ -62,7 +66,8 @@ from harness import Door, call_ok, cpu_secs, hey, rss_mb
 SECTIONS = ("latency", "throughput", "streams", "memory")
 TOKN_ROWS = ("listener", "messages", "mitm", "mitm-messages")
 PEER_ROWS = ("litellm", "ccr")
-DEFAULT_ROWS = "direct,listener,messages,mitm,litellm,ccr"
+FLOOR_ROWS = ("mitmdump",)
+DEFAULT_ROWS = "direct,listener,messages,mitm,mitmdump,litellm,ccr"
 
 
 def note(msg: str) -> None:
@@ -341,10 +346,10 @@ def main() -> None:
         return
     wanted = ["direct", *dict.fromkeys(r.strip() for r in args.rows.split(",")
                                        if r.strip() and r.strip() != "direct")]
-    unknown = [k for k in wanted if k not in ("direct", *TOKN_ROWS, *PEER_ROWS)]
+    unknown = [k for k in wanted if k not in ("direct", *TOKN_ROWS, *FLOOR_ROWS, *PEER_ROWS)]
     if unknown:
         raise SystemExit(f"--rows: unknown {unknown}; rows are direct, "
-                         f"{', '.join(TOKN_ROWS)}, {', '.join(PEER_ROWS)}")
+                         f"{', '.join((*TOKN_ROWS, *FLOOR_ROWS, *PEER_ROWS))}")
     sections = {s.strip() for s in args.sections.split(",")} & set(SECTIONS)
     have = peers.installed(args.peers_dir)
     workdir = Path(tempfile.mkdtemp(prefix="tokn-bench-"))
@@ -360,6 +365,11 @@ def main() -> None:
         time.sleep(1.0)
         res["rss_at_start_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
         available = {"direct": harness.direct_door(up), **harness.tokn_doors(tokn)}
+        if "mitmdump" in wanted:
+            note("starting mitmdump")
+            available["mitmdump"] = stack.enter_context(
+                peers.mitmdump(workdir, up.url, args.python))
+            res["rss_at_start_mb"]["mitmdump"] = round(rss_mb(available["mitmdump"].pid), 1)
         starters = {"litellm": peers.litellm, "ccr": peers.ccr}
         for name in PEER_ROWS:
             if name in wanted and have[name]:
@@ -394,7 +404,7 @@ def main() -> None:
                                      args.profile_streams)
         res["rss_at_end_mb"] = {"tokn": round(rss_mb(tokn.proc.pid), 1)}
         res["rss_at_end_mb"].update({k: round(rss_mb(doors[k].pid), 1)
-                                     for k in PEER_ROWS if k in doors})
+                                     for k in (*FLOOR_ROWS, *PEER_ROWS) if k in doors})
     res["meta"]["load_after"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     print(json.dumps(res, indent=2) if args.json else render(res))
 

@@ -104,6 +104,35 @@ def ccr(workdir: Path, upstream_url: str, peers: Path) -> Iterator[Door]:
         yield door
 
 
+@contextlib.contextmanager
+def mitmdump(workdir: Path, upstream_url: str, python: str = sys.executable) -> Iterator[Door]:
+    """mitmproxy alone (``mitmdump`` as shipped, with ``mitmdump_forward.py``): the
+    same interception as tokn's MITM rows (CONNECT, TLS with its own CA), every
+    request sent on to the upstream and every answer streamed; ``python`` is
+    tokn's interpreter, so the same mitmproxy."""
+    port = harness.free_port()
+    confdir = workdir / "mitmdump-conf"
+    cmd = [python, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()",
+           "-q", "--listen-host", "127.0.0.1", "-p", str(port), "--set", f"confdir={confdir}",
+           "--set", "connection_strategy=lazy", "--set", "upstream_cert=false",
+           "-s", str(Path(__file__).resolve().parent / "mitmdump_forward.py")]
+    env = harness.clean_env(BENCH_UPSTREAM=upstream_url)
+    with harness.process(cmd, workdir / "mitmdump.out", port, env=env) as proc:
+        door = Door(f"mitmdump {_mitmproxy_version(python)} alone",
+                    "https://api.openai.com/v1/chat/completions", harness.chat_body(),
+                    harness.chat_body(stream=True), CHAT_HEADERS, proc.pid,
+                    proxy=f"http://127.0.0.1:{port}",
+                    cafile=str(confdir / "mitmproxy-ca-cert.pem"))
+        _ready(door)
+        yield door
+
+
+def _mitmproxy_version(python: str) -> str:
+    out = subprocess.run([python, "-c", "import mitmproxy.version as v; print(v.VERSION)"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return out.strip() or "?"
+
+
 def _ready(door: Door, timeout: float = 60) -> None:
     """A peer may listen before it can answer: wait for a first 200."""
     deadline = time.monotonic() + timeout
