@@ -11,6 +11,7 @@ natively, so adding a provider never touches the pipeline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -40,6 +41,25 @@ DROP_HEADERS = frozenset({
 
 # the formats of Anthropic's API: calls in them carry the client's anthropic-* headers
 ANTHROPIC_FORMATS = frozenset({"messages", "count_tokens"})
+
+
+@functools.lru_cache(maxsize=256)
+def parsed_url(url: str) -> httpx.URL:
+    """``url`` parsed once: an account's few upstream URLs are parsed on every
+    call otherwise (~14 µs each)."""
+    return httpx.URL(url)
+
+
+def outbound_headers(client: httpx.Headers, *layers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of an upstream call: the client's defaults, then each of
+    ``layers`` over the last, names case-insensitive (lower-cased), as
+    ``client.build_request`` merges them at a third of its cost (it rescans the
+    list for every header set)."""
+    out = dict(client.items())  # already lower-cased
+    for layer in layers:
+        for name, value in layer.items():
+            out[name.lower()] = value
+    return out
 
 
 @dataclass
@@ -374,11 +394,12 @@ class Provider:
             headers = {"content-type": "application/json", **headers}
 
         async def call(creds: dict[str, str]) -> httpx.Response:
-            request = self.client.build_request(
-                "POST", url, content=payload.content(),
-                headers={**headers, **creds, **({"content-length": str(payload.size)}
-                                                if payload.streamed else {})},
-                timeout=self.http_timeout())
+            sent = outbound_headers(self.client.headers, headers, creds)
+            if payload.streamed:
+                sent["content-length"] = str(payload.size)
+            request = httpx.Request("POST", parsed_url(url), content=payload.content(),
+                                    headers=sent,
+                                    extensions={"timeout": self.http_timeout().as_dict()})
             return await self.client.send(request, stream=True)
 
         return await self.authorized(call)
