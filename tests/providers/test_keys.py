@@ -19,7 +19,7 @@ from tokn.config import AccountConfig
 from tokn.errors import ToknError
 from tokn.providers import provider_class, provider_ids
 from tokn.providers.anthropic import AnthropicProvider
-from tokn.providers.base import UpstreamResponse
+from tokn.providers.base import UpstreamResponse, outbound_headers
 from tokn.providers.openai import (
     DeepSeekProvider,
     OpenAICompatibleProvider,
@@ -485,3 +485,34 @@ def test_a_big_request_body_is_encoded_without_a_second_whole_copy(head):
     assert (sink.size, sink.length) == (len(wire), str(len(wire)))
     assert sink.digest.digest() == hashlib.sha256(wire).digest()
     assert peak < 0.5 * size, f"sending held {peak / size:.2f} body sizes at once"
+
+
+def test_outbound_headers_merge_case_insensitively_later_layers_winning():
+    client = httpx.AsyncClient(headers={"User-Agent": "client/1", "X-Default": "d"})
+    out = outbound_headers(client.headers, {"Authorization": "Bearer inbound",
+                                            "user-agent": "caller/2", "X-Extra": "e"},
+                           {"authorization": "Bearer pooled"})
+    assert out["authorization"] == "Bearer pooled"
+    assert out["user-agent"] == "caller/2"
+    assert out["x-default"] == "d" and out["x-extra"] == "e"
+    assert all(name == name.lower() for name in out)
+    assert list(out).count("authorization") == 1
+
+
+def test_an_upstream_call_carries_one_credential_header_and_the_client_defaults():
+    # the pooled credential replaces a client's Authorization whatever its case;
+    # the client's default headers (accept-encoding...) still go out
+    upstream = Upstream({("POST", "/v1/chat/completions"): chat_ok})
+    provider = make(OpenAIProvider, upstream, key="sk-pool")
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    resp = asyncio.run(provider.post("https://api.openai.com/v1/chat/completions",
+                                     {"Authorization": "Bearer sk-client", "X-Trace": "t"},
+                                     json=body))
+    asyncio.run(resp.aclose())
+    sent = upstream.requests[-1]
+    assert sent.headers.get_list("authorization") == ["Bearer sk-pool"]
+    assert sent.headers["x-trace"] == "t"
+    assert sent.headers["content-type"] == "application/json"
+    assert "accept-encoding" in sent.headers and sent.headers["host"] == "api.openai.com"
+    assert json.loads(sent.content) == body
+    assert resp.request.extensions["timeout"]["connect"] == provider.http_timeout().connect
