@@ -9,6 +9,8 @@ shutdown that really closes the listening socket.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,6 @@ def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
         "confdir": str(confdir),
         "connection_strategy": "lazy",
         "upstream_cert": False,
-        "onboarding": False,
         "allow_hosts": allow_hosts(cfg),
         "ssl_verify_upstream_trusted_ca": str(upstream_bundle(cfg)),
         # bodies over [server].max_body_mb are streamed, never buffered: the addon
@@ -69,23 +70,31 @@ def mitm_options(cfg: Config, *, host: str, port: int) -> dict[str, Any]:
 
 def core_addons() -> list[Any]:
     """mitmproxy's addons tokn's proxy runs on: options and commands (Core), the
-    listening servers, protocol detection, TLS, refusing public peers (Block),
-    no h2c, and the onboarding app (switched off: ``mitm_options``).  Not
-    ``default_addons()``: its other two dozen (replay, anticache, map/modify,
-    save, export, scripts, DNS...) are features tokn does not offer, and every
-    one of them is called on every hook of every flow."""
-    from mitmproxy.addons import (
-        block,
-        core,
-        disable_h2c,
-        next_layer,
-        onboarding,
-        proxyserver,
-        tlsconfig,
-    )
+    listening servers, protocol detection, TLS, refusing public peers (Block)
+    and no h2c.  Not ``default_addons()``: its other two dozen (replay,
+    anticache, map/modify, save, export, scripts, DNS, the ``mitm.it``
+    onboarding app...) are features tokn does not offer, and every one of them
+    is called on every hook of every flow."""
+    _addons_package_alone()
+    from mitmproxy.addons import block, core, disable_h2c, next_layer, proxyserver, tlsconfig
 
-    return [core.Core(), block.Block(), disable_h2c.DisableH2C(), onboarding.Onboarding(),
-            proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()]
+    return [core.Core(), block.Block(), disable_h2c.DisableH2C(), proxyserver.Proxyserver(),
+            next_layer.NextLayer(), tlsconfig.TlsConfig()]
+
+
+def _addons_package_alone() -> None:
+    """Make ``mitmproxy.addons`` importable without its ``__init__``, which
+    imports every addon for ``default_addons()``: the onboarding app's Flask,
+    Werkzeug and Jinja, the proxy auth's ldap3 and passlib, ~10 MB of a
+    running tokn's ~90 MB for code it never runs.  Its submodules import as
+    usual.  Nothing when the package is already imported (``mitmdump -s``,
+    or anything that ran before)."""
+    if "mitmproxy.addons" in sys.modules:
+        return
+    spec = importlib.util.find_spec("mitmproxy.addons")
+    if spec is None:  # pragma: no cover - mitmproxy is a dependency
+        return
+    sys.modules["mitmproxy.addons"] = importlib.util.module_from_spec(spec)
 
 
 def mitm_log_level(cfg: Config) -> None:
@@ -111,6 +120,7 @@ class ProxyRunner:
         self.listening = False
 
     async def start(self) -> None:
+        _addons_package_alone()  # before mitmproxy.master, which imports an addon
         from mitmproxy import options
         from mitmproxy.master import Master
 
