@@ -65,6 +65,8 @@ def seed(rows: int) -> None:
                       "initiator": rng.choice(["user", "agent"]), "status": 200,
                       "input_tokens": 1000, "output_tokens": 100,
                       "latency_ms": rng.uniform(100, 3000)})
+    if not store.flush(timeout=900):  # (close alone waits 10 s: rows would still be going in)
+        raise SystemExit("the usage store did not take the seeded rows within 15 minutes")
     store.close()
 
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokn.usage import MIGRATIONS
-from tokn.usage_query import iso, p95, parse_since, query, stamp
+from tokn.usage import MIGRATIONS, empty_connection
+from tokn.usage_query import GROUPS, iso, p95, parse_since, query, reports, stamp
 
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -205,3 +205,89 @@ def test_sql_latency_percentiles_match_python(rows):
         values = [v for k, v in rows if k == group.key and v is not None]
         assert (group.totals.median_latency_ms, group.totals.p95_latency_ms) == \
             pytest.approx(expect(values))
+
+
+# --- every report from two scans ---------------------------------------------------
+def reference(conn, by, **filters):
+    """A report as one SQL GROUP BY per key computes it (what query did before
+    reports() folded one grouped scan): the groups' aggregates and latencies."""
+    from tokn.usage_query import _AGG, GROUPS, _where
+
+    where, args = _where(filters.get("since"), filters.get("until"), filters.get("account"),
+                         filters.get("provider"), filters.get("model"), filters.get("key"))
+    out = {}
+    for row in conn.execute(f"SELECT {GROUPS[by]}, {_AGG} FROM requests{where} GROUP BY 1",
+                            args):
+        out[row[0]] = list(row[1:])
+    lat: dict = {}
+    for k, v in conn.execute(f"SELECT {GROUPS[by]}, latency_ms FROM requests{where}"
+                             f"{' AND' if where else ' WHERE'} latency_ms IS NOT NULL", args):
+        lat.setdefault(k, []).append(v)
+    return out, lat
+
+
+ROW = st.fixed_dictionaries({
+    "ts": st.floats(NOW - 5 * 86400, NOW + 86400, allow_nan=False),
+    "provider": st.sampled_from(["github-copilot", "openai", "kiro", None]),
+    "account": st.sampled_from(["a1", "a2", None]),
+    "model_requested": st.sampled_from(["m1", "m2", None]),
+    "model_served": st.sampled_from(["m1", "m3", None]),
+    "initiator": st.sampled_from(["user", "agent", None]),
+    "key_name": st.sampled_from(["admin", "ann", None]),
+    "status": st.sampled_from([200, 201, 400, 429, 500, None]),
+    "input_tokens": st.integers(0, 10_000),
+    "output_tokens": st.integers(0, 10_000),
+    "cache_read_tokens": st.integers(0, 100),
+    "reasoning_tokens": st.integers(0, 100),
+    "estimated": st.sampled_from([0, 1, None]),
+    "credits": st.sampled_from([None, 0.25, 1.0, 3.5]),
+    "latency_ms": st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False)),
+})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(ROW, max_size=60), st.sampled_from([{}, {"account": "a1"}, {"model": "m1"},
+                                                      {"since": NOW - 2 * 86400},
+                                                      {"provider": "kiro", "until": NOW}]))
+def test_reports_from_two_scans_are_each_keys_own_group_by(rows, filters):
+    conn = empty_connection()  # every column (key_name came later)
+    for row in rows:
+        cols = ", ".join(row)
+        conn.execute(f"INSERT INTO requests ({cols}) VALUES ({', '.join('?' * len(row))})",
+                     list(row.values()))
+    got = reports(conn, [None, *GROUPS], **filters)
+    totals = query(conn, **filters).totals
+    for by in GROUPS:
+        report = got[by]
+        assert report.totals == totals
+        sums, lat = reference(conn, by, **filters)
+        assert {g.key for g in report.groups} == set(sums)
+        for group in report.groups:
+            agg, t = sums[group.key], group.totals
+            assert [t.requests, t.input_tokens, t.output_tokens, t.cache_read_tokens,
+                    t.cache_write_tokens, t.reasoning_tokens, t.premium_requests, t.errors,
+                    t.estimated_rows, t.first_ts, t.last_ts] == agg[:9] + agg[10:]
+            assert t.credits == pytest.approx(agg[9])
+            values = lat.get(group.key, [])
+            assert (t.median_latency_ms, t.p95_latency_ms) == pytest.approx(
+                (statistics.median(values) if values else None, p95(values)))
+        if by == "day":
+            assert [g.key for g in report.groups] == sorted(sums)
+    assert got[None].groups == [] and got[None].totals == totals
+    # the totals as one SQL aggregate computes them
+    from tokn.usage_query import _AGG, _where
+
+    where, args = _where(filters.get("since"), filters.get("until"), filters.get("account"),
+                         filters.get("provider"), filters.get("model"), None)
+    agg = list(conn.execute(f"SELECT {_AGG} FROM requests{where}", args).fetchone())
+    assert [totals.requests, totals.input_tokens, totals.output_tokens, totals.errors,
+            totals.premium_requests, totals.first_ts, totals.last_ts] == \
+        [agg[0], agg[1], agg[2], agg[7], agg[6], agg[10], agg[11]]
+    assert totals.credits == pytest.approx(agg[9])
+    if not filters:
+        assert totals.requests == len(rows)
+
+
+def test_reports_refuses_an_unknown_key(conn):
+    with pytest.raises(ValueError, match="cannot group by 'colour'"):
+        reports(conn, ["day", "colour"])

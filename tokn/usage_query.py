@@ -208,8 +208,9 @@ def p95(values: list[float]) -> float | None:
 
 
 def _latencies(totals: Totals, values: list[float]) -> None:
-    totals.median_latency_ms = statistics.median(values) if values else None
-    totals.p95_latency_ms = p95(values)
+    ordered = sorted(values)  # (cheap for sorted runs, which :func:`_scan` gives)
+    totals.median_latency_ms = statistics.median(ordered) if ordered else None
+    totals.p95_latency_ms = p95(ordered)
 
 
 def _totals(row: Any) -> Totals:
@@ -220,9 +221,8 @@ def _totals(row: Any) -> Totals:
 
 def query(conn: sqlite3.Connection, since: float | None = None, until: float | None = None,
           account: str | None = None, provider: str | None = None, model: str | None = None,
-          by: str | None = None, totals: bool = True, key: str | None = None) -> Report:
-    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``;
-    ``totals=False`` leaves the totals empty (a caller that has them already).
+          by: str | None = None, key: str | None = None) -> Report:
+    """Totals (and per-``by`` groups) of the rows with ``since <= ts < until``.
 
     An error is a row with ``status >= 400`` or no status.  A premium request
     is a GitHub Copilot attempt the user initiated that succeeded
@@ -231,39 +231,103 @@ def query(conn: sqlite3.Connection, since: float | None = None, until: float | N
     key name (``admin``, ``anonymous`` or a person's).  Latency: the median
     and the 95th percentile (:func:`p95`) of the rows that have one.
     """
-    if by is not None and by not in GROUPS:
-        raise ValueError(f"cannot group by {by!r}; use one of: {', '.join(GROUPS)}")
+    return reports(conn, [by], since=since, until=until, account=account,
+                   provider=provider, model=model, key=key)[by]
+
+
+def reports(conn: sqlite3.Connection, bys: list[str | None], since: float | None = None,
+            until: float | None = None, account: str | None = None,
+            provider: str | None = None, model: str | None = None,
+            key: str | None = None) -> dict[str | None, Report]:
+    """:func:`query` for each of ``bys`` (``None``: the totals alone), from two
+    scans of the rows however many reports: the aggregates grouped by every
+    key at once (all additive, folded here per key), and the latencies with
+    their keys."""
+    keyed = [by for by in bys if by is not None]
+    unknown = [by for by in keyed if by not in GROUPS]
+    if unknown:
+        raise ValueError(f"cannot group by {unknown[0]!r}; use one of: {', '.join(GROUPS)}")
     where, args = _where(since, until, account, provider, model, key)
     filters = {k: v for k, v in (("account", account), ("provider", provider),
                                  ("model", model), ("key", key)) if v}
-    report = Report(since=since, until=until, by=by, filters=filters)
-    if totals:
-        report.totals = _totals(conn.execute(f"SELECT {_AGG} FROM requests{where}",
-                                             args).fetchone())
-        _latencies(report.totals, [r[0] for r in conn.execute(
-            f"SELECT latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
-            "latency_ms IS NOT NULL", args)])
-    if by is None:
-        return report
-    key = GROUPS[by]
-    groups: dict[str, Group] = {}
-    for row in conn.execute(f"SELECT {key}, {_AGG} FROM requests{where} GROUP BY 1", args):
-        groups[row[0]] = Group(row[0], _totals(row[1:]))
-    per: dict[str, list[float]] = {}
-    for k, value in conn.execute(
-            f"SELECT {key}, latency_ms FROM requests{where}{' AND' if where else ' WHERE'} "
-            "latency_ms IS NOT NULL", args):
-        per.setdefault(k, []).append(value)
-    for k, values in per.items():
-        if k in groups:
-            _latencies(groups[k].totals, values)
-    ordered = list(groups.values())
+    total, sums, latencies, per_latencies = _scan(conn, [GROUPS[by] for by in keyed],
+                                                  where, args)
+    out: dict[str | None, Report] = {}
+    for by in bys:
+        report = Report(since=since, until=until, by=by, filters=filters,
+                        totals=_totals(total))
+        _latencies(report.totals, latencies)
+        if by is not None:
+            i = keyed.index(by)
+            report.groups = _groups(by, sums[i], per_latencies[i])
+        out[by] = report
+    return out
+
+
+def _groups(by: str, sums: dict[str, list[Any]], latencies: dict[str, list[float]]
+            ) -> list[Group]:
+    groups = []
+    for group_key, agg in sums.items():
+        group = Group(group_key, _totals(agg))
+        _latencies(group.totals, latencies.get(group_key, []))
+        groups.append(group)
     if by == "day":
-        ordered.sort(key=lambda g: g.key)
+        groups.sort(key=lambda g: g.key)
     else:
-        ordered.sort(key=lambda g: (-g.totals.requests, g.key))
-    report.groups = ordered
-    return report
+        groups.sort(key=lambda g: (-g.totals.requests, g.key))
+    return groups
+
+
+_ZERO = (0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None)  # _AGG over no rows
+
+
+def _fold(into: list[Any] | None, row: Any) -> list[Any]:
+    """``into`` plus one ``_AGG`` row: counts and sums added (``credits``
+    stays ``None`` until a row has some), the first ``ts`` the least, the last
+    the greatest."""
+    if into is None:
+        return list(row)
+    for i in range(9):
+        into[i] += row[i]
+    if row[9] is not None:
+        into[9] = row[9] if into[9] is None else into[9] + row[9]
+    if row[10] is not None and (into[10] is None or row[10] < into[10]):
+        into[10] = row[10]
+    if row[11] is not None and (into[11] is None or row[11] > into[11]):
+        into[11] = row[11]
+    return into
+
+
+def _scan(conn: sqlite3.Connection, keys: list[str], where: str, args: list[Any]
+          ) -> tuple[Any, list[dict[str, list[Any]]], list[float], list[dict[str, list[float]]]]:
+    """The totals (an ``_AGG`` row), per key expression its groups' ``_AGG``
+    rows, all latencies, and per key its groups' latencies."""
+    n = len(keys)
+    head = "".join(f"{k}, " for k in keys)
+    group_by = (" GROUP BY " + ", ".join(str(i + 1) for i in range(n))) if n else ""
+    total: list[Any] | None = None
+    sums: list[dict[str, list[Any]]] = [{} for _ in keys]
+    for row in conn.execute(f"SELECT {head}{_AGG} FROM requests{where}{group_by}", args):
+        agg = row[n:]
+        if not agg[0]:
+            continue  # no GROUP BY and no rows: one row of zeros
+        total = _fold(total, agg)
+        for i, per in enumerate(sums):
+            per[row[i]] = _fold(per.get(row[i]), agg)
+    # latencies in order, per combination of keys (one dict step a row), then
+    # each key's groups gather their combinations' runs (sorted back cheaply)
+    latencies: list[float] = []
+    runs: dict[tuple[Any, ...], list[float]] = {}
+    for row in conn.execute(f"SELECT {head}latency_ms FROM requests{where}"
+                            f"{' AND' if where else ' WHERE'} latency_ms IS NOT NULL"
+                            " ORDER BY latency_ms", args):
+        latencies.append(row[n])
+        runs.setdefault(tuple(row[:n]), []).append(row[n])
+    per_latencies: list[dict[str, list[float]]] = [{} for _ in keys]
+    for combination, values in runs.items():
+        for i, per in enumerate(per_latencies):
+            per.setdefault(combination[i], []).extend(values)
+    return (total if total is not None else _ZERO), sums, latencies, per_latencies
 
 
 # --- single rows (the dashboard's request list and detail view) ------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from tokn import usage
 from tokn.shared.pg_usage import PgReader, PgUsageStore
-from tokn.usage_query import GROUPS, RowFilter, attempts, query, recent
+from tokn.usage_query import GROUPS, RowFilter, attempts, query, recent, reports
 
 ROWS = [
     {"ts": 1767225600.0 + i * 3600 * 7, "request_id": f"r{i // 2}", "provider":
@@ -40,6 +40,11 @@ def test_reports_match_sqlite(pg_server, tmp_path):
             for since in (None, ROWS[5]["ts"]):
                 kwargs = dict(by=by, since=since, account="a" if by == "model" else None)
                 assert query(pg, **kwargs).to_dict() == query(lite, **kwargs).to_dict(), by
+        for since in (None, ROWS[5]["ts"]):  # every report from two scans (the dashboard)
+            assert {by: r.to_dict() for by, r in reports(pg, [None, *GROUPS],
+                                                          since=since).items()} == \
+                {by: r.to_dict() for by, r in reports(lite, [None, *GROUPS],
+                                                       since=since).items()}
         for where in (RowFilter(), RowFilter(status="error"), RowFilter(model="gpt-4.1")):
             assert [{k: v for k, v in r.items() if k != "id"} for r in recent(pg, where, 7)] \
                 == [{k: v for k, v in r.items() if k != "id"} for r in recent(lite, where, 7)]

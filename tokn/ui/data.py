@@ -16,7 +16,7 @@ from typing import Any
 
 from tokn import usage as usage_mod
 from tokn.usage import UsageStore
-from tokn.usage_query import GROUPS, Report, RowFilter, Totals, attempts, query, recent
+from tokn.usage_query import GROUPS, Report, RowFilter, Totals, attempts, query, recent, reports
 
 SLOTS = 1  # one report at a time: the API keeps the other core
 FLUSH_SECS = 2.0
@@ -67,11 +67,10 @@ class UsageReader:
 
     async def breakdowns(self, kwargs: dict[str, Any]) -> tuple[Report, dict[str, Report]]:
         """The day report (with the totals) and one report per :data:`BREAKDOWNS`
-        entry (groups only), one thread hop."""
+        entry, each with the totals: one thread hop, two scans of the rows."""
         def every(conn: sqlite3.Connection) -> tuple[Report, dict[str, Report]]:
-            return (query(conn, **kwargs, by="day"),
-                    {name: query(conn, **kwargs, by=name, totals=False)
-                     for name in BREAKDOWNS})
+            got = reports(conn, ["day", *BREAKDOWNS], **kwargs)
+            return got["day"], {name: got[name] for name in BREAKDOWNS}
 
         return await self.run(every, flush=True)
 
