@@ -27,7 +27,9 @@ Sections:
   rows interleaved in rounds so that background load hits all alike);
 * ``throughput``: ``hey -z DURATION -c 32``;
 * ``streams``: ``hey -n N -c N`` of streams lasting ``--stream-secs``:
-  completion p50/p99 and errors;
+  completion p50/p99 and errors; ``--stream-events 1`` leaves each stream
+  one content chunk, which isolates what a new connection costs from what
+  each relayed chunk costs;
 * ``memory``: RSS of each server at start; tokn's RSS every quarter of
   ``--rss-requests`` requests per door; the peak RSS added by one
   ``--body-mb`` request body (see ``memory()``); then tokn's RSS once it has
@@ -233,7 +235,8 @@ def render(res: dict) -> str:
                          f"{r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['failed']:7d} "
                          f"{r.get('cpu_ms', 0):10.3f}")
     for n, rows in res.get("streams", {}).items():
-        lines += ["", f"{n} concurrent streams of {res['meta']['stream_secs']} s "
+        lines += ["", f"{n} concurrent streams of {res['meta']['stream_secs']} s, "
+                  f"{res['meta'].get('stream_events', 16)} content chunks each "
                   f"(hey -n {n} -c {n}): completion time",
                   f"{'row':32} {'p50 s':>7} {'p99 s':>7} {'+p99 s':>7} {'p99 x':>6} "
                   f"{'max s':>7} {'ok':>5} {'failed':>6} {'CPU s':>6}"]
@@ -302,7 +305,8 @@ def meta(args: argparse.Namespace) -> dict:
             "tokn_python": args.python, "tokn_rev": rev, "settings": args.set,
             "load_before": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
             "duration": args.duration, "concurrency": args.concurrency,
-            "stream_secs": args.stream_secs, "rss_requests": args.rss_requests,
+            "stream_secs": args.stream_secs, "stream_events": args.stream_events,
+            "rss_requests": args.rss_requests,
             "body_mb": args.body_mb, "idle_secs": args.idle_secs, "latency_calls": args.n}
 
 
@@ -319,6 +323,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="hey -c for throughput")
     parser.add_argument("--streams", default="500,100", help="concurrent stream counts")
     parser.add_argument("--stream-secs", type=float, default=0.75)
+    parser.add_argument("--stream-events", type=int, default=16,
+                        help="content chunks per stream (1 isolates per-connection cost)")
     parser.add_argument("--rss-requests", type=int, default=10000)
     parser.add_argument("--idle-secs", type=float, default=25.0,
                         help="memory: idle time before the last RSS reading (0: none)")
@@ -356,7 +362,8 @@ def main() -> None:
     res: dict = {"meta": meta(args)}
     note(f"work dir (logs, profiles): {workdir}")
     with contextlib.ExitStack() as stack:
-        up = stack.enter_context(harness.fast_upstream(workdir, stream_secs=args.stream_secs))
+        up = stack.enter_context(harness.fast_upstream(workdir, stream_secs=args.stream_secs,
+                                                           stream_events=args.stream_events))
         chosen = settings(args.set)
         if "memory" in sections:  # the body must fit under [server].max_body_mb (32)
             chosen.setdefault("server.max_body_mb", 2 * args.body_mb)
