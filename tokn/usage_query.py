@@ -19,7 +19,7 @@ import sqlite3
 import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 GROUPS: dict[str, str] = {
@@ -252,11 +252,12 @@ def reports(conn: sqlite3.Connection, bys: list[str | None], since: float | None
                                  ("model", model), ("key", key)) if v}
     total, sums, latencies, per_latencies = _scan(conn, [GROUPS[by] for by in keyed],
                                                   where, args)
+    totals = _totals(total)
+    _latencies(totals, latencies)  # once: every report has the same totals
     out: dict[str | None, Report] = {}
     for by in bys:
         report = Report(since=since, until=until, by=by, filters=filters,
-                        totals=_totals(total))
-        _latencies(report.totals, latencies)
+                        totals=replace(totals))
         if by is not None:
             i = keyed.index(by)
             report.groups = _groups(by, sums[i], per_latencies[i])
